@@ -1,0 +1,96 @@
+//! The command line, one definition for parsing, the man page and shell completions.
+
+use crate::bdf::Bdf;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pitcrew",
+    version,
+    about = "Hands a GPU and its IOMMU group from the host driver to vfio-pci and back",
+    long_about = "GPU Pit Crew hands a graphics card, with every function of its IOMMU group, from its \
+host driver to vfio-pci when a libvirt VM that passes it through starts, and gives it back when the \
+VM stops. Exit codes: 0 done, 1 failed (rolled back), 2 bad usage or input."
+)]
+pub struct Cli {
+    /// Resolve every system path (/sys, /proc, /dev, /etc, /run) under DIR
+    #[arg(long, global = true, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+
+    /// More detail in the log (repeat for more)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show GPUs, their functions, drivers, IOMMU groups and what holds them
+    Status {
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move GPUs (with their whole IOMMU groups) to vfio-pci
+    Detach(Handover),
+    /// Give GPUs back to the drivers they had before the detach
+    Reattach(Handover),
+    /// Entry point for libvirt's QEMU hook: <domain> <op> <subop> [extra], domain XML on stdin
+    Hook {
+        domain: String,
+        op: String,
+        subop: String,
+        extra: Option<String>,
+    },
+    /// Install the binary, systemd unit, libvirt hook and config
+    Install {
+        /// Manage this VM (repeat for several)
+        #[arg(long = "vm", value_name = "NAME")]
+        vms: Vec<String>,
+        /// Print what would be done and change nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Restart libvirtd afterwards so it picks up the hook
+        #[arg(long)]
+        restart_libvirtd: bool,
+    },
+    /// Remove exactly what install wrote
+    Uninstall {
+        /// Also remove the configuration file
+        #[arg(long)]
+        purge: bool,
+        /// Print what would be done and change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false, id = "which")]
+pub struct Handover {
+    /// PCI addresses (01:00.0 or 0000:01:00.0); a GPU pulls in its whole IOMMU group
+    #[arg(value_name = "BDF", group = "which")]
+    pub devices: Vec<Bdf>,
+    /// Use the devices configured for this VM in /etc/pitcrew/pitcrew.toml
+    #[arg(long, value_name = "NAME", group = "which")]
+    pub vm: Option<String>,
+    /// Print the ordered plan and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// The clap command, for generating the man page and completions.
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cli_definition_is_consistent() {
+        super::command().debug_assert();
+    }
+}

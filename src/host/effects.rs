@@ -1,0 +1,117 @@
+//! What changes the machine: sysfs writes, commands (modprobe, systemctl) and signals.
+
+use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    Term,
+    Kill,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CmdOutput {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// A process pinned at the moment it was looked up, so a recycled pid is never signalled.
+pub trait Process: Send {
+    fn signal(&self, signal: Signal) -> io::Result<()>;
+    /// Waits until the process has exited or `timeout` passed; true when it is gone.
+    fn wait_exit(&self, timeout: Duration) -> io::Result<bool>;
+}
+
+pub trait Effects: Send + Sync {
+    /// Writes `value` to an existing attribute at `path` (already resolved under the root).
+    fn write(&self, path: &Path, value: &str) -> io::Result<()>;
+    /// Runs a command, ending it if it outlives `timeout`.
+    fn run(&self, program: &str, args: &[&str], timeout: Duration) -> io::Result<CmdOutput>;
+    fn process(&self, pid: u32) -> io::Result<Box<dyn Process>>;
+}
+
+/// The running kernel.
+pub struct RealEffects;
+
+impl Effects for RealEffects {
+    fn write(&self, path: &Path, value: &str) -> io::Result<()> {
+        // sysfs wants the whole value in one write(2), on a file that already exists.
+        let mut file = std::fs::OpenOptions::new().write(true).open(path)?;
+        file.write_all(value.as_bytes())
+    }
+
+    fn run(&self, program: &str, args: &[&str], timeout: Duration) -> io::Result<CmdOutput> {
+        let mut child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let mut stdout = child.stdout.take().expect("piped");
+        let mut stderr = child.stderr.take().expect("piped");
+        let pid = child.id();
+        let (done_tx, done_rx) = mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            let mut out = String::new();
+            let mut err = String::new();
+            let _ = stdout.read_to_string(&mut out);
+            let _ = stderr.read_to_string(&mut err);
+            let status = child.wait();
+            let _ = done_tx.send(());
+            (status, out, err)
+        });
+        if done_rx.recv_timeout(timeout).is_err() {
+            let _ = rustix::process::kill_process(
+                rustix::process::Pid::from_raw(pid as i32).expect("child pid is positive"),
+                rustix::process::Signal::KILL,
+            );
+            let _ = reader.join();
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("{program} {} did not finish within {timeout:?}", args.join(" ")),
+            ));
+        }
+        let (status, stdout, stderr) = reader.join().expect("reader thread");
+        Ok(CmdOutput {
+            success: status?.success(),
+            stdout,
+            stderr,
+        })
+    }
+
+    fn process(&self, pid: u32) -> io::Result<Box<dyn Process>> {
+        let pid = rustix::process::Pid::from_raw(pid as i32)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "pid 0"))?;
+        let fd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())?;
+        Ok(Box::new(PidFd(fd)))
+    }
+}
+
+struct PidFd(OwnedFd);
+
+impl Process for PidFd {
+    fn signal(&self, signal: Signal) -> io::Result<()> {
+        let signal = match signal {
+            Signal::Term => rustix::process::Signal::TERM,
+            Signal::Kill => rustix::process::Signal::KILL,
+        };
+        match rustix::process::pidfd_send_signal(&self.0, signal) {
+            Ok(()) | Err(rustix::io::Errno::SRCH) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn wait_exit(&self, timeout: Duration) -> io::Result<bool> {
+        // A pidfd becomes readable when its process exits: no polling loop needed.
+        let mut fds = [rustix::event::PollFd::new(&self.0, rustix::event::PollFlags::IN)];
+        let timeout = rustix::event::Timespec::try_from(timeout)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "timeout too large"))?;
+        let ready = rustix::event::poll(&mut fds, Some(&timeout))?;
+        Ok(ready > 0)
+    }
+}

@@ -1,0 +1,76 @@
+//! The machine pitcrew works on, seen through one root directory.
+//!
+//! Every path pitcrew reads (/sys, /proc, /dev, /etc, /run) resolves under `root`, so the same code
+//! runs on a real host (`/`), against a staged tree, and in tests. Everything that changes the
+//! machine goes through [`Effects`], which tests replace with a simulated kernel.
+
+mod effects;
+pub mod holders;
+pub mod modules;
+pub mod pci;
+pub mod units;
+
+pub use effects::{CmdOutput, Effects, Process, RealEffects, Signal};
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct Host {
+    root: PathBuf,
+    effects: Arc<dyn Effects>,
+}
+
+impl Host {
+    pub fn new(root: impl Into<PathBuf>, effects: Arc<dyn Effects>) -> Host {
+        Host {
+            root: root.into(),
+            effects,
+        }
+    }
+
+    /// The running machine under `root`; with a root other than `/` only reading is meaningful.
+    pub fn real(root: impl Into<PathBuf>) -> Host {
+        Host::new(root, Arc::new(RealEffects))
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// True when the root is not `/`: changes would not reach the kernel the paths describe.
+    pub fn is_staged(&self) -> bool {
+        self.root != Path::new("/")
+    }
+
+    pub fn effects(&self) -> &dyn Effects {
+        self.effects.as_ref()
+    }
+
+    /// Resolves an absolute path of the host (`/sys/...`) under the root.
+    pub fn path(&self, absolute: impl AsRef<Path>) -> PathBuf {
+        let absolute = absolute.as_ref();
+        self.root
+            .join(absolute.strip_prefix("/").unwrap_or(absolute))
+    }
+
+    /// Reads a small text file (a sysfs attribute), trimmed of its trailing newline.
+    pub fn read(&self, absolute: impl AsRef<Path>) -> io::Result<String> {
+        let text = std::fs::read_to_string(self.path(absolute))?;
+        Ok(text.trim_end_matches('\n').to_string())
+    }
+
+    /// The last component of a symlink's target (a driver or group link in sysfs).
+    pub fn link_name(&self, absolute: impl AsRef<Path>) -> Option<String> {
+        let target = std::fs::read_link(self.path(absolute)).ok()?;
+        target
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+    }
+
+    /// Writes a sysfs attribute through the effects (the real kernel or a simulation).
+    pub fn write(&self, absolute: impl AsRef<Path>, value: &str) -> io::Result<()> {
+        self.effects.write(&self.path(absolute), value)
+    }
+}

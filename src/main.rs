@@ -1,0 +1,7 @@
+use clap::Parser;
+use pitcrew::cli::Cli;
+
+fn main() {
+    let cli = Cli::parse();
+    let _ = cli;
+}

@@ -1,0 +1,34 @@
+//! How a handover treats what stands in its way; set per VM by the config file.
+
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// When the display manager is stopped during a detach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DisplayManagerPolicy {
+    /// Only when one of its processes holds the card.
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    pub display_manager: DisplayManagerPolicy,
+    /// How long a holder has to exit after SIGTERM before it gets SIGKILL.
+    pub term_timeout: Duration,
+    /// How long one step (a sysfs write, a modprobe, a unit stop) may take.
+    pub step_timeout: Duration,
+}
+
+impl Default for Policy {
+    fn default() -> Policy {
+        Policy {
+            display_manager: DisplayManagerPolicy::Auto,
+            term_timeout: Duration::from_secs(5),
+            step_timeout: Duration::from_secs(30),
+        }
+    }
+}
