@@ -69,17 +69,20 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
-#[group(required = true, multiple = false, id = "which")]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["devices", "vm"])))]
 pub struct Handover {
     /// PCI addresses (01:00.0 or 0000:01:00.0); a GPU pulls in its whole IOMMU group
-    #[arg(value_name = "BDF", group = "which")]
+    #[arg(value_name = "BDF")]
     pub devices: Vec<Bdf>,
     /// Use the devices configured for this VM in /etc/pitcrew/pitcrew.toml
-    #[arg(long, value_name = "NAME", group = "which")]
+    #[arg(long, value_name = "NAME")]
     pub vm: Option<String>,
     /// Print the ordered plan and change nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// Seconds a process holding the card has to exit after SIGTERM before SIGKILL
+    #[arg(long, value_name = "SECONDS")]
+    pub term_timeout: Option<f64>,
 }
 
 /// The clap command, for generating the man page and completions.

@@ -1,9 +1,13 @@
 //! The engine's entry point: read the host, plan, execute with rollback.
-//! (Being written; the signature below is what the CLI, the hook and the unit call.)
 
 use crate::bdf::Bdf;
+use crate::exec::{lock, Executor, Timed};
 use crate::host::Host;
+use crate::plan::{self, Plan};
 use crate::policy::Policy;
+use crate::snapshot::Snapshot;
+use crate::Error;
+use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -17,16 +21,57 @@ pub enum Target {
 #[derive(Debug, Clone)]
 pub struct Request {
     pub target: Target,
-    /// As given; the engine widens GPUs to their whole IOMMU group.
+    /// As given; the engine widens them to their whole IOMMU groups.
     pub devices: Vec<Bdf>,
     pub policy: Policy,
     /// The VM the devices are lent to, for the state record and messages.
     pub owner: Option<String>,
     pub dry_run: bool,
+    /// Fault injection for crash tests: die by SIGKILL right after this step.
+    pub crash_after: Option<usize>,
 }
 
-/// Runs a request; `Err` means nothing is left changed (rolled back) or nothing was started.
-pub fn run(host: &Host, request: &Request) -> Result<(), crate::Error> {
-    let _ = (host, request);
-    todo!("engine")
+#[derive(Debug)]
+pub struct Outcome {
+    pub plan: Plan,
+    /// Empty for a dry run.
+    pub timeline: Vec<Timed>,
+}
+
+/// How long a run waits for another one (the same or another VM's) to finish.
+const LOCK_WAIT: Duration = Duration::from_secs(120);
+
+/// Plans the request and, unless it is a dry run, carries it out. `Err(Input)` means nothing was
+/// changed; `Err(Failed)` that the run failed and says whether its rollback succeeded.
+pub fn run(host: &Host, request: &Request) -> Result<Outcome, Error> {
+    if request.dry_run {
+        let snapshot = read(host)?;
+        return Ok(Outcome {
+            plan: make_plan(&snapshot, request)?,
+            timeline: Vec::new(),
+        });
+    }
+    let _lock = lock::acquire(host, LOCK_WAIT).map_err(|e| Error::Failed(e.to_string()))?;
+    // Read under the lock, so the record and the host are those the previous run left.
+    let snapshot = read(host)?;
+    let plan = make_plan(&snapshot, request)?;
+    let executor = Executor {
+        host,
+        policy: &request.policy,
+        owner: request.owner.as_deref(),
+        crash_after: request.crash_after,
+    };
+    let timeline = executor
+        .run(&plan)
+        .map_err(|e| Error::Failed(e.to_string()))?;
+    Ok(Outcome { plan, timeline })
+}
+
+fn read(host: &Host) -> Result<Snapshot, Error> {
+    Snapshot::read(host).map_err(|e| Error::Failed(e.to_string()))
+}
+
+fn make_plan(snapshot: &Snapshot, request: &Request) -> Result<Plan, Error> {
+    plan::plan(snapshot, request.target, &request.devices, &request.policy)
+        .map_err(|e| Error::Input(e.to_string()))
 }

@@ -2,9 +2,15 @@
 
 pub mod bdf;
 pub mod cli;
-pub mod host;
 pub mod error;
 pub mod handover;
+pub mod host;
 pub mod policy;
 
 pub use error::Error;
+pub mod exec;
+pub mod plan;
+pub mod snapshot;
+pub mod status;
+pub mod vendor;
+pub mod wait;

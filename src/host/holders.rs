@@ -1,1 +1,87 @@
-//! TODO
+//! Processes that hold GPU device nodes open, found by walking /proc/*/fd.
+
+use super::Host;
+use serde::Serialize;
+use std::collections::BTreeSet;
+use std::io;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Holder {
+    pub pid: u32,
+    pub comm: String,
+    pub cmdline: String,
+    /// The systemd unit (service or scope) the process runs in, from /proc/<pid>/cgroup.
+    pub unit: Option<String>,
+    /// The nodes it holds, as host paths (/dev/dri/card1).
+    pub nodes: BTreeSet<String>,
+}
+
+/// Device nodes worth tracking: DRM and NVIDIA's character devices.
+pub fn is_gpu_node(path: &str) -> bool {
+    path.starts_with("/dev/dri/") || path.starts_with("/dev/nvidia")
+}
+
+/// Every process holding a GPU node. Processes that exit during the walk, or whose fds we may not
+/// read, are skipped: a holder we cannot see is one we could not signal either.
+pub fn scan(host: &Host) -> io::Result<Vec<Holder>> {
+    let mut holders = Vec::new();
+    for entry in std::fs::read_dir(host.path("/proc"))? {
+        let Ok(entry) = entry else { continue };
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let nodes = held_nodes(host, pid);
+        if nodes.is_empty() {
+            continue;
+        }
+        holders.push(Holder {
+            pid,
+            comm: host.read(format!("/proc/{pid}/comm")).unwrap_or_default(),
+            cmdline: cmdline(host, pid),
+            unit: unit_of(host, pid),
+            nodes,
+        });
+    }
+    holders.sort_by_key(|holder| holder.pid);
+    Ok(holders)
+}
+
+/// The GPU nodes a process holds right now (empty when it is gone).
+pub fn held_nodes(host: &Host, pid: u32) -> BTreeSet<String> {
+    let Ok(fds) = std::fs::read_dir(host.path(format!("/proc/{pid}/fd"))) else {
+        return BTreeSet::new();
+    };
+    fds.flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .map(|target| target.to_string_lossy().into_owned())
+        .filter(|target| is_gpu_node(target))
+        .collect()
+}
+
+fn cmdline(host: &Host, pid: u32) -> String {
+    std::fs::read(host.path(format!("/proc/{pid}/cmdline")))
+        .map(|raw| {
+            String::from_utf8_lossy(&raw)
+                .split('\0')
+                .filter(|arg| !arg.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default()
+}
+
+/// The last unit-like component of the process's cgroup path (unified hierarchy line `0::`).
+fn unit_of(host: &Host, pid: u32) -> Option<String> {
+    let text = host.read(format!("/proc/{pid}/cgroup")).ok()?;
+    let path = text
+        .lines()
+        .find_map(|line| line.strip_prefix("0::"))
+        .or_else(|| {
+            text.lines()
+                .find_map(|l| l.split_once(":name=systemd:").map(|p| p.1))
+        })?;
+    path.split('/')
+        .rev()
+        .find(|part| part.ends_with(".service") || part.ends_with(".scope"))
+        .map(str::to_string)
+}

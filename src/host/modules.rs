@@ -1,1 +1,68 @@
-//! TODO
+//! Kernel modules: what is loaded, what depends on what, which module a driver lives in.
+
+use super::Host;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::io;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Module {
+    pub name: String,
+    pub refcnt: u32,
+    /// Loaded modules that use this one (the fourth column of /proc/modules).
+    pub used_by: Vec<String>,
+}
+
+/// modprobe treats `-` and `_` alike; sysfs and /proc/modules use `_`.
+pub fn canonical(name: &str) -> String {
+    name.replace('-', "_")
+}
+
+/// Parses /proc/modules; a missing file (a kernel without modules) means none loaded.
+pub fn loaded(host: &Host) -> io::Result<BTreeMap<String, Module>> {
+    let text = match std::fs::read_to_string(host.path("/proc/modules")) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e),
+    };
+    Ok(text
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let name = fields.next()?.to_string();
+            let _size = fields.next()?;
+            let refcnt = fields.next()?.parse().ok()?;
+            let used_by = fields
+                .next()
+                .unwrap_or("-")
+                .split(',')
+                .filter(|dep| !dep.is_empty() && *dep != "-")
+                .map(str::to_string)
+                .collect();
+            Some((
+                name.clone(),
+                Module {
+                    name,
+                    refcnt,
+                    used_by,
+                },
+            ))
+        })
+        .collect())
+}
+
+/// A module compiled into the kernel: present in /sys/module but with no initstate.
+pub fn is_builtin(host: &Host, name: &str) -> bool {
+    let dir = host.path(format!("/sys/module/{}", canonical(name)));
+    dir.is_dir() && !dir.join("initstate").exists()
+}
+
+/// The module a PCI driver belongs to (driver `xhci_hcd` lives in `xhci_pci`).
+pub fn of_driver(host: &Host, driver: &str) -> Option<String> {
+    host.link_name(format!("/sys/bus/pci/drivers/{driver}/module"))
+}
+
+/// Whether a PCI driver is registered (its module loaded or built in).
+pub fn driver_present(host: &Host, driver: &str) -> bool {
+    host.path(format!("/sys/bus/pci/drivers/{driver}")).is_dir()
+}

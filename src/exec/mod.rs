@@ -1,0 +1,202 @@
+//! Runs a plan: each step under a deadline, logged with its duration, recorded as it completes,
+//! and undone in reverse when a later one fails.
+
+pub mod lock;
+mod perform;
+pub mod record;
+
+use crate::bdf::Bdf;
+use crate::handover::Target;
+use crate::host::Host;
+use crate::plan::{Plan, Step};
+use crate::policy::Policy;
+use record::{Lent, Record, Unloaded};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// A step's share of the run: what it was and how long it took.
+#[derive(Debug, Clone)]
+pub struct Timed {
+    pub step: Step,
+    pub took: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("step {number} of {total} ({step}) failed: {cause}. {rollback}")]
+pub struct ExecError {
+    pub number: usize,
+    pub total: usize,
+    pub step: Step,
+    pub cause: String,
+    pub rollback: Rollback,
+}
+
+#[derive(Debug)]
+pub enum Rollback {
+    Done,
+    Failed(Vec<String>),
+}
+
+impl std::fmt::Display for Rollback {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Rollback::Done => write!(f, "Rolled back: the host is as it was before"),
+            Rollback::Failed(errors) => write!(
+                f,
+                "Rolling back failed too ({}); what was done is in {}/state.json, and running \
+                 the same command again, or `pitcrew reattach` with the same devices, continues \
+                 from there",
+                errors.join("; "),
+                record::DIR
+            ),
+        }
+    }
+}
+
+pub struct Executor<'a> {
+    pub host: &'a Host,
+    pub policy: &'a Policy,
+    pub owner: Option<&'a str>,
+    /// Fault injection for crash tests: SIGKILL ourselves right after this step number.
+    pub crash_after: Option<usize>,
+}
+
+impl Executor<'_> {
+    pub fn run(&self, plan: &Plan) -> Result<Vec<Timed>, ExecError> {
+        let mut record = Record::load(self.host).unwrap_or_default();
+        if plan.target == Target::Vfio {
+            for (bdf, driver) in &plan.originals {
+                record.lent.entry(*bdf).or_insert_with(|| Lent {
+                    driver: driver.clone(),
+                    owner: self.owner.map(str::to_string),
+                });
+            }
+        }
+        self.save(&record);
+        let total = plan.steps.len();
+        let mut timeline = Vec::new();
+        for (index, step) in plan.steps.iter().enumerate() {
+            let number = index + 1;
+            match self.timed(step) {
+                Ok(took) => {
+                    tracing::info!("[{number}/{total}] {step} ({} ms)", took.as_millis());
+                    note(&mut record, step, plan);
+                    self.save(&record);
+                    timeline.push(Timed {
+                        step: step.clone(),
+                        took,
+                    });
+                    if self.crash_after == Some(number) {
+                        tracing::warn!("crash injected after step {number}");
+                        let _ = rustix::process::kill_process(
+                            rustix::process::getpid(),
+                            rustix::process::Signal::KILL,
+                        );
+                    }
+                }
+                Err(cause) => {
+                    tracing::error!("[{number}/{total}] {step} failed: {cause}");
+                    let rollback = self.roll_back(&plan.steps[..index], &mut record, plan);
+                    return Err(ExecError {
+                        number,
+                        total,
+                        step: step.clone(),
+                        cause,
+                        rollback,
+                    });
+                }
+            }
+        }
+        if plan.target == Target::Host {
+            for bdf in &plan.functions {
+                record.lent.remove(bdf);
+            }
+        }
+        self.save(&record);
+        Ok(timeline)
+    }
+
+    fn roll_back(&self, done: &[Step], record: &mut Record, plan: &Plan) -> Rollback {
+        let mut errors = Vec::new();
+        for step in done.iter().rev() {
+            for undo in step.undo() {
+                match self.timed(&undo) {
+                    Ok(took) => {
+                        tracing::info!("rollback: {undo} ({} ms)", took.as_millis());
+                        note(record, &undo, plan);
+                    }
+                    Err(cause) => {
+                        tracing::error!("rollback: {undo} failed: {cause}");
+                        errors.push(format!("{undo}: {cause}"));
+                    }
+                }
+            }
+        }
+        if errors.is_empty() {
+            if plan.target == Target::Vfio {
+                for bdf in &plan.functions {
+                    record.lent.remove(bdf);
+                }
+            }
+            self.save(record);
+            Rollback::Done
+        } else {
+            self.save(record);
+            Rollback::Failed(errors)
+        }
+    }
+
+    /// Runs a step on a thread of its own, so a write the kernel never returns from (an unbind
+    /// stuck in a driver) still ends the run at the deadline; that thread is left behind.
+    fn timed(&self, step: &Step) -> Result<Duration, String> {
+        let limit = self.deadline(step);
+        let (tx, rx) = mpsc::channel();
+        let (host, policy, job) = (self.host.clone(), self.policy.clone(), step.clone());
+        let start = Instant::now();
+        std::thread::spawn(move || {
+            let _ = tx.send(perform::perform(&host, &job, &policy));
+        });
+        match rx.recv_timeout(limit) {
+            Ok(result) => result.map(|()| start.elapsed()),
+            Err(_) => Err(format!(
+                "it did not finish within {limit:?} (blocked in the kernel; `cat \
+                 /proc/{}/task/*/stack` shows where)",
+                std::process::id()
+            )),
+        }
+    }
+
+    /// Inner waits use the step timeout and report precisely; this outer bound is a little
+    /// longer so it only fires on a call that blocks.
+    fn deadline(&self, step: &Step) -> Duration {
+        let margin = Duration::from_secs(1);
+        match step {
+            Step::EndProcess { .. } => self.policy.term_timeout + perform::KILL_GRACE + margin,
+            _ => self.policy.step_timeout + margin,
+        }
+    }
+
+    fn save(&self, record: &Record) {
+        if let Err(e) = record.save(self.host) {
+            tracing::warn!("cannot write the state record under {}: {e}", record::DIR);
+        }
+    }
+}
+
+/// What a completed step changes in the record.
+fn note(record: &mut Record, step: &Step, plan: &Plan) {
+    match step {
+        Step::StopUnit { unit, .. } if !record.stopped_units.contains(unit) => {
+            record.stopped_units.push(unit.clone())
+        }
+        Step::StartUnit { unit } => record.stopped_units.retain(|u| u != unit),
+        Step::UnloadModule { module } if module != "vfio_pci" => {
+            record.unloaded_modules.push(Unloaded {
+                module: module.clone(),
+                functions: plan.functions.iter().copied().collect::<Vec<Bdf>>(),
+            })
+        }
+        Step::LoadModule { module } => record.unloaded_modules.retain(|u| &u.module != module),
+        _ => {}
+    }
+}

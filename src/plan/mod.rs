@@ -1,0 +1,86 @@
+//! Snapshot + target -> an ordered list of steps. Pure: reads nothing, changes nothing.
+
+mod detach;
+mod reattach;
+pub mod select;
+pub mod step;
+
+pub use select::SelectError;
+pub use step::Step;
+
+use crate::bdf::Bdf;
+use crate::handover::Target;
+use crate::policy::Policy;
+use crate::snapshot::Snapshot;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    pub target: Target,
+    /// Every function the request covers, after widening to IOMMU groups.
+    pub functions: BTreeSet<Bdf>,
+    /// The host driver each function had before pitcrew touched it (None: unbound or unknown).
+    pub originals: BTreeMap<Bdf, Option<String>>,
+    pub steps: Vec<Step>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+}
+
+pub fn plan(
+    snapshot: &Snapshot,
+    target: Target,
+    requested: &[Bdf],
+    policy: &Policy,
+) -> Result<Plan, SelectError> {
+    let functions = select::select(snapshot, requested)?;
+    let originals = functions
+        .iter()
+        .map(|bdf| (*bdf, original_driver(snapshot, *bdf)))
+        .collect();
+    let steps = match target {
+        Target::Vfio => detach::steps(snapshot, &functions, policy),
+        Target::Host => reattach::steps(snapshot, &functions, &originals),
+    };
+    Ok(Plan {
+        target,
+        functions,
+        originals,
+        steps,
+    })
+}
+
+/// What the record says a function had, or else what it has now unless that is vfio-pci.
+fn original_driver(snapshot: &Snapshot, bdf: Bdf) -> Option<String> {
+    if let Some(lent) = snapshot.record.lent.get(&bdf) {
+        return lent.driver.clone();
+    }
+    snapshot
+        .devices
+        .get(&bdf)
+        .and_then(|d| d.driver.clone())
+        .filter(|driver| !matches!(driver.as_str(), "vfio-pci" | "pci-stub"))
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let functions: Vec<String> = self.functions.iter().map(Bdf::to_string).collect();
+        let goal = match self.target {
+            Target::Vfio => "to vfio-pci",
+            Target::Host => "back to the host drivers",
+        };
+        if self.steps.is_empty() {
+            return writeln!(f, "{} already {goal}: nothing to do", functions.join(", "));
+        }
+        writeln!(f, "Move {} {goal}:", functions.join(", "))?;
+        for (n, step) in self.steps.iter().enumerate() {
+            writeln!(f, "{:>3}. {step}", n + 1)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,86 @@
+//! Which functions a request moves: the given addresses widened to their IOMMU groups.
+
+use crate::bdf::Bdf;
+use crate::host::pci::PciDevice;
+use crate::snapshot::Snapshot;
+use std::collections::BTreeSet;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SelectError {
+    #[error("no PCI device {0}: `pitcrew status` or `lspci -D` lists the addresses on this host")]
+    Unknown(Bdf),
+    #[error(
+        "{bdf} is a PCI bridge (class {class:#08x}): bridges stay with the host; give the GPU's \
+         address instead"
+    )]
+    Bridge { bdf: Bdf, class: u32 },
+    #[error(
+        "{0} is in no IOMMU group, so it cannot be given to a VM: enable the IOMMU in firmware and \
+         on the kernel command line (intel_iommu=on or amd_iommu=on) and reboot"
+    )]
+    NoGroup(Bdf),
+    #[error(
+        "IOMMU group {group} of {requested} also holds {other} ({kind}, driver {driver}), which is \
+         in use and not part of this card; a VM can only take the whole group. Move the card to \
+         another slot, or unbind {other} yourself if it may go to the VM too"
+    )]
+    Unrelated {
+        group: u32,
+        requested: Bdf,
+        other: Bdf,
+        kind: &'static str,
+        driver: String,
+    },
+    #[error("no device given")]
+    Empty,
+}
+
+/// Widens `requested` to every non-bridge function of their IOMMU groups, refusing groups that
+/// would take an unrelated device that the host is using.
+pub fn select(snapshot: &Snapshot, requested: &[Bdf]) -> Result<BTreeSet<Bdf>, SelectError> {
+    if requested.is_empty() {
+        return Err(SelectError::Empty);
+    }
+    let mut chosen = BTreeSet::new();
+    for &bdf in requested {
+        let device = snapshot
+            .devices
+            .get(&bdf)
+            .ok_or(SelectError::Unknown(bdf))?;
+        if device.is_bridge() {
+            return Err(SelectError::Bridge {
+                bdf,
+                class: device.class,
+            });
+        }
+        let group = device.iommu_group.ok_or(SelectError::NoGroup(bdf))?;
+        for member in group_members(snapshot, group) {
+            if member.bdf.slot() != bdf.slot() && in_use_elsewhere(member) {
+                return Err(SelectError::Unrelated {
+                    group,
+                    requested: bdf,
+                    other: member.bdf,
+                    kind: member.kind(),
+                    driver: member.driver.clone().unwrap_or_default(),
+                });
+            }
+            chosen.insert(member.bdf);
+        }
+    }
+    Ok(chosen)
+}
+
+fn group_members(snapshot: &Snapshot, group: u32) -> impl Iterator<Item = &PciDevice> {
+    snapshot
+        .devices
+        .values()
+        .filter(move |d| d.iommu_group == Some(group) && !d.is_bridge())
+}
+
+/// A function in another slot is the host's business unless it is unbound or already parked.
+fn in_use_elsewhere(device: &PciDevice) -> bool {
+    device
+        .driver
+        .as_deref()
+        .is_some_and(|driver| !matches!(driver, "vfio-pci" | "pci-stub"))
+}

@@ -1,0 +1,122 @@
+//! One consistent reading of everything a plan depends on.
+
+use crate::bdf::Bdf;
+use crate::exec::record::Record;
+use crate::host::holders::{self, Holder};
+use crate::host::modules::{self, Module};
+use crate::host::pci::{self, PciDevice};
+use crate::host::{units, Host};
+use crate::vendor;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub devices: BTreeMap<Bdf, PciDevice>,
+    pub modules: BTreeMap<String, Module>,
+    /// Each registered PCI driver and the module it lives in.
+    pub driver_modules: BTreeMap<String, String>,
+    pub builtin_modules: BTreeSet<String>,
+    pub holders: Vec<Holder>,
+    /// NVIDIA cards' own nodes (/dev/nvidiaN).
+    pub nvidia_nodes: BTreeMap<Bdf, String>,
+    pub display_manager: Option<String>,
+    /// Among the display manager and the vendors' daemons, those running now.
+    pub running_units: BTreeSet<String>,
+    pub systemd: bool,
+    pub record: Record,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read {what} under {root}: {source}")]
+pub struct ReadError {
+    what: &'static str,
+    root: String,
+    source: io::Error,
+}
+
+impl Snapshot {
+    pub fn read(host: &Host) -> Result<Snapshot, ReadError> {
+        let ctx = |what: &'static str| {
+            move |source| ReadError {
+                what,
+                root: host.root().display().to_string(),
+                source,
+            }
+        };
+        let devices = pci::read_all(host).map_err(ctx("PCI devices (/sys/bus/pci)"))?;
+        let modules = modules::loaded(host).map_err(ctx("loaded modules (/proc/modules)"))?;
+        let driver_modules: BTreeMap<String, String> =
+            std::fs::read_dir(host.path("/sys/bus/pci/drivers"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|entry| {
+                    let driver = entry.file_name().to_string_lossy().into_owned();
+                    let module = modules::of_driver(host, &driver)?;
+                    Some((driver, module))
+                })
+                .collect();
+        let builtin_modules = driver_modules
+            .values()
+            .chain(std::iter::once(&"vfio_pci".to_string()))
+            .filter(|module| modules::is_builtin(host, module))
+            .cloned()
+            .collect();
+        let holders = holders::scan(host).map_err(ctx("processes (/proc)"))?;
+        let nvidia_nodes = devices
+            .values()
+            .filter(|d| d.vendor == vendor::NVIDIA.vendor && d.is_display())
+            .filter_map(|d| Some((d.bdf, vendor::nvidia_node(host, d.bdf)?)))
+            .collect();
+        let display_manager = units::display_manager(host);
+        let running_units = display_manager
+            .iter()
+            .map(String::as_str)
+            .chain(vendor::NVIDIA.daemons.iter().copied())
+            .filter(|unit| units::is_running(host, unit))
+            .map(str::to_string)
+            .collect();
+        let record = Record::load(host).map_err(ctx("the state record"))?;
+        Ok(Snapshot {
+            devices,
+            modules,
+            driver_modules,
+            builtin_modules,
+            holders,
+            nvidia_nodes,
+            display_manager,
+            running_units,
+            systemd: units::systemd_running(host),
+            record,
+        })
+    }
+
+    /// The module a bound driver lives in; a driver without a module link is named after itself.
+    pub fn module_of(&self, driver: &str) -> String {
+        self.driver_modules
+            .get(driver)
+            .cloned()
+            .unwrap_or_else(|| modules::canonical(driver))
+    }
+
+    pub fn vfio_available(&self) -> bool {
+        self.driver_modules.contains_key(pci::VFIO_DRIVER)
+    }
+
+    /// Nodes that belong to one function: its DRM minors and, for NVIDIA, /dev/nvidiaN.
+    pub fn own_nodes(&self, bdf: Bdf) -> BTreeSet<String> {
+        let mut nodes: BTreeSet<String> = self
+            .devices
+            .get(&bdf)
+            .map(|d| {
+                d.drm_nodes
+                    .iter()
+                    .map(|n| format!("/dev/dri/{n}"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        nodes.extend(self.nvidia_nodes.get(&bdf).cloned());
+        nodes
+    }
+}
