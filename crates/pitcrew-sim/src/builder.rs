@@ -277,6 +277,11 @@ impl Builder {
         self
     }
 
+    pub fn modules(mut self, modules: impl IntoIterator<Item = ModuleSpec>) -> Builder {
+        self.modules.extend(modules);
+        self
+    }
+
     /// A process alive at start; `cgroup` as [`unit_cgroup`] or [`SESSION_SCOPE`].
     pub fn process(mut self, pid: u32, cgroup: &str, template: ProcessTemplate) -> Builder {
         self.processes.push((pid, cgroup.to_string(), template));

@@ -41,7 +41,11 @@ fn modprobe(model: &mut Model, args: &[String]) -> CmdOutput {
         return failed("", "modprobe: FATAL: Module name not given\n".to_string());
     }
     // Without -r or -a, words after the module name are its parameters.
-    let names = if remove || all { &names[..] } else { &names[..1] };
+    let names = if remove || all {
+        &names[..]
+    } else {
+        &names[..1]
+    };
     for name in names {
         let result = if remove {
             unload(model, name, true)
@@ -122,7 +126,10 @@ fn systemctl(model: &mut Model, args: &[String]) -> CmdOutput {
     let quiet = args.iter().any(|a| a == "-q" || a == "--quiet");
     let words: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
     let (Some(verb), Some(unit)) = (words.first(), words.get(1)) else {
-        return failed("", "pitcrew-sim: systemctl needs a verb and a unit\n".to_string());
+        return failed(
+            "",
+            "pitcrew-sim: systemctl needs a verb and a unit\n".to_string(),
+        );
     };
     let given = if unit.contains('.') {
         unit.to_string()

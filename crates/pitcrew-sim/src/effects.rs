@@ -37,7 +37,9 @@ impl Effects for SimEffects {
         });
         state = wait_unblocked(shared, state, &host_path);
         if state.closed {
-            return Err(io::Error::other("pitcrew-sim: the simulated host was dropped"));
+            return Err(io::Error::other(
+                "pitcrew-sim: the simulated host was dropped",
+            ));
         }
         if let Some(&errno) = state.faults.failing_writes.get(&host_path) {
             return Err(io::Error::from_raw_os_error(errno));

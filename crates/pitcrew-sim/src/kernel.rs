@@ -9,13 +9,14 @@ fn fail(errno: i32) -> io::Result<()> {
     Err(io::Error::from_raw_os_error(errno))
 }
 
-/// Applies a write to `target`, the real (symlink-free) host path of an existing file.
+/// Applies a write to `target`, the real (symlink-free) host path of an existing file: device
+/// attributes are under `/sys/devices/pciDDDD:00/<bdf>/`.
 pub(crate) fn write(model: &mut Model, target: &str, value: &str) -> io::Result<()> {
     // sysfs compares names ignoring one trailing newline, as echo adds it.
     let value = value.strip_suffix('\n').unwrap_or(value);
     let parts: Vec<&str> = target.trim_start_matches('/').split('/').collect();
     match parts.as_slice() {
-        ["sys", "bus", "pci", "devices", bdf, "driver_override"] => {
+        ["sys", "devices", _host_bridge, bdf, "driver_override"] => {
             set_override(model, bdf, value);
             Ok(())
         }

@@ -20,8 +20,7 @@ mod state;
 mod tree;
 
 pub use builder::{
-    unit_cgroup, Builder, DeviceSpec, FdSpec, ModuleSpec, ProcessTemplate, UnitSpec,
-    SESSION_SCOPE,
+    unit_cgroup, Builder, DeviceSpec, FdSpec, ModuleSpec, ProcessTemplate, UnitSpec, SESSION_SCOPE,
 };
 pub use faults::WriteBlock;
 pub use pitcrew::host::Signal;
@@ -51,10 +50,18 @@ pub mod errno {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// `path` is host-absolute, as the engine named it (`/sys/bus/pci/drivers/nvidia/unbind`).
-    Write { path: String, value: String },
+    Write {
+        path: String,
+        value: String,
+    },
     /// `argv[0]` is the program as given (`modprobe`).
-    Command { argv: Vec<String> },
-    Signal { pid: u32, signal: Signal },
+    Command {
+        argv: Vec<String>,
+    },
+    Signal {
+        pid: u32,
+        signal: Signal,
+    },
 }
 
 /// A simulated machine in its own temp dir, removed when this is dropped.
@@ -69,8 +76,10 @@ impl SimHost {
             .prefix("pitcrew-sim")
             .tempdir()
             .expect("create the simulated root");
-        let shared =
-            Shared::new(dir.path().to_path_buf(), model).expect("render the simulated host");
+        // The root is a subdirectory so file staging can sit beside it, outside the host paths.
+        let root = dir.path().join("root");
+        std::fs::create_dir(&root).expect("create the simulated root");
+        let shared = Shared::new(root, model).expect("render the simulated host");
         SimHost {
             shared: Arc::new(shared),
             _dir: dir,

@@ -100,7 +100,9 @@ impl Model {
         }
         for spec in b.units {
             let running = spec.running;
-            model.units.insert(spec.name.clone(), Unit { spec, running });
+            model
+                .units
+                .insert(spec.name.clone(), Unit { spec, running });
         }
         for (pid, cgroup, template) in b.processes {
             model.insert_process(pid, &cgroup, &template);

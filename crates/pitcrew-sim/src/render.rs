@@ -13,6 +13,19 @@ use crate::tree::Tree;
 /// The kernel release modprobe's messages mention.
 pub(crate) const RELEASE: &str = "6.8.0-sim";
 
+/// Where the kernel keeps a device: `/sys/bus/pci/devices/<bdf>` links here. Devices sit flat
+/// under their host bridge (the real tree nests them under bridges), at the depth where the
+/// kernel's relative links (`../../../bus/pci/drivers/<d>`) resolve.
+pub(crate) fn device_dir(bdf: &str) -> String {
+    let domain = bdf.get(..4).unwrap_or("0000");
+    format!("/sys/devices/pci{domain}:00/{bdf}")
+}
+
+/// `path` relative to /sys, for links between sysfs directories.
+fn under_sys(path: &str) -> &str {
+    path.strip_prefix("/sys/").unwrap_or(path)
+}
+
 /// The parts that never change: device identity, IOMMU groups, the display manager alias.
 pub(crate) fn render_static(t: &Tree, model: &Model) -> io::Result<()> {
     t.dir("/sys/bus/pci/drivers")?;
@@ -23,7 +36,12 @@ pub(crate) fn render_static(t: &Tree, model: &Model) -> io::Result<()> {
     t.dir("/run")?;
     for dev in model.devices.values() {
         let s = &dev.spec;
-        let dir = format!("/sys/bus/pci/devices/{}", s.bdf);
+        let dir = device_dir(&s.bdf);
+        t.dir(&dir)?;
+        t.symlink(
+            &format!("/sys/bus/pci/devices/{}", s.bdf),
+            &format!("../../../{}", under_sys(&dir)),
+        )?;
         let (sub_vendor, sub_device) = s.subsystem;
         t.file(&format!("{dir}/vendor"), &format!("0x{:04x}\n", s.vendor))?;
         t.file(&format!("{dir}/device"), &format!("0x{:04x}\n", s.device))?;
@@ -47,7 +65,7 @@ pub(crate) fn render_static(t: &Tree, model: &Model) -> io::Result<()> {
             )?;
             t.symlink(
                 &format!("/sys/kernel/iommu_groups/{group}/devices/{}", s.bdf),
-                &format!("../../../../bus/pci/devices/{}", s.bdf),
+                &format!("../../../../{}", under_sys(&dir)),
             )?;
         }
     }
@@ -76,7 +94,7 @@ pub(crate) fn render(t: &Tree, model: &Model) -> io::Result<()> {
 
 fn render_device(t: &Tree, model: &Model, dev: &Device) -> io::Result<()> {
     let bdf = &dev.spec.bdf;
-    let dir = format!("/sys/bus/pci/devices/{bdf}");
+    let dir = device_dir(bdf);
     let override_text = match &dev.driver_override {
         Some(d) => format!("{d}\n"),
         None => "(null)\n".to_string(),
@@ -133,7 +151,10 @@ fn render_drivers(t: &Tree, model: &Model) -> io::Result<()> {
                 .map(|d| &d.spec.bdf)
                 .collect();
             for bdf in &bound {
-                t.symlink(&format!("{dir}/{bdf}"), &format!("../../devices/{bdf}"))?;
+                t.symlink(
+                    &format!("{dir}/{bdf}"),
+                    &format!("../../../../{}", under_sys(&device_dir(bdf))),
+                )?;
             }
             for name in t.entries(&dir) {
                 if model.devices.contains_key(&name) && !bound.contains(&&name) {

@@ -47,7 +47,9 @@ impl Shared {
 
     /// A test that panicked while holding the lock must not hide the state from the others.
     pub fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Renders the changed model and wakes every waiter.

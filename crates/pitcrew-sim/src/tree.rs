@@ -6,9 +6,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Files are staged here, outside every host path, then renamed into place: a reader never
-/// sees a half-written attribute nor a stray temporary name in a directory listing.
-const STAGING: &str = ".sim-staging";
+/// Files are staged in this sibling of the root, then renamed into place: a reader never sees
+/// a half-written attribute nor a stray temporary name in a listing under the root.
+const STAGING: &str = "staging";
 
 pub(crate) struct Tree<'a> {
     root: &'a Path,
@@ -17,6 +17,10 @@ pub(crate) struct Tree<'a> {
 impl<'a> Tree<'a> {
     pub fn new(root: &'a Path) -> Tree<'a> {
         Tree { root }
+    }
+
+    fn staging(&self) -> PathBuf {
+        self.root.with_file_name(STAGING)
     }
 
     /// `absolute` (`/sys/...`) under the root.
@@ -37,7 +41,7 @@ impl<'a> Tree<'a> {
             fs::create_dir_all(parent)?;
         }
         static NEXT: AtomicU64 = AtomicU64::new(0);
-        let staging = self.root.join(STAGING);
+        let staging = self.staging();
         fs::create_dir_all(&staging)?;
         let staged = staging.join(NEXT.fetch_add(1, Ordering::Relaxed).to_string());
         fs::write(&staged, content)?;
@@ -102,8 +106,7 @@ impl<'a> Tree<'a> {
     ) -> io::Result<()> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let staged = self
-            .root
-            .join(STAGING)
+            .staging()
             .join(format!("dir{}", NEXT.fetch_add(1, Ordering::Relaxed)));
         fs::create_dir_all(&staged)?;
         fill(&staged)?;
