@@ -46,6 +46,8 @@ fn modprobe(model: &mut Model, args: &[String]) -> CmdOutput {
     } else {
         &names[..1]
     };
+    // Like kmod, every name is tried even after one fails, and any failure fails the run.
+    let mut errors = String::new();
     for name in names {
         let result = if remove {
             unload(model, name, true)
@@ -53,10 +55,14 @@ fn modprobe(model: &mut Model, args: &[String]) -> CmdOutput {
             load(model, name)
         };
         if let Err(message) = result {
-            return failed("", format!("modprobe: FATAL: {message}\n"));
+            errors.push_str(&format!("modprobe: FATAL: {message}\n"));
         }
     }
-    ok("")
+    if errors.is_empty() {
+        ok("")
+    } else {
+        failed("", errors)
+    }
 }
 
 /// modprobe treats `-` and `_` in module names alike.
