@@ -120,10 +120,10 @@ fn probe_honours_the_override_and_makes_the_group_node() {
     assert!(run(&sim, "modprobe", &["vfio-pci"]).success);
     for bdf in ["0000:01:00.0", "0000:01:00.1"] {
         let driver = sim.driver(bdf).unwrap();
-        host.write(&format!("/sys/bus/pci/drivers/{driver}/unbind"), bdf)
+        host.write(format!("/sys/bus/pci/drivers/{driver}/unbind"), bdf)
             .unwrap();
         host.write(
-            &format!("/sys/bus/pci/devices/{bdf}/driver_override"),
+            format!("/sys/bus/pci/devices/{bdf}/driver_override"),
             "vfio-pci",
         )
         .unwrap();
