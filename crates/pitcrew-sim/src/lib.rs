@@ -6,6 +6,19 @@
 //! and systemctl change the model the way the kernel would, the tree is re-rendered, and every
 //! call is recorded as an [`Event`]. Faults (blocked or failing writes, failing commands,
 //! processes ignoring SIGTERM) are injected through [`SimHost`].
+//!
+//! Layout choices worth knowing when reading the tree:
+//! - Devices live at `/sys/devices/pciDDDD:00/<bdf>/` and `/sys/bus/pci/devices/<bdf>` is a
+//!   symlink there, as in the kernel; at that depth the kernel's relative links
+//!   (`driver -> ../../../bus/pci/drivers/<d>`, `iommu_group -> ../../../kernel/iommu_groups/N`)
+//!   resolve.
+//! - A module's refcnt is its loaded dependents plus the live processes holding one of its
+//!   nodes; an open node keeps pinning its module after the node disappears (unbind).
+//! - The fourth /proc/modules column is the kernel's "used by" list (the holders).
+//! - `modprobe -r` also removes dependencies left unused, silently, as kmod does.
+//! - `/dev/nvidia<minor>` and `/proc/driver/nvidia/gpus/<bdf>/` exist while the GPU is bound
+//!   to `nvidia`; DRM nodes while its driver has a loaded DRM module (`nvidia_drm` for nvidia).
+//! - Processes have fds 0-2 on `/dev/null`, then one per node they hold.
 
 mod builder;
 mod commands;

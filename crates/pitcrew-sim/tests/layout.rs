@@ -220,3 +220,45 @@ fn the_nvme_node_exists_and_pins_nvme() {
         "0x010802\n"
     );
 }
+
+#[test]
+fn a_custom_machine_builds_from_the_builder() {
+    use pitcrew_sim::{Builder, DeviceSpec, ModuleSpec, ProcessTemplate, SESSION_SCOPE};
+    let sim = Builder::new()
+        .module(
+            ModuleSpec::new("bochs")
+                .drivers(&["bochs-drm"])
+                .drm_for(&["bochs-drm"]),
+        )
+        .device(
+            DeviceSpec::new("0000:00:02.0", 0x1234, 0x1111, 0x030000)
+                .driver("bochs-drm")
+                .group(3)
+                .drm_card(0)
+                .boot_vga(true),
+        )
+        .process(
+            77,
+            SESSION_SCOPE,
+            ProcessTemplate::new("weston").holds_every("/dev/dri/card"),
+        )
+        .build();
+    assert_eq!(sim.driver("0000:00:02.0").as_deref(), Some("bochs-drm"));
+    assert_eq!(
+        link(&sim, "/sys/bus/pci/drivers/bochs-drm/module").as_deref(),
+        Some("../../../../module/bochs")
+    );
+    assert_eq!(sim.process_fds(77), ["/dev/dri/card0"]);
+    assert_eq!(sim.module_refcnt("bochs"), Some(1));
+    assert!(!exists(&sim, "/etc/systemd/system/display-manager.service"));
+    assert_modules_consistent(&sim);
+}
+
+#[test]
+#[should_panic(expected = "no module registers")]
+fn a_device_on_an_unknown_driver_is_a_test_bug() {
+    use pitcrew_sim::{Builder, DeviceSpec};
+    Builder::new()
+        .device(DeviceSpec::new("0000:00:02.0", 0x1234, 0x1111, 0x030000).driver("bochs-drm"))
+        .build();
+}
