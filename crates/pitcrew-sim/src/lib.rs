@@ -1,1 +1,300 @@
-//! Simulated host.
+//! A simulated Linux host for pitcrew's tests.
+//!
+//! [`Builder`] (or a ready machine from [`fixtures`]) renders a kernel's sysfs, procfs, /dev,
+//! systemd and cgroup layout into a temp dir. [`SimHost::host`] gives the engine a
+//! [`pitcrew::host::Host`] over that root whose effects are simulated: sysfs writes, modprobe
+//! and systemctl change the model the way the kernel would, the tree is re-rendered, and every
+//! call is recorded as an [`Event`]. Faults (blocked or failing writes, failing commands,
+//! processes ignoring SIGTERM) are injected through [`SimHost`].
+//!
+//! Layout choices worth knowing when reading the tree:
+//! - Devices live at `/sys/devices/pciDDDD:00/<bdf>/` and `/sys/bus/pci/devices/<bdf>` is a
+//!   symlink there, as in the kernel; at that depth the kernel's relative links
+//!   (`driver -> ../../../bus/pci/drivers/<d>`, `iommu_group -> ../../../kernel/iommu_groups/N`)
+//!   resolve.
+//! - A module's refcnt is its loaded dependents plus the live processes holding one of its
+//!   nodes; an open node keeps pinning its module after the node disappears (unbind).
+//! - The fourth /proc/modules column is the kernel's "used by" list (the holders).
+//! - `modprobe -r` also removes dependencies left unused, silently, as kmod does.
+//! - `/dev/nvidia<minor>` and `/proc/driver/nvidia/gpus/<bdf>/` exist while the GPU is bound
+//!   to `nvidia`; DRM nodes while its driver has a loaded DRM module (`nvidia_drm` for nvidia).
+//! - Processes have fds 0-2 on `/dev/null`, then one per node they hold.
+
+mod builder;
+mod commands;
+mod effects;
+mod faults;
+pub mod fixtures;
+mod kernel;
+mod model;
+mod processes;
+mod render;
+mod state;
+mod tree;
+
+pub use builder::{
+    unit_cgroup, Builder, DeviceSpec, FdSpec, ModuleSpec, ProcessTemplate, UnitSpec, SESSION_SCOPE,
+};
+pub use faults::WriteBlock;
+pub use pitcrew::host::Signal;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pitcrew::host::{Effects, Host};
+
+use effects::SimEffects;
+use model::Model;
+use state::Shared;
+
+/// Linux errno values the simulated kernel answers with.
+pub mod errno {
+    pub const ENOENT: i32 = 2;
+    pub const ESRCH: i32 = 3;
+    pub const EIO: i32 = 5;
+    pub const EACCES: i32 = 13;
+    pub const EBUSY: i32 = 16;
+    pub const ENODEV: i32 = 19;
+    pub const EINVAL: i32 = 22;
+}
+
+/// One call the engine made on the host, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// `path` is host-absolute, as the engine named it (`/sys/bus/pci/drivers/nvidia/unbind`).
+    Write {
+        path: String,
+        value: String,
+    },
+    /// `argv[0]` is the program as given (`modprobe`).
+    Command {
+        argv: Vec<String>,
+    },
+    Signal {
+        pid: u32,
+        signal: Signal,
+    },
+}
+
+/// A simulated machine in its own temp dir, removed when this is dropped.
+pub struct SimHost {
+    shared: Arc<Shared>,
+    _dir: tempfile::TempDir,
+}
+
+impl SimHost {
+    pub(crate) fn from_model(model: Model) -> SimHost {
+        let dir = tempfile::Builder::new()
+            .prefix("pitcrew-sim")
+            .tempdir()
+            .expect("create the simulated root");
+        // The root is a subdirectory so file staging can sit beside it, outside the host paths.
+        let root = dir.path().join("root");
+        std::fs::create_dir(&root).expect("create the simulated root");
+        let shared = Shared::new(root, model).expect("render the simulated host");
+        SimHost {
+            shared: Arc::new(shared),
+            _dir: dir,
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.shared.root
+    }
+
+    /// A host over the simulated root whose changes go through the simulated kernel.
+    pub fn host(&self) -> Host {
+        Host::new(self.root(), self.effects())
+    }
+
+    pub fn effects(&self) -> Arc<dyn Effects> {
+        Arc::new(SimEffects {
+            shared: self.shared.clone(),
+        })
+    }
+
+    /// Everything the engine did so far, in order.
+    pub fn events(&self) -> Vec<Event> {
+        self.shared.lock().events.clone()
+    }
+
+    /// The values written to one host path, in order.
+    pub fn writes_to(&self, path: &str) -> Vec<String> {
+        self.events()
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Write { path: p, value } if p == path => Some(value),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The command lines run so far, in order.
+    pub fn commands(&self) -> Vec<Vec<String>> {
+        self.events()
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Command { argv } => Some(argv),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The driver bound to `bdf` (full `dddd:bb:dd.f` form), if any.
+    pub fn driver(&self, bdf: &str) -> Option<String> {
+        self.shared.lock().model.devices.get(bdf)?.driver.clone()
+    }
+
+    pub fn driver_override(&self, bdf: &str) -> Option<String> {
+        self.shared
+            .lock()
+            .model
+            .devices
+            .get(bdf)?
+            .driver_override
+            .clone()
+    }
+
+    /// Builtin modules count as loaded.
+    pub fn module_loaded(&self, name: &str) -> bool {
+        let state = self.shared.lock();
+        state.model.modules.get(name).is_some_and(|m| m.loaded)
+    }
+
+    /// What `/sys/module/<name>/refcnt` shows; None when not loaded or builtin.
+    pub fn module_refcnt(&self, name: &str) -> Option<usize> {
+        let state = self.shared.lock();
+        let m = state.model.modules.get(name)?;
+        (m.loaded && !m.spec.builtin).then(|| state.model.refcnt(name))
+    }
+
+    /// `name` with or without `.service`.
+    pub fn unit_active(&self, name: &str) -> bool {
+        let state = self.shared.lock();
+        state
+            .model
+            .units
+            .get(&service_name(name))
+            .is_some_and(|u| u.running)
+    }
+
+    /// Live pids in the unit's cgroup.
+    pub fn unit_pids(&self, name: &str) -> Vec<u32> {
+        self.shared.lock().model.unit_pids(&service_name(name))
+    }
+
+    pub fn process_alive(&self, pid: u32) -> bool {
+        let state = self.shared.lock();
+        state.model.processes.get(&pid).is_some_and(|p| p.alive)
+    }
+
+    /// Live pids whose comm is `comm` (a restarted Xorg has a new pid).
+    pub fn pids_of(&self, comm: &str) -> Vec<u32> {
+        let state = self.shared.lock();
+        state
+            .model
+            .processes
+            .values()
+            .filter(|p| p.alive && p.comm == comm)
+            .map(|p| p.pid)
+            .collect()
+    }
+
+    /// The device nodes a process holds, host-absolute.
+    pub fn process_fds(&self, pid: u32) -> Vec<String> {
+        let state = self.shared.lock();
+        state
+            .model
+            .processes
+            .get(&pid)
+            .map(|p| p.fds.iter().map(|f| f.target.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether a host path (`/dev/vfio/12`) exists in the rendered tree.
+    pub fn dev_exists(&self, path: &str) -> bool {
+        let state = self.shared.lock(); // not mid-render
+        let exists = std::fs::symlink_metadata(self.root().join(path.trim_start_matches('/')));
+        drop(state);
+        exists.is_ok()
+    }
+
+    /// Writes to `path` (host-absolute) block until the returned guard is released or dropped,
+    /// or this SimHost is dropped (then they fail).
+    pub fn block_writes(&self, path: &str) -> WriteBlock {
+        let id = self.shared.lock().faults.add_block(path);
+        WriteBlock {
+            shared: self.shared.clone(),
+            id,
+        }
+    }
+
+    /// Waits until some writer is blocked on `path`; false if none got there within `timeout`.
+    pub fn wait_blocked(&self, path: &str, timeout: Duration) -> bool {
+        let state = self.shared.lock();
+        let (state, _) = self
+            .shared
+            .changed
+            .wait_timeout_while(state, timeout, |s| {
+                s.faults.waiting.get(path).copied().unwrap_or(0) == 0
+            })
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        state.faults.waiting.get(path).copied().unwrap_or(0) > 0
+    }
+
+    /// Every later write to `path` fails with `errno` (see [`errno`]) without effect.
+    pub fn fail_writes(&self, path: &str, errno: i32) {
+        let mut state = self.shared.lock();
+        state.faults.failing_writes.insert(path.to_string(), errno);
+    }
+
+    /// Every later command whose argv starts with `argv_prefix` fails with `stderr`.
+    pub fn fail_command(&self, argv_prefix: &[&str], stderr: &str) {
+        let prefix = argv_prefix.iter().map(|a| a.to_string()).collect();
+        let mut state = self.shared.lock();
+        state
+            .faults
+            .failing_commands
+            .push((prefix, stderr.to_string()));
+    }
+
+    /// Lifts injected write and command failures (blocks stay with their guards).
+    pub fn clear_faults(&self) {
+        let mut state = self.shared.lock();
+        state.faults.failing_writes.clear();
+        state.faults.failing_commands.clear();
+    }
+
+    /// The process survives SIGTERM (SIGKILL still ends it).
+    pub fn ignore_term(&self, pid: u32) {
+        if let Some(p) = self.shared.lock().model.processes.get_mut(&pid) {
+            p.ignore_term = true;
+        }
+    }
+
+    /// Ends a process on its own, as if it exited; waiters in `wait_exit` wake up.
+    pub fn exit_process(&self, pid: u32) {
+        let mut state = self.shared.lock();
+        state.model.end_process(pid);
+        self.shared
+            .commit(&state)
+            .expect("render the simulated host");
+    }
+}
+
+impl Drop for SimHost {
+    /// Frees writers stuck on a block, so a test never hangs on a thread it leaked.
+    fn drop(&mut self) {
+        self.shared.lock().closed = true;
+        self.shared.changed.notify_all();
+    }
+}
+
+fn service_name(name: &str) -> String {
+    if name.contains('.') {
+        name.to_string()
+    } else {
+        format!("{name}.service")
+    }
+}

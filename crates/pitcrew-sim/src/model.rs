@@ -1,0 +1,330 @@
+//! The simulated kernel's state; the tree under the root is rendered from it after every change.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::builder::{Builder, DeviceSpec, FdSpec, ModuleSpec, ProcessTemplate, UnitSpec};
+
+pub(crate) struct Device {
+    pub spec: DeviceSpec,
+    pub driver: Option<String>,
+    pub driver_override: Option<String>,
+}
+
+pub(crate) struct Module {
+    pub spec: ModuleSpec,
+    pub loaded: bool,
+    /// Load order: /proc/modules lists the newest first.
+    pub seq: u64,
+}
+
+pub(crate) struct Fd {
+    pub target: String,
+    /// The module whose node this is, fixed at open: an open file pins its module even after
+    /// the node disappears.
+    pub owner: Option<String>,
+}
+
+pub(crate) struct Proc {
+    pub pid: u32,
+    pub comm: String,
+    pub cmdline: Vec<String>,
+    pub cgroup: String,
+    pub fds: Vec<Fd>,
+    pub alive: bool,
+    pub ignore_term: bool,
+}
+
+pub(crate) struct Unit {
+    pub spec: UnitSpec,
+    pub running: bool,
+}
+
+pub(crate) struct Model {
+    pub devices: BTreeMap<String, Device>,
+    pub modules: BTreeMap<String, Module>,
+    pub processes: BTreeMap<u32, Proc>,
+    pub units: BTreeMap<String, Unit>,
+    pub display_manager: Option<String>,
+    next_pid: u32,
+    next_seq: u64,
+}
+
+impl Model {
+    pub fn from_builder(b: Builder) -> Model {
+        let mut model = Model {
+            devices: BTreeMap::new(),
+            modules: BTreeMap::new(),
+            processes: BTreeMap::new(),
+            units: BTreeMap::new(),
+            display_manager: b.display_manager,
+            next_pid: 4000,
+            next_seq: 0,
+        };
+        for spec in b.modules {
+            let seq = model.bump_seq();
+            let loaded = spec.loaded || spec.builtin;
+            model
+                .modules
+                .insert(spec.name.clone(), Module { spec, loaded, seq });
+        }
+        for module in model.modules.values() {
+            for dep in &module.spec.deps {
+                assert!(
+                    model.modules.contains_key(dep),
+                    "module {} depends on unknown module {dep}",
+                    module.spec.name
+                );
+            }
+        }
+        for spec in b.devices {
+            if let Some(d) = &spec.native_driver {
+                assert!(
+                    model.driver_module(d).is_some(),
+                    "device {} has driver {d}, which no module registers",
+                    spec.bdf
+                );
+            }
+            let driver = match &spec.native_driver {
+                Some(d) if spec.bound && model.driver_loaded(d) => Some(d.clone()),
+                _ => None,
+            };
+            let driver_override = spec.driver_override.clone();
+            model.devices.insert(
+                spec.bdf.clone(),
+                Device {
+                    spec,
+                    driver,
+                    driver_override,
+                },
+            );
+        }
+        for spec in b.units {
+            let running = spec.running;
+            model
+                .units
+                .insert(spec.name.clone(), Unit { spec, running });
+        }
+        for (pid, cgroup, template) in b.processes {
+            model.insert_process(pid, &cgroup, &template);
+            model.next_pid = model.next_pid.max(pid + 1);
+        }
+        model
+    }
+
+    fn bump_seq(&mut self) -> u64 {
+        self.next_seq += 1;
+        self.next_seq
+    }
+
+    /// The module registering `driver`, loaded or not.
+    pub fn driver_module(&self, driver: &str) -> Option<&Module> {
+        self.modules
+            .values()
+            .find(|m| m.spec.drivers.iter().any(|d| d == driver))
+    }
+
+    pub fn driver_loaded(&self, driver: &str) -> bool {
+        self.driver_module(driver).is_some_and(|m| m.loaded)
+    }
+
+    /// Whether `driver` would accept the device: with an override only that driver does,
+    /// without one only the device's native driver (vfio-pci has no id table of its own).
+    pub fn matches(&self, bdf: &str, driver: &str) -> bool {
+        let Some(dev) = self.devices.get(bdf) else {
+            return false;
+        };
+        match &dev.driver_override {
+            Some(o) => o == driver,
+            None => dev.spec.native_driver.as_deref() == Some(driver),
+        }
+    }
+
+    pub fn bind(&mut self, bdf: &str, driver: &str) {
+        if let Some(dev) = self.devices.get_mut(bdf) {
+            dev.driver = Some(driver.to_string());
+        }
+    }
+
+    pub fn unbind(&mut self, bdf: &str) {
+        if let Some(dev) = self.devices.get_mut(bdf) {
+            dev.driver = None;
+        }
+    }
+
+    /// What the kernel does when `driver` registers: it probes every unbound device it matches.
+    pub fn probe_driver(&mut self, driver: &str) {
+        let candidates: Vec<String> = self
+            .devices
+            .values()
+            .filter(|d| d.driver.is_none())
+            .map(|d| d.spec.bdf.clone())
+            .filter(|bdf| self.matches(bdf, driver))
+            .collect();
+        for bdf in candidates {
+            self.bind(&bdf, driver);
+        }
+    }
+
+    pub fn mark_loaded(&mut self, name: &str) {
+        let seq = self.bump_seq();
+        if let Some(m) = self.modules.get_mut(name) {
+            m.loaded = true;
+            m.seq = seq;
+        }
+    }
+
+    /// Loaded modules that depend on `name` (its `holders/`).
+    pub fn holders(&self, name: &str) -> Vec<String> {
+        let mut holders: Vec<&Module> = self
+            .modules
+            .values()
+            .filter(|m| m.loaded && m.spec.deps.iter().any(|d| d == name))
+            .collect();
+        holders.sort_by_key(|m| std::cmp::Reverse(m.seq));
+        holders.iter().map(|m| m.spec.name.clone()).collect()
+    }
+
+    /// Dependent modules plus live processes holding one of its nodes.
+    pub fn refcnt(&self, name: &str) -> usize {
+        let users = self
+            .processes
+            .values()
+            .filter(|p| p.alive && p.fds.iter().any(|f| f.owner.as_deref() == Some(name)))
+            .count();
+        self.holders(name).len() + users
+    }
+
+    /// Every device node present now, with the module owning it.
+    pub fn nodes(&self) -> BTreeMap<String, Option<String>> {
+        let mut nodes = BTreeMap::new();
+        for m in self.modules.values().filter(|m| m.loaded) {
+            for node in &m.spec.nodes {
+                nodes.insert(node.clone(), Some(m.spec.name.clone()));
+            }
+        }
+        for dev in self.devices.values() {
+            let Some(driver) = &dev.driver else { continue };
+            let module = self.driver_module(driver).map(|m| m.spec.name.clone());
+            if let (Some(n), Some(drm)) = (dev.spec.drm_card, self.drm_provider(driver)) {
+                nodes.insert(format!("/dev/dri/card{n}"), Some(drm.clone()));
+                nodes.insert(format!("/dev/dri/renderD{}", 128 + n), Some(drm));
+            }
+            if dev.spec.native_driver.as_deref() == Some(driver.as_str()) {
+                for node in &dev.spec.nodes {
+                    nodes.insert(node.clone(), module.clone());
+                }
+                if let (Some(minor), "nvidia") = (dev.spec.nvidia_minor, driver.as_str()) {
+                    nodes.insert(format!("/dev/nvidia{minor}"), module.clone());
+                }
+            }
+            if let (Some(group), "vfio-pci") = (dev.spec.group, driver.as_str()) {
+                nodes.insert(format!("/dev/vfio/{group}"), module.clone());
+            }
+        }
+        nodes
+    }
+
+    /// Every node the machine could ever show, so stale ones can be found and removed.
+    pub fn possible_nodes(&self) -> BTreeSet<String> {
+        let mut all: BTreeSet<String> = self
+            .modules
+            .values()
+            .flat_map(|m| m.spec.nodes.iter().cloned())
+            .collect();
+        for dev in self.devices.values() {
+            all.extend(dev.spec.nodes.iter().cloned());
+            if let Some(n) = dev.spec.drm_card {
+                all.insert(format!("/dev/dri/card{n}"));
+                all.insert(format!("/dev/dri/renderD{}", 128 + n));
+            }
+            if let Some(minor) = dev.spec.nvidia_minor {
+                all.insert(format!("/dev/nvidia{minor}"));
+            }
+            if let Some(group) = dev.spec.group {
+                all.insert(format!("/dev/vfio/{group}"));
+            }
+        }
+        all
+    }
+
+    /// The loaded module giving devices bound to `driver` their DRM nodes.
+    pub fn drm_provider(&self, driver: &str) -> Option<String> {
+        self.modules
+            .values()
+            .find(|m| m.loaded && m.spec.drm_for.iter().any(|d| d == driver))
+            .map(|m| m.spec.name.clone())
+    }
+
+    pub fn has_drm(&self, dev: &Device) -> bool {
+        match (&dev.driver, dev.spec.drm_card) {
+            (Some(driver), Some(_)) => self.drm_provider(driver).is_some(),
+            _ => false,
+        }
+    }
+
+    /// Creates a process, opening its fds against the nodes present now.
+    pub fn insert_process(&mut self, pid: u32, cgroup: &str, template: &ProcessTemplate) {
+        let present = self.nodes();
+        let mut fds = Vec::new();
+        for spec in &template.fds {
+            match spec {
+                FdSpec::Node(path) => {
+                    if let Some(owner) = present.get(path) {
+                        fds.push(Fd {
+                            target: path.clone(),
+                            owner: owner.clone(),
+                        });
+                    }
+                }
+                FdSpec::Numbered(prefix) => {
+                    for (path, owner) in &present {
+                        let numbered = path.strip_prefix(prefix.as_str()).is_some_and(|rest| {
+                            !rest.is_empty() && rest.chars().all(|c| c.is_ascii_digit())
+                        });
+                        if numbered {
+                            fds.push(Fd {
+                                target: path.clone(),
+                                owner: owner.clone(),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        self.processes.insert(
+            pid,
+            Proc {
+                pid,
+                comm: template.comm.clone(),
+                cmdline: template.cmdline.clone(),
+                cgroup: cgroup.to_string(),
+                fds,
+                alive: true,
+                ignore_term: false,
+            },
+        );
+    }
+
+    pub fn spawn(&mut self, cgroup: &str, template: &ProcessTemplate) -> u32 {
+        let pid = self.next_pid;
+        self.next_pid += 1;
+        self.insert_process(pid, cgroup, template);
+        pid
+    }
+
+    pub fn end_process(&mut self, pid: u32) {
+        if let Some(p) = self.processes.get_mut(&pid) {
+            p.alive = false;
+        }
+    }
+
+    /// Live processes in the unit's cgroup.
+    pub fn unit_pids(&self, unit: &str) -> Vec<u32> {
+        let cgroup = crate::builder::unit_cgroup(unit);
+        self.processes
+            .values()
+            .filter(|p| p.alive && p.cgroup == cgroup)
+            .map(|p| p.pid)
+            .collect()
+    }
+}

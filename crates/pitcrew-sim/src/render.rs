@@ -1,0 +1,263 @@
+//! Renders the model into the tree the engine reads, the way the kernel lays it out.
+//!
+//! `render` reconciles everything after each change instead of patching the tree piecemeal,
+//! so the tree cannot drift from the model; unchanged files are left alone.
+
+use std::fs;
+use std::io;
+use std::path::Path;
+
+use crate::model::{Device, Model, Proc};
+use crate::tree::Tree;
+
+/// The kernel release modprobe's messages mention.
+pub(crate) const RELEASE: &str = "6.8.0-sim";
+
+/// Where the kernel keeps a device: `/sys/bus/pci/devices/<bdf>` links here. Devices sit flat
+/// under their host bridge (the real tree nests them under bridges), at the depth where the
+/// kernel's relative links (`../../../bus/pci/drivers/<d>`) resolve.
+pub(crate) fn device_dir(bdf: &str) -> String {
+    let domain = bdf.get(..4).unwrap_or("0000");
+    format!("/sys/devices/pci{domain}:00/{bdf}")
+}
+
+/// `path` relative to /sys, for links between sysfs directories.
+fn under_sys(path: &str) -> &str {
+    path.strip_prefix("/sys/").unwrap_or(path)
+}
+
+/// The parts that never change: device identity, IOMMU groups, the display manager alias.
+pub(crate) fn render_static(t: &Tree, model: &Model) -> io::Result<()> {
+    t.dir("/sys/bus/pci/drivers")?;
+    t.file("/sys/bus/pci/drivers_probe", "")?;
+    t.dir("/sys/kernel/iommu_groups")?;
+    t.dir("/sys/fs/cgroup/system.slice")?;
+    t.dir("/dev")?;
+    t.dir("/run")?;
+    for dev in model.devices.values() {
+        let s = &dev.spec;
+        let dir = device_dir(&s.bdf);
+        t.dir(&dir)?;
+        t.symlink(
+            &format!("/sys/bus/pci/devices/{}", s.bdf),
+            &format!("../../../{}", under_sys(&dir)),
+        )?;
+        let (sub_vendor, sub_device) = s.subsystem;
+        t.file(&format!("{dir}/vendor"), &format!("0x{:04x}\n", s.vendor))?;
+        t.file(&format!("{dir}/device"), &format!("0x{:04x}\n", s.device))?;
+        t.file(&format!("{dir}/class"), &format!("0x{:06x}\n", s.class))?;
+        t.file(
+            &format!("{dir}/subsystem_vendor"),
+            &format!("0x{sub_vendor:04x}\n"),
+        )?;
+        t.file(
+            &format!("{dir}/subsystem_device"),
+            &format!("0x{sub_device:04x}\n"),
+        )?;
+        if s.is_display() {
+            let flag = if s.boot_vga { "1\n" } else { "0\n" };
+            t.file(&format!("{dir}/boot_vga"), flag)?;
+        }
+        if let Some(group) = s.group {
+            t.symlink(
+                &format!("{dir}/iommu_group"),
+                &format!("../../../kernel/iommu_groups/{group}"),
+            )?;
+            t.symlink(
+                &format!("/sys/kernel/iommu_groups/{group}/devices/{}", s.bdf),
+                &format!("../../../../{}", under_sys(&dir)),
+            )?;
+        }
+    }
+    if let Some(dm) = &model.display_manager {
+        t.symlink(
+            "/etc/systemd/system/display-manager.service",
+            &format!("/lib/systemd/system/{dm}"),
+        )?;
+    }
+    Ok(())
+}
+
+/// Everything that changes with bindings, modules, processes and units.
+pub(crate) fn render(t: &Tree, model: &Model) -> io::Result<()> {
+    for dev in model.devices.values() {
+        render_device(t, model, dev)?;
+    }
+    render_drivers(t, model)?;
+    render_modules(t, model)?;
+    render_nodes(t, model)?;
+    for p in model.processes.values() {
+        render_process(t, p)?;
+    }
+    render_units(t, model)
+}
+
+fn render_device(t: &Tree, model: &Model, dev: &Device) -> io::Result<()> {
+    let bdf = &dev.spec.bdf;
+    let dir = device_dir(bdf);
+    let override_text = match &dev.driver_override {
+        Some(d) => format!("{d}\n"),
+        None => "(null)\n".to_string(),
+    };
+    t.file(&format!("{dir}/driver_override"), &override_text)?;
+    match &dev.driver {
+        Some(d) => t.symlink(
+            &format!("{dir}/driver"),
+            &format!("../../../bus/pci/drivers/{d}"),
+        )?,
+        None => t.remove(&format!("{dir}/driver"))?,
+    }
+    match dev.spec.drm_card {
+        Some(n) if model.has_drm(dev) => {
+            t.dir(&format!("{dir}/drm/card{n}"))?;
+            t.dir(&format!("{dir}/drm/renderD{}", 128 + n))?;
+        }
+        _ => t.remove(&format!("{dir}/drm"))?,
+    }
+    let info_dir = format!("/proc/driver/nvidia/gpus/{bdf}");
+    match dev.spec.nvidia_minor {
+        // nvidia's own format, tab included.
+        Some(minor) if dev.driver.as_deref() == Some("nvidia") => t.file(
+            &format!("{info_dir}/information"),
+            &format!(
+                "Model: \t\t NVIDIA GPU\nBus Type: \t PCIe\nBus Location: \t {bdf}\n\
+                 Device Minor: \t {minor}\nGPU Excluded:\t No\n"
+            ),
+        ),
+        _ => t.remove(&info_dir),
+    }
+}
+
+fn render_drivers(t: &Tree, model: &Model) -> io::Result<()> {
+    for module in model.modules.values() {
+        for driver in &module.spec.drivers {
+            let dir = format!("/sys/bus/pci/drivers/{driver}");
+            if !module.loaded {
+                t.remove(&dir)?;
+                continue;
+            }
+            // Plain files, so an open-for-write succeeds as on sysfs.
+            for attr in ["bind", "unbind", "new_id", "remove_id"] {
+                t.file(&format!("{dir}/{attr}"), "")?;
+            }
+            t.symlink(
+                &format!("{dir}/module"),
+                &format!("../../../../module/{}", module.spec.name),
+            )?;
+            let bound: Vec<&String> = model
+                .devices
+                .values()
+                .filter(|d| d.driver.as_deref() == Some(driver.as_str()))
+                .map(|d| &d.spec.bdf)
+                .collect();
+            for bdf in &bound {
+                t.symlink(
+                    &format!("{dir}/{bdf}"),
+                    &format!("../../../../{}", under_sys(&device_dir(bdf))),
+                )?;
+            }
+            for name in t.entries(&dir) {
+                if model.devices.contains_key(&name) && !bound.contains(&&name) {
+                    t.remove(&format!("{dir}/{name}"))?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn render_modules(t: &Tree, model: &Model) -> io::Result<()> {
+    let mut lines: Vec<(u64, String)> = Vec::new();
+    for module in model.modules.values() {
+        let name = &module.spec.name;
+        let dir = format!("/sys/module/{name}");
+        if !module.loaded {
+            t.remove(&dir)?;
+            continue;
+        }
+        t.dir(&dir)?;
+        if module.spec.builtin {
+            continue;
+        }
+        let refcnt = model.refcnt(name);
+        t.file(&format!("{dir}/refcnt"), &format!("{refcnt}\n"))?;
+        t.file(&format!("{dir}/initstate"), "live\n")?;
+        let holders = model.holders(name);
+        t.dir(&format!("{dir}/holders"))?;
+        for holder in &holders {
+            t.symlink(
+                &format!("{dir}/holders/{holder}"),
+                &format!("../../{holder}"),
+            )?;
+        }
+        for entry in t.entries(&format!("{dir}/holders")) {
+            if !holders.contains(&entry) {
+                t.remove(&format!("{dir}/holders/{entry}"))?;
+            }
+        }
+        // The "used by" column names the holders, each followed by a comma, or "-".
+        let used_by = if holders.is_empty() {
+            "-".to_string()
+        } else {
+            holders.iter().map(|h| format!("{h},")).collect()
+        };
+        let line = format!(
+            "{name} {} {refcnt} {used_by} Live 0x0000000000000000\n",
+            module.spec.size
+        );
+        lines.push((module.seq, line));
+    }
+    lines.sort_by_key(|(seq, _)| std::cmp::Reverse(*seq));
+    let text: String = lines.into_iter().map(|(_, line)| line).collect();
+    t.file("/proc/modules", &text)
+}
+
+fn render_nodes(t: &Tree, model: &Model) -> io::Result<()> {
+    let present = model.nodes();
+    for node in model.possible_nodes() {
+        t.file_iff(&node, present.contains_key(&node), "")?;
+    }
+    Ok(())
+}
+
+fn render_process(t: &Tree, p: &Proc) -> io::Result<()> {
+    let dir = format!("/proc/{}", p.pid);
+    if !p.alive {
+        return t.remove(&dir);
+    }
+    if t.exists(&dir) {
+        return Ok(()); // a process's identity and fds never change
+    }
+    // Built whole, so a scan of /proc never meets a process without its fds.
+    t.dir_atomically(&dir, |staged: &Path| {
+        fs::write(staged.join("comm"), format!("{}\n", p.comm))?;
+        let cmdline: String = p.cmdline.iter().map(|a| format!("{a}\0")).collect();
+        fs::write(staged.join("cmdline"), cmdline)?;
+        fs::write(staged.join("cgroup"), format!("0::{}\n", p.cgroup))?;
+        let fd_dir = staged.join("fd");
+        fs::create_dir(&fd_dir)?;
+        let std_streams = ["/dev/null"; 3].into_iter();
+        let targets = std_streams.chain(p.fds.iter().map(|f| f.target.as_str()));
+        for (n, target) in targets.enumerate() {
+            std::os::unix::fs::symlink(target, fd_dir.join(n.to_string()))?;
+        }
+        Ok(())
+    })
+}
+
+fn render_units(t: &Tree, model: &Model) -> io::Result<()> {
+    for unit in model.units.values() {
+        let dir = format!("/sys/fs/cgroup/system.slice/{}", unit.spec.name);
+        if !unit.running {
+            t.remove(&dir)?;
+            continue;
+        }
+        let procs: String = model
+            .unit_pids(&unit.spec.name)
+            .iter()
+            .map(|pid| format!("{pid}\n"))
+            .collect();
+        t.file(&format!("{dir}/cgroup.procs"), &procs)?;
+    }
+    Ok(())
+}
