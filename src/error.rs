@@ -8,13 +8,16 @@ pub enum Error {
     /// The handover failed and was rolled back (exit 1).
     #[error("{0}")]
     Failed(String),
+    /// Fault injection stopped the run between two steps (tests of crash recovery).
+    #[error("stopped after step {after} by fault injection")]
+    Interrupted { after: usize },
 }
 
 impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Input(_) => 2,
-            Error::Failed(_) => 1,
+            Error::Failed(_) | Error::Interrupted { .. } => 1,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The engine's entry point: read the host, plan, execute with rollback.
 
 use crate::bdf::Bdf;
-use crate::exec::{lock, Executor, Timed};
+use crate::exec::{lock, Executor, RunError, Timed};
 use crate::host::Host;
 use crate::plan::{self, Plan};
 use crate::policy::Policy;
@@ -27,7 +27,7 @@ pub struct Request {
     /// The VM the devices are lent to, for the state record and messages.
     pub owner: Option<String>,
     pub dry_run: bool,
-    /// Fault injection for crash tests: die by SIGKILL right after this step.
+    /// Fault injection for crash tests: stop dead right after this step.
     pub crash_after: Option<usize>,
 }
 
@@ -61,9 +61,10 @@ pub fn run(host: &Host, request: &Request) -> Result<Outcome, Error> {
         owner: request.owner.as_deref(),
         crash_after: request.crash_after,
     };
-    let timeline = executor
-        .run(&plan)
-        .map_err(|e| Error::Failed(e.to_string()))?;
+    let timeline = executor.run(&plan).map_err(|e| match e {
+        RunError::Failed(e) => Error::Failed(e.to_string()),
+        RunError::Interrupted { after } => Error::Interrupted { after },
+    })?;
     Ok(Outcome { plan, timeline })
 }
 

@@ -72,7 +72,17 @@ fn handover(host: &Host, target: Target, args: Handover) -> anyhow::Result<()> {
             .ok()
             .and_then(|n| n.parse().ok()),
     };
-    let outcome = handover::run(host, &request)?;
+    let outcome = match handover::run(host, &request) {
+        // Die the way a crash would, so the next run meets exactly what a kill -9 leaves.
+        Err(pitcrew::Error::Interrupted { .. }) => {
+            let _ = rustix::process::kill_process(
+                rustix::process::getpid(),
+                rustix::process::Signal::KILL,
+            );
+            unreachable!("SIGKILL cannot be caught")
+        }
+        other => other?,
+    };
     print!("{}", outcome.plan);
     if !args.dry_run && !outcome.timeline.is_empty() {
         let total: Duration = outcome.timeline.iter().map(|t| t.took).sum();

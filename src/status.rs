@@ -6,6 +6,7 @@ use crate::host::pci::PciDevice;
 use crate::snapshot::Snapshot;
 use crate::vendor;
 use serde::Serialize;
+use std::collections::BTreeSet;
 use std::fmt::{self, Write};
 
 #[derive(Debug, Serialize)]
@@ -55,7 +56,7 @@ impl Status {
                     })
                     .cloned()
                     .collect();
-                let nodes: Vec<String> =
+                let nodes: BTreeSet<String> =
                     functions.iter().flat_map(|f| s.own_nodes(f.bdf)).collect();
                 Gpu {
                     address: gpu.bdf,
@@ -65,8 +66,14 @@ impl Status {
                     holders: s
                         .holders
                         .iter()
-                        .filter(|h| h.nodes.iter().any(|n| nodes.contains(n)))
-                        .cloned()
+                        .filter_map(|h| {
+                            let mine: BTreeSet<String> =
+                                h.nodes.intersection(&nodes).cloned().collect();
+                            (!mine.is_empty()).then(|| Holder {
+                                nodes: mine,
+                                ..h.clone()
+                            })
+                        })
                         .collect(),
                     functions,
                 }

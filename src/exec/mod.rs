@@ -31,6 +31,14 @@ pub struct ExecError {
     pub rollback: Rollback,
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Failed(ExecError),
+    #[error("stopped after step {after} by fault injection, without rolling back")]
+    Interrupted { after: usize },
+}
+
 #[derive(Debug)]
 pub enum Rollback {
     Done,
@@ -57,12 +65,13 @@ pub struct Executor<'a> {
     pub host: &'a Host,
     pub policy: &'a Policy,
     pub owner: Option<&'a str>,
-    /// Fault injection for crash tests: SIGKILL ourselves right after this step number.
+    /// Fault injection for crash tests: stop dead after this step, as a kill -9 would, leaving
+    /// the record as it stands and rolling nothing back.
     pub crash_after: Option<usize>,
 }
 
 impl Executor<'_> {
-    pub fn run(&self, plan: &Plan) -> Result<Vec<Timed>, ExecError> {
+    pub fn run(&self, plan: &Plan) -> Result<Vec<Timed>, RunError> {
         let mut record = Record::load(self.host).unwrap_or_default();
         if plan.target == Target::Vfio {
             for (bdf, driver) in &plan.originals {
@@ -87,23 +96,20 @@ impl Executor<'_> {
                         took,
                     });
                     if self.crash_after == Some(number) {
-                        tracing::warn!("crash injected after step {number}");
-                        let _ = rustix::process::kill_process(
-                            rustix::process::getpid(),
-                            rustix::process::Signal::KILL,
-                        );
+                        return Err(RunError::Interrupted { after: number });
                     }
                 }
                 Err(cause) => {
                     tracing::error!("[{number}/{total}] {step} failed: {cause}");
-                    let rollback = self.roll_back(&plan.steps[..index], &mut record, plan);
-                    return Err(ExecError {
+                    // The failed step is undone too: it may have done half its work.
+                    let rollback = self.roll_back(&plan.steps[..=index], &mut record, plan);
+                    return Err(RunError::Failed(ExecError {
                         number,
                         total,
                         step: step.clone(),
                         cause,
                         rollback,
-                    });
+                    }));
                 }
             }
         }

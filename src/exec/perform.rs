@@ -103,14 +103,8 @@ fn probe_into(host: &Host, bdf: Bdf, driver: &str, policy: &Policy) -> Result<()
     })
 }
 
+/// Written to be safe on a function in any state, since it also undoes a half-done Release.
 fn restore(host: &Host, bdf: Bdf, wanted: Option<&str>, policy: &Policy) -> Result<(), String> {
-    let current = pci::driver(host, bdf);
-    if current.is_some() && current.as_deref() == wanted {
-        return Ok(());
-    }
-    if let Some(current) = &current {
-        unbind_from(host, bdf, current, policy)?;
-    }
     let override_path = format!("{}/{bdf}/driver_override", pci::DEVICES);
     if host
         .read(&override_path)
@@ -118,12 +112,21 @@ fn restore(host: &Host, bdf: Bdf, wanted: Option<&str>, policy: &Policy) -> Resu
     {
         write(host, &override_path, "\n")?;
     }
+    let current = pci::driver(host, bdf);
+    if current.is_some() && current.as_deref() == wanted {
+        return Ok(());
+    }
+    if let Some(current) = &current {
+        unbind_from(host, bdf, current, policy)?;
+    }
     let Some(wanted) = wanted else {
         // The driver it had is unknown: let the kernel choose, as at boot.
         return write(host, "/sys/bus/pci/drivers_probe", &bdf.to_string());
     };
-    write(host, "/sys/bus/pci/drivers_probe", &bdf.to_string())?;
-    if pci::driver(host, bdf).is_none() && modules::driver_present(host, wanted) {
+    if let Err(e) = write(host, "/sys/bus/pci/drivers_probe", &bdf.to_string()) {
+        tracing::debug!("{e}; binding {bdf} to {wanted} by name instead");
+    }
+    if pci::driver(host, bdf).is_none() {
         // Another driver may also match the ids; name the one it had.
         write(
             host,

@@ -89,9 +89,16 @@ pub(super) fn steps(s: &Snapshot, functions: &BTreeSet<Bdf>, policy: &Policy) ->
             },
         });
     }
+    let stopping: Vec<String> = steps
+        .iter()
+        .filter_map(|step| match step {
+            Step::StopUnit { unit, .. } => Some(unit.clone()),
+            _ => None,
+        })
+        .collect();
     for holder in holders {
-        let by_dm = stop_dm && holder.unit.as_deref() == dm;
-        if !by_dm {
+        // Stopping its unit ends it, and the unit comes back by the same path it left.
+        if !holder.unit.as_ref().is_some_and(|u| stopping.contains(u)) {
             steps.push(Step::EndProcess {
                 pid: holder.pid,
                 comm: holder.comm.clone(),
