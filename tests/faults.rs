@@ -1,0 +1,108 @@
+//! What the engine does when the host fights back, asserted on the simulated kernel's state.
+
+mod common;
+
+use common::{detach, drivers, loaded_modules, policy, request};
+use pitcrew::handover::{self, Target};
+use pitcrew_sim::{fixtures, Event, Signal};
+use std::time::{Duration, Instant};
+
+#[test]
+fn a_holder_that_ignores_term_is_killed_after_the_deadline() {
+    let sim = fixtures::nvidia_with_audio_and_usbc();
+    sim.ignore_term(2300);
+    let start = Instant::now();
+    detach(&sim, &["01:00.0"]).unwrap();
+    assert!(start.elapsed() >= policy().term_timeout);
+    assert!(!sim.process_alive(2300));
+    let signals: Vec<Signal> = sim
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Signal { pid: 2300, signal } => Some(signal),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(signals, [Signal::Term, Signal::Kill]);
+    assert_eq!(sim.driver("0000:01:00.0").as_deref(), Some("vfio-pci"));
+}
+
+#[test]
+fn a_module_still_in_use_fails_the_detach_and_everything_is_rolled_back() {
+    let sim = fixtures::nvidia_with_audio_and_usbc();
+    let drivers_before = drivers(&sim);
+    let modules_before = loaded_modules(&sim);
+    sim.fail_command(
+        &["modprobe", "-r", "nvidia_uvm"],
+        "modprobe: FATAL: Module nvidia_uvm is in use.",
+    );
+
+    let err = detach(&sim, &["01:00.0"]).unwrap_err();
+    let message = err.to_string();
+    assert_eq!(err.exit_code(), 1);
+    assert!(
+        message.contains("(unload module nvidia_uvm) failed"),
+        "{message}"
+    );
+    assert!(message.contains("Module nvidia_uvm is in use"), "{message}");
+    assert!(message.contains("Rolled back"), "{message}");
+
+    assert_eq!(drivers(&sim), drivers_before);
+    assert_eq!(loaded_modules(&sim), modules_before);
+    assert!(sim.unit_active("lightdm.service"));
+    assert!(sim.unit_active("nvidia-persistenced.service"));
+    assert_eq!(sim.driver_override("0000:01:00.1"), None);
+    // No fallback to unbinding the card from nvidia after its unload failed.
+    assert!(sim
+        .writes_to("/sys/bus/pci/drivers/nvidia/unbind")
+        .is_empty());
+}
+
+#[test]
+fn a_write_that_blocks_is_cut_off_at_the_deadline_reported_and_rolled_back() {
+    let sim = fixtures::apu_and_dgpu_sharing_amdgpu();
+    let block = sim.block_writes("/sys/bus/pci/drivers/snd_hda_intel/unbind");
+    let mut req = request(Target::Vfio, &["03:00.0"]);
+    req.policy.step_timeout = Duration::from_millis(300);
+
+    let err = handover::run(&sim.host(), &req).unwrap_err().to_string();
+    assert!(
+        err.contains("(set 0000:03:00.1 driver_override=vfio-pci, unbind it from snd_hda_intel) failed: it did not finish within"),
+        "{err}"
+    );
+    assert!(err.contains("Rolled back"), "{err}");
+    assert_eq!(sim.driver("0000:03:00.0").as_deref(), Some("amdgpu"));
+    assert_eq!(sim.driver_override("0000:03:00.0"), None);
+    assert_eq!(sim.driver_override("0000:03:00.1"), None);
+    assert!(sim.unit_active("sddm.service"));
+    block.release();
+}
+
+#[test]
+fn a_failure_late_in_the_plan_rolls_back_every_earlier_step() {
+    let sim = fixtures::amd_with_audio();
+    let drivers_before = drivers(&sim);
+    sim.fail_command(
+        &["modprobe", "vfio_pci"],
+        "modprobe: FATAL: Module vfio_pci not found.",
+    );
+
+    let err = detach(&sim, &["03:00.0"]).unwrap_err().to_string();
+    assert!(err.contains("(load module vfio_pci) failed"), "{err}");
+    assert_eq!(drivers(&sim), drivers_before);
+    assert!(sim.module_loaded("amdgpu"));
+    assert!(sim.unit_active("gdm.service"));
+    let status =
+        pitcrew::status::Status::of(&pitcrew::snapshot::Snapshot::read(&sim.host()).unwrap());
+    assert!(status.lent.is_empty(), "nothing is recorded as lent");
+}
+
+#[test]
+fn bad_input_changes_nothing() {
+    let sim = fixtures::group_with_unrelated_device();
+    for devices in [&["05:00.0"][..], &["0a:00.0"][..]] {
+        let err = detach(&sim, devices).unwrap_err();
+        assert_eq!(err.exit_code(), 2, "{err}");
+    }
+    assert!(sim.events().is_empty(), "{:?}", sim.events());
+}
