@@ -2,9 +2,13 @@
 
 pub mod bdf;
 pub mod cli;
-pub mod host;
+pub mod config;
+pub mod domain;
 pub mod error;
 pub mod handover;
+pub mod hook;
+pub mod host;
+pub mod install;
 pub mod policy;
 
 pub use error::Error;
