@@ -40,8 +40,17 @@ pub fn path(host: &Host, vm: &VmName) -> PathBuf {
 /// Records `devices` for `vm`, replacing any earlier record atomically (temp file + rename).
 pub fn write(host: &Host, vm: &VmName, devices: &[Bdf]) -> Result<PathBuf, RequestError> {
     let dir = host.path(REQUEST_DIR);
+    if host.is_staged() {
+        // A staged root (tests, --root) may lack /run, which a booted host always has.
+        let run = host.path("/run");
+        std::fs::create_dir_all(&run).map_err(|source| RequestError::Io {
+            path: run,
+            action: "cannot create",
+            source,
+        })?;
+    }
     for d in [host.path(RUN_DIR), dir.clone()] {
-        private_dir(&d)?;
+        private_dir(&d, host.is_staged())?;
     }
     let target = path(host, vm);
     let temp = dir.join(format!(".{}.{}.tmp", vm.escaped(), std::process::id()));
@@ -107,7 +116,7 @@ pub fn read(host: &Host, vm: &VmName) -> Result<Option<Vec<Bdf>>, RequestError> 
 }
 
 /// Creates `dir` as 0700 if missing; refuses one that others can write or enter.
-fn private_dir(dir: &std::path::Path) -> Result<(), RequestError> {
+fn private_dir(dir: &std::path::Path, staged: bool) -> Result<(), RequestError> {
     match std::fs::DirBuilder::new().mode(0o700).create(dir) {
         Ok(()) => {
             // The umask may have taken bits away, never added them; set the mode exactly.
@@ -125,11 +134,13 @@ fn private_dir(dir: &std::path::Path) -> Result<(), RequestError> {
                 action: "cannot inspect",
                 source,
             })?;
-            if !meta.is_dir() || meta.mode() & 0o077 != 0 {
+            let owner = crate::config::expected_owner(staged);
+            if !meta.is_dir() || meta.mode() & 0o077 != 0 || meta.uid() != owner {
                 return Err(RequestError::Refused {
                     path: dir.to_path_buf(),
                     reason: format!(
-                        "expected a directory of mode 0700, found mode {:04o}; remove it",
+                        "expected a directory of uid {owner} and mode 0700, found uid {} mode {:04o}; remove it",
+                        meta.uid(),
                         meta.mode() & 0o7777
                     ),
                 });
