@@ -18,7 +18,10 @@ fn tree(root: &Path) -> Vec<String> {
             let shown = format!("/{}", path.strip_prefix(root).unwrap().display());
             let mode = meta.permissions().mode() & 0o7777;
             let line = if meta.file_type().is_symlink() {
-                format!("link {shown} -> {}", std::fs::read_link(&path).unwrap().display())
+                format!(
+                    "link {shown} -> {}",
+                    std::fs::read_link(&path).unwrap().display()
+                )
             } else if meta.is_dir() {
                 stack.push(path.clone());
                 format!("{mode:04o} dir  {shown}")
@@ -37,7 +40,8 @@ fn contents(root: &Path) -> Vec<(String, String)> {
         .into_iter()
         .map(|line| {
             let path = line.rsplit(' ').next().unwrap().to_string();
-            let text = std::fs::read_to_string(root.join(path.trim_start_matches('/'))).unwrap_or_default();
+            let text = std::fs::read_to_string(root.join(path.trim_start_matches('/')))
+                .unwrap_or_default();
             (line, text)
         })
         .collect()
@@ -56,10 +60,20 @@ fn staged(t: &TestHost) -> tempfile::TempDir {
     root
 }
 
-fn run_install(host: &pitcrew::host::Host, binary: &Path, vms: &[&str], dry_run: bool) -> Result<String, String> {
+fn run_install(
+    host: &pitcrew::host::Host,
+    binary: &Path,
+    vms: &[&str],
+    dry_run: bool,
+) -> Result<String, String> {
     let vms: Vec<String> = vms.iter().map(|s| s.to_string()).collect();
     let mut out = Vec::new();
-    let opts = InstallOptions { vms: &vms, binary, dry_run, restart_libvirtd: false };
+    let opts = InstallOptions {
+        vms: &vms,
+        binary,
+        dry_run,
+        restart_libvirtd: false,
+    };
     install(host, &opts, &mut out).map_err(|e| e.to_string())?;
     Ok(String::from_utf8(out).unwrap())
 }
@@ -93,12 +107,18 @@ fn install_stages_the_layout_with_modes() {
             "link /etc/libvirt/hooks/qemu.d/pitcrew -> /usr/local/bin/pitcrew",
         ]
     );
-    let unit = std::fs::read_to_string(root.path().join("etc/systemd/system/pitcrew@.service")).unwrap();
+    let unit =
+        std::fs::read_to_string(root.path().join("etc/systemd/system/pitcrew@.service")).unwrap();
     assert!(unit.contains("ExecStart=/usr/local/bin/pitcrew detach --vm=%I"));
     // The staged config is valid and lists the VM.
     let config = pitcrew::config::Config::load(&host).unwrap().unwrap();
-    assert!(config.listed(&pitcrew::domain::VmName::parse("win11").unwrap()).is_some());
-    assert!(said.contains("skip `systemctl daemon-reload` (staged root)"), "{said}");
+    assert!(config
+        .listed(&pitcrew::domain::VmName::parse("win11").unwrap())
+        .is_some());
+    assert!(
+        said.contains("skip `systemctl daemon-reload` (staged root)"),
+        "{said}"
+    );
     assert!(t.runner.calls().is_empty(), "a staged install runs nothing");
 }
 
@@ -114,8 +134,16 @@ fn uninstall_purge_leaves_the_root_as_before() {
         std::fs::write(&path, text).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
     };
-    pre("/etc/libvirt/hooks/qemu", "#!/bin/sh\n# the user's own hook\n", 0o755);
-    pre("/etc/pitcrew/pitcrew.toml", "auto = false\n[vm.linux]\nreattach = false\n", 0o640);
+    pre(
+        "/etc/libvirt/hooks/qemu",
+        "#!/bin/sh\n# the user's own hook\n",
+        0o755,
+    );
+    pre(
+        "/etc/pitcrew/pitcrew.toml",
+        "auto = false\n[vm.linux]\nreattach = false\n",
+        0o640,
+    );
     let before = contents(root.path());
 
     let binary = fake_binary(&t);
@@ -123,7 +151,10 @@ fn uninstall_purge_leaves_the_root_as_before() {
     let hook = std::fs::read_to_string(root.path().join("etc/libvirt/hooks/qemu")).unwrap();
     assert!(hook.contains("the user's own hook"), "never overwritten");
     let merged = std::fs::read_to_string(root.path().join("etc/pitcrew/pitcrew.toml")).unwrap();
-    assert!(merged.starts_with("auto = false\n[vm.linux]\nreattach = false\n"), "merged, not clobbered");
+    assert!(
+        merged.starts_with("auto = false\n[vm.linux]\nreattach = false\n"),
+        "merged, not clobbered"
+    );
     assert_eq!(merged.matches("[vm.").count(), 2, "{merged}");
     // Installing again is an upgrade of its own files, the config untouched.
     let again = run_install(&host, &binary, &["win11"], false).unwrap();
@@ -131,7 +162,12 @@ fn uninstall_purge_leaves_the_root_as_before() {
 
     let mut out = Vec::new();
     uninstall(&host, true, false, &mut out).unwrap();
-    assert_eq!(contents(root.path()), before, "{}", String::from_utf8_lossy(&out));
+    assert_eq!(
+        contents(root.path()),
+        before,
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
 }
 
 #[test]
@@ -141,7 +177,14 @@ fn uninstall_without_purge_keeps_the_config() {
     let host = pitcrew::host::Host::new(root.path(), t.runner.clone());
     run_install(&host, &fake_binary(&t), &["win11"], false).unwrap();
     uninstall(&host, false, false, &mut Vec::new()).unwrap();
-    assert_eq!(tree(root.path()), ["0644 file /etc/pitcrew/pitcrew.toml", "0755 dir  /etc", "0755 dir  /etc/pitcrew"]);
+    assert_eq!(
+        tree(root.path()),
+        [
+            "0644 file /etc/pitcrew/pitcrew.toml",
+            "0755 dir  /etc",
+            "0755 dir  /etc/pitcrew"
+        ]
+    );
 }
 
 #[test]
@@ -151,7 +194,10 @@ fn dry_run_changes_nothing() {
     let host = pitcrew::host::Host::new(root.path(), t.runner.clone());
     let said = run_install(&host, &fake_binary(&t), &["win11"], true).unwrap();
     assert!(tree(root.path()).is_empty());
-    assert!(said.contains("would write /etc/systemd/system/pitcrew@.service"), "{said}");
+    assert!(
+        said.contains("would write /etc/systemd/system/pitcrew@.service"),
+        "{said}"
+    );
     assert!(said.contains("would link /etc/libvirt/hooks/qemu.d/pitcrew -> /usr/local/bin/pitcrew"));
 }
 
@@ -170,22 +216,35 @@ fn refusals_change_nothing() {
     put("/etc/systemd/system/pitcrew@.service", "[Service]\n");
     let before = contents(root.path());
     let e = run_install(&host, &binary, &["win11"], false).unwrap_err();
-    assert!(e.contains("pitcrew@.service exists and was not written by `pitcrew install`"), "{e}");
+    assert!(
+        e.contains("pitcrew@.service exists and was not written by `pitcrew install`"),
+        "{e}"
+    );
     assert_eq!(contents(root.path()), before);
     // A bad VM name.
-    assert!(run_install(&host, &binary, &["a/b"], false).unwrap_err().contains("'/'"));
+    assert!(run_install(&host, &binary, &["a/b"], false)
+        .unwrap_err()
+        .contains("'/'"));
     // The bash kit.
     std::fs::remove_file(root.path().join("etc/systemd/system/pitcrew@.service")).unwrap();
     put("/usr/bin/gpuset.sh", "#!/bin/bash\n");
-    put("/etc/libvirt/hooks/qemu.d/win11/prepare/begin/start.sh", "systemctl start pitcrew\n");
+    put(
+        "/etc/libvirt/hooks/qemu.d/win11/prepare/begin/start.sh",
+        "systemctl start pitcrew\n",
+    );
     let before = contents(root.path());
     let e = run_install(&host, &binary, &["win11"], false).unwrap_err();
     assert!(e.contains("bash GPU Pit Crew"), "{e}");
-    assert!(e.contains("/etc/libvirt/hooks/qemu.d/win11/prepare/begin/start.sh"), "{e}");
+    assert!(
+        e.contains("/etc/libvirt/hooks/qemu.d/win11/prepare/begin/start.sh"),
+        "{e}"
+    );
     assert!(e.contains("systemctl disable --now pitcrew.service"), "{e}");
     assert_eq!(contents(root.path()), before);
     // Uninstall with nothing installed.
-    let e = uninstall(&host, false, false, &mut Vec::new()).unwrap_err().to_string();
+    let e = uninstall(&host, false, false, &mut Vec::new())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("nothing was installed"), "{e}");
 }
 

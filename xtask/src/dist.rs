@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 pub fn run() -> Result<()> {
     let out = dist_dir();
     let completions = out.join("completions");
-    std::fs::create_dir_all(&completions).with_context(|| format!("creating {}", completions.display()))?;
+    std::fs::create_dir_all(&completions)
+        .with_context(|| format!("creating {}", completions.display()))?;
     let command = pitcrew::cli::command();
 
     // pitcrew.1 plus pitcrew-<sub>.1 for each subcommand (man pitcrew-install).
@@ -19,7 +20,11 @@ pub fn run() -> Result<()> {
         let sub = sub.clone().name(name).display_name(name);
         write_man(&out, sub)?;
     }
-    for (shell, file) in [(Shell::Bash, "pitcrew"), (Shell::Zsh, "_pitcrew"), (Shell::Fish, "pitcrew.fish")] {
+    for (shell, file) in [
+        (Shell::Bash, "pitcrew"),
+        (Shell::Zsh, "_pitcrew"),
+        (Shell::Fish, "pitcrew.fish"),
+    ] {
         let mut cmd = command.clone();
         let mut buf = Vec::new();
         clap_complete::generate(shell, &mut cmd, "pitcrew", &mut buf);
