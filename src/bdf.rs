@@ -99,24 +99,12 @@ mod tests {
         let full: Bdf = "0000:01:00.0".parse().unwrap();
         assert_eq!(short, full);
         assert_eq!(full.to_string(), "0000:01:00.0");
-        assert_eq!(
-            "0001:0a:1f.7".parse::<Bdf>().unwrap().to_string(),
-            "0001:0a:1f.7"
-        );
+        assert_eq!("0001:0a:1f.7".parse::<Bdf>().unwrap().to_string(), "0001:0a:1f.7");
     }
 
     #[test]
     fn malformed_addresses_are_refused() {
-        for bad in [
-            "",
-            "1:00.0",
-            "01:00",
-            "01:00.8",
-            "01:20.0",
-            "zz:00.0",
-            "0000:01:00.0.1",
-            "../../x",
-        ] {
+        for bad in ["", "1:00.0", "01:00", "01:00.8", "01:20.0", "zz:00.0", "0000:01:00.0.1", "../../x"] {
             assert!(bad.parse::<Bdf>().is_err(), "{bad} was accepted");
         }
     }

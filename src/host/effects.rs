@@ -73,10 +73,7 @@ impl Effects for RealEffects {
             let _ = reader.join();
             return Err(io::Error::new(
                 io::ErrorKind::TimedOut,
-                format!(
-                    "{program} {} did not finish within {timeout:?}",
-                    args.join(" ")
-                ),
+                format!("{program} {} did not finish within {timeout:?}", args.join(" ")),
             ));
         }
         let (status, stdout, stderr) = reader.join().expect("reader thread");
@@ -111,10 +108,7 @@ impl Process for PidFd {
 
     fn wait_exit(&self, timeout: Duration) -> io::Result<bool> {
         // A pidfd becomes readable when its process exits: no polling loop needed.
-        let mut fds = [rustix::event::PollFd::new(
-            &self.0,
-            rustix::event::PollFlags::IN,
-        )];
+        let mut fds = [rustix::event::PollFd::new(&self.0, rustix::event::PollFlags::IN)];
         let timeout = rustix::event::Timespec::try_from(timeout)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "timeout too large"))?;
         let ready = rustix::event::poll(&mut fds, Some(&timeout))?;
