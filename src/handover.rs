@@ -7,6 +7,8 @@ use crate::plan::{self, Plan};
 use crate::policy::Policy;
 use crate::snapshot::Snapshot;
 use crate::Error;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -29,6 +31,8 @@ pub struct Request {
     pub dry_run: bool,
     /// Fault injection for crash tests: stop dead right after this step.
     pub crash_after: Option<usize>,
+    /// Set from outside (SIGTERM) to stop after the current step and roll back.
+    pub cancel: Option<Arc<AtomicBool>>,
 }
 
 #[derive(Debug)]
@@ -60,6 +64,7 @@ pub fn run(host: &Host, request: &Request) -> Result<Outcome, Error> {
         policy: &request.policy,
         owner: request.owner.as_deref(),
         crash_after: request.crash_after,
+        cancel: request.cancel.as_deref(),
     };
     let timeline = executor.run(&plan).map_err(|e| match e {
         RunError::Failed(e) => Error::Failed(e.to_string()),

@@ -2,15 +2,19 @@
 
 pub mod bdf;
 pub mod cli;
+pub mod config;
+pub mod domain;
 pub mod error;
-pub mod handover;
-pub mod host;
-pub mod policy;
-
-pub use error::Error;
 pub mod exec;
+pub mod handover;
+pub mod hook;
+pub mod host;
+pub mod install;
 pub mod plan;
+pub mod policy;
 pub mod snapshot;
 pub mod status;
 pub mod vendor;
 pub mod wait;
+
+pub use error::Error;

@@ -1,8 +1,8 @@
 //! A run killed between any two steps leaves a state the next run converges from.
 
-mod common;
+mod engine;
 
-use common::{detach, drivers, reattach, request};
+use engine::{detach, drivers, reattach, request};
 use pitcrew::handover::{self, Target};
 use pitcrew_sim::{fixtures, SimHost};
 

@@ -1,8 +1,8 @@
 //! What the engine does when the host fights back, asserted on the simulated kernel's state.
 
-mod common;
+mod engine;
 
-use common::{detach, drivers, loaded_modules, policy, request};
+use engine::{detach, drivers, loaded_modules, policy, request};
 use pitcrew::handover::{self, Target};
 use pitcrew_sim::{fixtures, Event, Signal};
 use std::time::{Duration, Instant};
@@ -105,4 +105,18 @@ fn bad_input_changes_nothing() {
         assert_eq!(err.exit_code(), 2, "{err}");
     }
     assert!(sim.events().is_empty(), "{:?}", sim.events());
+}
+
+#[test]
+fn a_cancelled_run_stops_before_the_next_step_and_rolls_back() {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    let sim = fixtures::apu_and_dgpu_sharing_amdgpu();
+    let before = drivers(&sim);
+    let mut req = request(Target::Vfio, &["03:00.0"]);
+    req.cancel = Some(Arc::new(AtomicBool::new(true)));
+    let err = handover::run(&sim.host(), &req).unwrap_err().to_string();
+    assert!(err.contains("cancelled by SIGTERM"), "{err}");
+    assert_eq!(drivers(&sim), before);
+    assert!(sim.unit_active("sddm.service"));
 }

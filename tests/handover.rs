@@ -1,8 +1,8 @@
 //! Detach and reattach carried out on the simulated kernel, asserted on its resulting state.
 
-mod common;
+mod engine;
 
-use common::{assert_no_forbidden_actions, detach, drivers, loaded_modules, reattach};
+use engine::{assert_no_forbidden_actions, detach, drivers, loaded_modules, reattach};
 use pitcrew_sim::fixtures;
 
 const GROUP_12: [&str; 4] = [

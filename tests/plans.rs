@@ -1,8 +1,8 @@
 //! The plans the engine makes for each fixture, as a dry run prints them.
 
-mod common;
+mod engine;
 
-use common::dry_run;
+use engine::dry_run;
 use pitcrew::handover::Target;
 use pitcrew_sim::fixtures;
 
@@ -103,7 +103,7 @@ fn bad_addresses_are_refused_with_what_to_do() {
 #[test]
 fn the_display_manager_policy_is_honoured() {
     let sim = fixtures::apu_and_dgpu_sharing_amdgpu();
-    let mut request = common::request(Target::Vfio, &["03:00.0"]);
+    let mut request = engine::request(Target::Vfio, &["03:00.0"]);
     request.dry_run = true;
     request.policy.display_manager = pitcrew::policy::DisplayManagerPolicy::Never;
     let plan = pitcrew::handover::run(&sim.host(), &request)

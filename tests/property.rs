@@ -1,9 +1,9 @@
 //! From any state a sequence of detaches, reattaches and crashes can reach, a detach followed by
 //! a reattach returns every function to the driver it had at the start.
 
-mod common;
+mod engine;
 
-use common::{drivers, request};
+use engine::{drivers, request};
 use pitcrew::handover::{self, Target};
 use pitcrew_sim::{fixtures, SimHost};
 use proptest::prelude::*;

@@ -11,6 +11,7 @@ use crate::host::Host;
 use crate::plan::{Plan, Step};
 use crate::policy::Policy;
 use record::{Lent, Record, Unloaded};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -68,6 +69,8 @@ pub struct Executor<'a> {
     /// Fault injection for crash tests: stop dead after this step, as a kill -9 would, leaving
     /// the record as it stands and rolling nothing back.
     pub crash_after: Option<usize>,
+    /// When set (by SIGTERM), the run stops after the step under way and rolls back.
+    pub cancel: Option<&'a AtomicBool>,
 }
 
 impl Executor<'_> {
@@ -86,7 +89,13 @@ impl Executor<'_> {
         let mut timeline = Vec::new();
         for (index, step) in plan.steps.iter().enumerate() {
             let number = index + 1;
-            match self.timed(step) {
+            let cancelled = self.cancel.is_some_and(|c| c.load(Ordering::SeqCst));
+            let outcome = if cancelled {
+                Err("cancelled by SIGTERM before it started".to_string())
+            } else {
+                self.timed(step)
+            };
+            match outcome {
                 Ok(took) => {
                     tracing::info!("[{number}/{total}] {step} ({} ms)", took.as_millis());
                     note(&mut record, step, plan);
@@ -101,8 +110,9 @@ impl Executor<'_> {
                 }
                 Err(cause) => {
                     tracing::error!("[{number}/{total}] {step} failed: {cause}");
-                    // The failed step is undone too: it may have done half its work.
-                    let rollback = self.roll_back(&plan.steps[..=index], &mut record, plan);
+                    // A failed step is undone too: it may have done half its work.
+                    let end = if cancelled { index } else { index + 1 };
+                    let rollback = self.roll_back(&plan.steps[..end], &mut record, plan);
                     return Err(RunError::Failed(ExecError {
                         number,
                         total,

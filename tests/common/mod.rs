@@ -1,73 +1,126 @@
-//! Running the engine against a simulated host.
-#![allow(dead_code)] // each test file uses its own share of these helpers
+//! Shared by the integration tests: a temp-dir host and a command runner that records calls.
+#![allow(dead_code)]
 
-use pitcrew::handover::{self, Outcome, Request, Target};
-use pitcrew::policy::Policy;
-use pitcrew::snapshot::Snapshot;
-use pitcrew_sim::SimHost;
+use pitcrew::host::{CmdOutput, Effects, Host, Process};
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Short deadlines keep the fault tests quick; nothing in the sim takes long.
-pub fn policy() -> Policy {
-    Policy {
-        term_timeout: Duration::from_millis(300),
-        step_timeout: Duration::from_secs(2),
-        ..Policy::default()
+/// Records every command; answers with `result` (Err(TimedOut) when `time_out`).
+#[derive(Default)]
+pub struct FakeRunner {
+    pub calls: Mutex<Vec<(String, Duration)>>,
+    pub fail: bool,
+    pub time_out: bool,
+}
+
+impl FakeRunner {
+    pub fn calls(&self) -> Vec<String> {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|c| c.0.clone())
+            .collect()
     }
 }
 
-pub fn request(target: Target, devices: &[&str]) -> Request {
-    Request {
-        target,
-        devices: devices.iter().map(|d| d.parse().unwrap()).collect(),
-        policy: policy(),
-        owner: Some("win11".into()),
-        dry_run: false,
-        crash_after: None,
+impl Effects for FakeRunner {
+    fn write(&self, path: &Path, value: &str) -> io::Result<()> {
+        panic!("unexpected sysfs write {} <- {value}", path.display())
+    }
+    fn run(&self, program: &str, args: &[&str], timeout: Duration) -> io::Result<CmdOutput> {
+        let line = format!("{program} {}", args.join(" "));
+        self.calls.lock().unwrap().push((line, timeout));
+        if self.time_out && args.first() == Some(&"start") {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "timed out"));
+        }
+        Ok(CmdOutput {
+            success: !self.fail,
+            stdout: String::new(),
+            stderr: if self.fail {
+                "Job failed".into()
+            } else {
+                String::new()
+            },
+        })
+    }
+    fn process(&self, _pid: u32) -> io::Result<Box<dyn Process>> {
+        panic!("unexpected process lookup")
     }
 }
 
-pub fn detach(sim: &SimHost, devices: &[&str]) -> Result<Outcome, pitcrew::Error> {
-    handover::run(&sim.host(), &request(Target::Vfio, devices))
+pub struct TestHost {
+    pub dir: tempfile::TempDir,
+    pub runner: Arc<FakeRunner>,
+    pub host: Host,
 }
 
-pub fn reattach(sim: &SimHost, devices: &[&str]) -> Result<Outcome, pitcrew::Error> {
-    handover::run(&sim.host(), &request(Target::Host, devices))
-}
+impl TestHost {
+    pub fn new() -> TestHost {
+        TestHost::with_runner(FakeRunner::default())
+    }
 
-pub fn dry_run(sim: &SimHost, target: Target, devices: &[&str]) -> String {
-    let mut request = request(target, devices);
-    request.dry_run = true;
-    match handover::run(&sim.host(), &request) {
-        Ok(outcome) => outcome.plan.to_string(),
-        Err(e) => format!("error: {e}"),
+    pub fn with_runner(runner: FakeRunner) -> TestHost {
+        let dir = tempfile::tempdir().unwrap();
+        let runner = Arc::new(runner);
+        let host = Host::new(dir.path(), runner.clone());
+        TestHost { dir, runner, host }
+    }
+
+    pub fn path(&self, absolute: &str) -> PathBuf {
+        self.host.path(absolute)
+    }
+
+    /// Writes a file with an exact mode, creating 0755 parents.
+    pub fn file(&self, absolute: &str, text: &str, mode: u32) {
+        let path = self.path(absolute);
+        let parent = path.parent().unwrap();
+        std::fs::create_dir_all(parent).unwrap();
+        // tempdir() makes the root 0700; the config check wants no group/other write only.
+        for dir in parent
+            .ancestors()
+            .take_while(|d| d.starts_with(self.dir.path()))
+        {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    pub fn config(&self, text: &str) {
+        self.file("/etc/pitcrew/pitcrew.toml", text, 0o644);
+    }
+
+    /// A PCI function in sysfs with its class (0x030000 for a VGA controller).
+    pub fn pci(&self, bdf: &str, class: &str) {
+        self.file(
+            &format!("/sys/bus/pci/devices/{bdf}/class"),
+            &format!("{class}\n"),
+            0o444,
+        );
     }
 }
 
-/// Every function's driver, for before/after comparisons.
-pub fn drivers(sim: &SimHost) -> Vec<(String, Option<String>)> {
-    Snapshot::read(&sim.host())
-        .unwrap()
-        .devices
-        .keys()
-        .map(|bdf| (bdf.to_string(), sim.driver(&bdf.to_string())))
-        .collect()
-}
-
-pub fn loaded_modules(sim: &SimHost) -> Vec<String> {
-    Snapshot::read(&sim.host())
-        .unwrap()
-        .modules
-        .into_keys()
-        .collect()
-}
-
-/// What pitcrew must never do: new_id writes and forced unloads.
-pub fn assert_no_forbidden_actions(sim: &SimHost) {
-    for event in sim.events() {
-        let text = format!("{event:?}");
-        assert!(!text.contains("new_id"), "wrote new_id: {text}");
-        assert!(!text.contains("\"-f\""), "forced an unload: {text}");
-        assert!(!text.contains("disable"), "disabled a unit: {text}");
-    }
+/// A domain XML passing the given PCI addresses through (as libvirt writes it).
+pub fn domain_xml(name: &str, hostdevs: &[(u8, u8, u8)]) -> String {
+    let devs: String = hostdevs
+        .iter()
+        .map(|(bus, slot, function)| {
+            format!(
+                "<hostdev mode='subsystem' type='pci' managed='yes'><source>\
+                 <address domain='0x0000' bus='0x{bus:02x}' slot='0x{slot:02x}' function='0x{function:x}'/>\
+                 </source><rom bar='off'/></hostdev>"
+            )
+        })
+        .collect();
+    format!(
+        "<domain type='kvm'><name>{name}</name><memory unit='KiB'>131072</memory>\
+         <os><type arch='x86_64' machine='q35'>hvm</type></os>\
+         <devices><emulator>/usr/bin/qemu-system-x86_64</emulator>{devs}\
+         <hostdev mode='subsystem' type='usb'><source><vendor id='0x1'/><product id='0x2'/></source></hostdev>\
+         </devices></domain>"
+    )
 }

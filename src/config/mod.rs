@@ -1,0 +1,233 @@
+//! `/etc/pitcrew/pitcrew.toml`: which VMs pitcrew manages, their devices and how a handover
+//! treats them. Every refusal names the file, the line and what to change.
+
+mod perms;
+mod values;
+mod vm;
+
+pub use perms::expected_owner;
+pub use vm::{devices_for_vm, policy_for_vm, VmDevicesError};
+
+use crate::bdf::Bdf;
+use crate::domain::VmName;
+use crate::host::Host;
+use crate::policy::{DisplayManagerPolicy, Policy};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use values::{Seconds, VmKey};
+
+pub const CONFIG_PATH: &str = "/etc/pitcrew/pitcrew.toml";
+
+/// The unit template's TimeoutStartSec/TimeoutStopSec: the hard ceiling systemd enforces.
+/// A VM's `unit_timeout` must leave the hook [`HOOK_MARGIN`] below it.
+pub const UNIT_CEILING: Duration = Duration::from_secs(300);
+/// How much longer than `unit_timeout` the hook waits for `systemctl start` before giving up.
+pub const HOOK_MARGIN: Duration = Duration::from_secs(15);
+
+type TermTimeout = Seconds<1, 60>;
+type StepTimeout = Seconds<1, 120>;
+type UnitTimeout = Seconds<10, 285>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: no such file; create it (see /usr/share/doc/pitcrew/examples/pitcrew.toml) or run `pitcrew install --vm NAME`", path = .path.display())]
+    Missing { path: PathBuf },
+    #[error("{path}: cannot read it: {source}", path = .path.display())]
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {reason}", path = .path.display())]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+    #[error("{path}: refused because {reason}", path = .path.display())]
+    Insecure { path: PathBuf, reason: String },
+}
+
+/// Settings that a `[vm."name"]` table may override; unset ones fall back to `[defaults]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    reattach: Option<bool>,
+    display_manager: Option<DisplayManagerPolicy>,
+    term_timeout: Option<TermTimeout>,
+    step_timeout: Option<StepTimeout>,
+    unit_timeout: Option<UnitTimeout>,
+}
+
+/// A `[vm."name"]` table: the settings plus the devices (serde's flatten does not combine with
+/// deny_unknown_fields, hence the repetition).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VmTable {
+    devices: Option<Vec<Bdf>>,
+    reattach: Option<bool>,
+    display_manager: Option<DisplayManagerPolicy>,
+    term_timeout: Option<TermTimeout>,
+    step_timeout: Option<StepTimeout>,
+    unit_timeout: Option<UnitTimeout>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    auto: bool,
+    #[serde(default)]
+    defaults: Settings,
+    #[serde(default)]
+    vm: BTreeMap<VmKey, VmTable>,
+}
+
+/// What pitcrew does for one VM, defaults applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmConfig {
+    /// Devices named in the config; empty means "the GPUs in the domain XML".
+    pub devices: Vec<Bdf>,
+    /// Give the devices back to the host when the VM stops.
+    pub reattach: bool,
+    pub policy: Policy,
+    /// How long the whole detach may take; the hook waits this plus [`HOOK_MARGIN`].
+    pub unit_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Also manage VMs that are not listed when their XML passes a GPU through.
+    pub auto: bool,
+    pub defaults: VmConfig,
+    pub vms: BTreeMap<VmName, VmConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            auto: false,
+            defaults: VmConfig {
+                devices: Vec::new(),
+                reattach: true,
+                policy: Policy::default(),
+                unit_timeout: Duration::from_secs(120),
+            },
+            vms: BTreeMap::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads the config of `host`; `Ok(None)` when there is none (nothing is managed).
+    pub fn load(host: &Host) -> Result<Option<Config>, ConfigError> {
+        let path = host.path(CONFIG_PATH);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(ConfigError::Unreadable { path, source }),
+        };
+        let owner = perms::expected_owner(host.is_staged());
+        let insecure = |path: &Path, reason| ConfigError::Insecure {
+            path: path.to_path_buf(),
+            reason,
+        };
+        perms::check(&path, owner, false).map_err(|reason| insecure(&path, reason))?;
+        if let Some(dir) = path.parent() {
+            perms::check(dir, owner, true).map_err(|reason| insecure(dir, reason))?;
+        }
+        Config::parse(&text, &path).map(Some)
+    }
+
+    /// Like [`Config::load`], for commands that cannot work without a config.
+    pub fn load_required(host: &Host) -> Result<Config, ConfigError> {
+        Config::load(host)?.ok_or_else(|| ConfigError::Missing {
+            path: host.path(CONFIG_PATH),
+        })
+    }
+
+    /// Parses config text; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let file: File = toml::from_str(text).map_err(|e| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            line: e.span().map(|span| line_of(text, span.start)).unwrap_or(1),
+            reason: e.message().trim().to_string(),
+        })?;
+        let base = Config::default().defaults;
+        let defaults = resolve(
+            &base,
+            None,
+            file.defaults.reattach,
+            file.defaults.display_manager,
+            [
+                file.defaults.term_timeout.map(|s| s.duration()),
+                file.defaults.step_timeout.map(|s| s.duration()),
+                file.defaults.unit_timeout.map(|s| s.duration()),
+            ],
+        );
+        let vms = file
+            .vm
+            .into_iter()
+            .map(|(VmKey(name), t)| {
+                let timeouts = [
+                    t.term_timeout.map(|s| s.duration()),
+                    t.step_timeout.map(|s| s.duration()),
+                    t.unit_timeout.map(|s| s.duration()),
+                ];
+                let vm = resolve(
+                    &defaults,
+                    t.devices,
+                    t.reattach,
+                    t.display_manager,
+                    timeouts,
+                );
+                (name, vm)
+            })
+            .collect();
+        Ok(Config {
+            auto: file.auto,
+            defaults,
+            vms,
+        })
+    }
+
+    /// The VM's settings when the config lists it.
+    pub fn listed(&self, name: &VmName) -> Option<&VmConfig> {
+        self.vms.get(name)
+    }
+
+    /// The VM's settings: its own table, or the defaults for a VM managed through `auto`.
+    pub fn for_vm(&self, name: &VmName) -> &VmConfig {
+        self.vms.get(name).unwrap_or(&self.defaults)
+    }
+}
+
+fn resolve(
+    base: &VmConfig,
+    devices: Option<Vec<Bdf>>,
+    reattach: Option<bool>,
+    display_manager: Option<DisplayManagerPolicy>,
+    [term, step, unit]: [Option<Duration>; 3],
+) -> VmConfig {
+    VmConfig {
+        devices: devices.unwrap_or_else(|| base.devices.clone()),
+        reattach: reattach.unwrap_or(base.reattach),
+        policy: Policy {
+            display_manager: display_manager.unwrap_or(base.policy.display_manager),
+            term_timeout: term.unwrap_or(base.policy.term_timeout),
+            step_timeout: step.unwrap_or(base.policy.step_timeout),
+        },
+        unit_timeout: unit.unwrap_or(base.unit_timeout),
+    }
+}
+
+/// 1-based line of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    let offset = offset.min(text.len());
+    text.as_bytes()[..offset]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}

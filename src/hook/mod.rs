@@ -1,0 +1,206 @@
+//! libvirt's QEMU hook: `<domain> <op> <subop> [extra]` with the domain XML on stdin.
+//!
+//! The hook runs inside libvirtd for every operation of every VM, so it decides as early as it
+//! can, never calls libvirt (that can deadlock libvirtd), never writes to stdout (for `migrate`
+//! and `restore` libvirt would take stdout as replacement XML) and only waits, boundedly, for
+//! the `pitcrew@<vm>.service` unit that does the actual work under systemd.
+
+pub mod request;
+
+use crate::config::{Config, HOOK_MARGIN};
+use crate::domain::{self, VmName};
+use crate::host::Host;
+use std::ffi::OsStr;
+use std::io::Read;
+use std::path::Path;
+use std::time::Duration;
+
+/// The name of the link in /etc/libvirt/hooks/qemu.d/ that points at the binary.
+pub const HOOK_LINK_NAME: &str = "pitcrew";
+/// libvirt's drop-in directory for QEMU hooks (run by libvirt >= 6.5).
+pub const HOOK_DIR: &str = "/etc/libvirt/hooks/qemu.d";
+
+/// How long the release hook gives systemctl to queue the stop job (it does not wait for it).
+const QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone)]
+pub struct HookArgs {
+    pub domain: String,
+    pub op: String,
+    pub subop: String,
+    pub extra: Option<String>,
+}
+
+/// What the hook ends with: the exit code and at most one line for stderr.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub code: i32,
+    pub message: Option<String>,
+}
+
+impl Outcome {
+    fn ok() -> Outcome {
+        Outcome {
+            code: 0,
+            message: None,
+        }
+    }
+    fn note(message: String) -> Outcome {
+        Outcome {
+            code: 0,
+            message: Some(format!("pitcrew: {message}")),
+        }
+    }
+    fn fail(message: String) -> Outcome {
+        Outcome {
+            code: 1,
+            message: Some(format!("pitcrew: {message}")),
+        }
+    }
+}
+
+/// True when the binary was started by libvirt as a hook rather than as `pitcrew ...`: argv[0]
+/// is libvirt's `qemu` hook name, the drop-in's name, or any name inside a `qemu.d` directory.
+pub fn invoked_as_hook(argv0: &OsStr) -> bool {
+    let path = Path::new(argv0);
+    let in_dropin_dir = path
+        .parent()
+        .and_then(Path::file_name)
+        .is_some_and(|dir| dir == "qemu.d");
+    in_dropin_dir || path.file_name().is_some_and(|name| name == "qemu")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    /// prepare/begin: lend the GPU before libvirt touches it.
+    Lend,
+    /// release/end: give it back; `failed` when libvirt reports the start failed.
+    Return { failed: bool },
+    /// migrate/begin: a VM holding a host GPU cannot move.
+    Migrate,
+}
+
+fn action(args: &HookArgs) -> Option<Action> {
+    match (args.op.as_str(), args.subop.as_str()) {
+        ("prepare", "begin") => Some(Action::Lend),
+        ("release", "end") => Some(Action::Return {
+            failed: args.extra.as_deref() == Some("failed"),
+        }),
+        ("migrate", "begin") => Some(Action::Migrate),
+        // start, started, stopped, restore, reconnect, attach, ...: nothing to do.
+        _ => None,
+    }
+}
+
+/// Runs the hook. `stdin` is read only when the decision needs the XML.
+pub fn run(host: &Host, args: &HookArgs, stdin: &mut dyn Read) -> Outcome {
+    let Some(action) = action(args) else {
+        return Outcome::ok();
+    };
+    let config = match Config::load(host) {
+        Ok(Some(config)) => config,
+        Ok(None) => return Outcome::ok(),
+        Err(e) => return Outcome::fail(format!("{e} (VM '{}' not handled)", shown(&args.domain))),
+    };
+    let name = VmName::parse(&args.domain);
+    let listed = name.as_ref().ok().and_then(|vm| config.listed(vm));
+    let needs_xml = match listed {
+        Some(vm) => vm.devices.is_empty() && action == Action::Lend,
+        None => config.auto,
+    };
+    if listed.is_none() && !needs_xml {
+        return Outcome::ok();
+    }
+    let gpus = if needs_xml {
+        match domain::read_xml(stdin).and_then(|xml| domain::gpu_hostdevs(host, &xml)) {
+            Ok(gpus) => gpus,
+            Err(e) => return Outcome::fail(format!("VM '{}': {e}", shown(&args.domain))),
+        }
+    } else {
+        Vec::new()
+    };
+    if listed.is_none() && gpus.is_empty() {
+        return Outcome::ok();
+    }
+    let vm = match name {
+        Ok(vm) => vm,
+        Err(e) => return Outcome::fail(format!("{e}: rename the VM to pass its GPU through")),
+    };
+    let settings = config.for_vm(&vm);
+    match action {
+        Action::Migrate => Outcome::fail(format!(
+            "VM '{vm}' passes a host GPU through (managed by pitcrew); migration is refused"
+        )),
+        Action::Lend => {
+            if settings.devices.is_empty() {
+                if gpus.is_empty() {
+                    return Outcome::note(format!(
+                        "VM '{vm}' is configured but passes no GPU through and the config names no devices; nothing to do"
+                    ));
+                }
+                if let Err(e) = request::write(host, &vm, &gpus) {
+                    return Outcome::fail(format!("VM '{vm}' not started: {e}"));
+                }
+            }
+            lend(host, &vm, settings.unit_timeout + HOOK_MARGIN)
+        }
+        Action::Return { failed } => {
+            if failed || settings.reattach {
+                give_back(host, &vm)
+            } else {
+                Outcome::ok()
+            }
+        }
+    }
+}
+
+/// Starts the VM's unit and waits for it: a oneshot's `systemctl start` returns when ExecStart
+/// has finished. The wait is bounded; on timeout the start job is cancelled (a queued stop
+/// replaces it, and systemd ends the detach, which rolls back).
+fn lend(host: &Host, vm: &VmName, wait: Duration) -> Outcome {
+    let unit = vm.unit_name();
+    let effects = host.effects();
+    let see = format!("see `journalctl -u {unit}`");
+    match effects.run("systemctl", &["start", "--", &unit], wait) {
+        Ok(out) if out.success => Outcome::ok(),
+        Ok(_) => Outcome::fail(format!(
+            "{unit} failed: the GPU stays with the host and VM '{vm}' is not started; {see}"
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+            let _ = effects.run(
+                "systemctl",
+                &["stop", "--no-block", "--", &unit],
+                QUEUE_TIMEOUT,
+            );
+            Outcome::fail(format!(
+                "{unit} did not finish within {}s and was cancelled; VM '{vm}' is not started; {see}",
+                wait.as_secs()
+            ))
+        }
+        Err(e) => Outcome::fail(format!(
+            "cannot run systemctl start {unit}: {e}; VM '{vm}' is not started"
+        )),
+    }
+}
+
+/// Queues the unit's stop (ExecStop reattaches) without waiting: at shutdown systemd orders
+/// pitcrew's stop after libvirtd's, so waiting here, inside libvirtd, could deadlock.
+fn give_back(host: &Host, vm: &VmName) -> Outcome {
+    let unit = vm.unit_name();
+    match host
+        .effects()
+        .run("systemctl", &["stop", "--no-block", "--", &unit], QUEUE_TIMEOUT)
+    {
+        Ok(out) if out.success => Outcome::ok(),
+        Ok(out) => Outcome::fail(format!(
+            "cannot queue the stop of {unit}: {}; the GPU stays on vfio-pci, run `systemctl stop {unit}`",
+            out.stderr.lines().next().unwrap_or("systemctl failed")
+        )),
+        Err(e) => Outcome::fail(format!("cannot run systemctl stop {unit}: {e}")),
+    }
+}
+
+/// An untrusted name, cut and with control characters made visible, for messages.
+fn shown(name: &str) -> String {
+    name.chars().take(64).flat_map(char::escape_debug).collect()
+}

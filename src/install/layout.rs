@@ -1,0 +1,35 @@
+//! Where `pitcrew install` puts things, and what it writes there.
+
+/// A hand install goes to /usr/local (the .deb uses /usr/bin).
+pub const BINARY: &str = "/usr/local/bin/pitcrew";
+pub const UNIT: &str = "/etc/systemd/system/pitcrew@.service";
+pub const HOOK: &str = "/etc/libvirt/hooks/qemu.d/pitcrew";
+/// libvirt's single-script hook, often a user's or VFIO-Tools' dispatcher: never touched.
+pub const LEGACY_HOOK_SCRIPT: &str = "/etc/libvirt/hooks/qemu";
+pub const MANIFEST: &str = "/var/lib/pitcrew/install.json";
+
+/// The unit as shipped in the .deb, which runs /usr/bin/pitcrew.
+pub const UNIT_TEXT: &str = include_str!("../../dist/pitcrew@.service");
+/// The documented example config.
+pub const EXAMPLE_CONFIG: &str = include_str!("../../dist/pitcrew.toml");
+
+/// The unit with ExecStart/ExecStop pointing at `binary`.
+pub fn unit_text(binary: &str) -> String {
+    UNIT_TEXT.replace("=/usr/bin/pitcrew ", &format!("={binary} "))
+}
+
+/// A `[vm."name"]` table appended for `pitcrew install --vm NAME`.
+pub fn vm_table(name: &str) -> String {
+    let key: String = name
+        .chars()
+        .flat_map(|c| match c {
+            '"' => vec!['\\', '"'],
+            '\\' => vec!['\\', '\\'],
+            c => vec![c],
+        })
+        .collect();
+    format!(
+        "\n[vm.\"{key}\"]\n# Added by `pitcrew install`. Without `devices`, the GPUs in the VM's XML are used.\n\
+         # devices = [\"0000:01:00.0\"]\n# reattach = true\n"
+    )
+}

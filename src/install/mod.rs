@@ -1,0 +1,257 @@
+//! `pitcrew install` / `pitcrew uninstall`: put the binary, the unit, the libvirt hook and the
+//! config in place (under `--root` when staging), record what was written, and remove exactly that.
+
+pub mod layout;
+mod legacy;
+mod manifest;
+mod write;
+
+pub use manifest::{Entry, Kind, Manifest};
+
+use crate::config::{Config, ConfigError, CONFIG_PATH};
+use crate::domain::{NameError, VmName};
+use crate::host::Host;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use write::Writer;
+
+const SYSTEMCTL_TIMEOUT: Duration = Duration::from_secs(90);
+
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    #[error(transparent)]
+    Name(#[from] NameError),
+    #[error("{0}")]
+    Legacy(String),
+    #[error("{path} exists and was not written by `pitcrew install`; move it away and run install again", path = .0.display())]
+    Exists(PathBuf),
+    #[error("{path}: {action}: {source}", path = .path.display())]
+    Io {
+        path: PathBuf,
+        action: &'static str,
+        source: std::io::Error,
+    },
+    #[error("{0}; fix the config, install never replaces it")]
+    Config(#[from] ConfigError),
+    #[error("{path}: {reason}", path = .path.display())]
+    Manifest { path: PathBuf, reason: String },
+    #[error("`{command}` failed: {reason}")]
+    Command { command: String, reason: String },
+}
+
+pub struct InstallOptions<'a> {
+    pub vms: &'a [String],
+    /// The binary to copy (the running one, normally).
+    pub binary: &'a Path,
+    pub dry_run: bool,
+    pub restart_libvirtd: bool,
+}
+
+/// Installs under the host's root, printing each action to `out`.
+pub fn install(
+    host: &Host,
+    opts: &InstallOptions,
+    out: &mut dyn std::io::Write,
+) -> Result<(), InstallError> {
+    let vms = opts
+        .vms
+        .iter()
+        .map(|name| VmName::parse(name))
+        .collect::<Result<Vec<_>, _>>()?;
+    let found = legacy::find(host);
+    if !found.is_empty() {
+        return Err(InstallError::Legacy(legacy::migration_help(&found)));
+    }
+    let mut manifest = read_manifest(host)?.unwrap_or_default();
+    let mut w = Writer::new(host, opts.dry_run, out);
+
+    // Refuse before writing anything: every file install writes must be new or its own.
+    for path in [layout::BINARY, layout::UNIT, layout::HOOK, layout::MANIFEST] {
+        if w.exists(path) && !manifest.owns(path) {
+            return Err(InstallError::Exists(host.path(path)));
+        }
+    }
+    let binary = std::fs::read(opts.binary).map_err(|source| InstallError::Io {
+        path: opts.binary.to_path_buf(),
+        action: "cannot read the binary to install",
+        source,
+    })?;
+    w.file(&mut manifest, layout::BINARY, 0o755, &binary)?;
+    let unit = layout::unit_text(layout::BINARY);
+    w.file(&mut manifest, layout::UNIT, 0o644, unit.as_bytes())?;
+    w.symlink(&mut manifest, layout::HOOK, layout::BINARY)?;
+    config(host, &mut w, &mut manifest, &vms)?;
+    // The manifest lists itself and its directory, so uninstall removes those too.
+    w.dirs(&mut manifest, layout::MANIFEST)?;
+    manifest.record(layout::MANIFEST, Kind::File);
+    let json = serde_json::to_string_pretty(&manifest).expect("manifest serializes") + "\n";
+    w.file(&mut manifest, layout::MANIFEST, 0o644, json.as_bytes())?;
+
+    let mut commands = vec![vec!["daemon-reload"]];
+    if opts.restart_libvirtd {
+        commands.push(vec!["try-restart", "libvirtd.service"]);
+    }
+    for args in commands {
+        systemctl(host, opts.dry_run, &args, w.out())?;
+    }
+    if !opts.restart_libvirtd {
+        let _ = writeln!(
+            w.out(),
+            "libvirt 9 and later pick up {} at the next VM start; with an older libvirt run \
+             `systemctl restart libvirtd` (or install again with --restart-libvirtd).",
+            layout::HOOK
+        );
+    }
+    Ok(())
+}
+
+/// Removes what install recorded; with `purge` also the config (or its pre-install contents).
+pub fn uninstall(
+    host: &Host,
+    purge: bool,
+    dry_run: bool,
+    out: &mut dyn std::io::Write,
+) -> Result<(), InstallError> {
+    let Some(manifest) = read_manifest(host)? else {
+        return Err(InstallError::Manifest {
+            path: host.path(layout::MANIFEST),
+            reason: "missing: nothing was installed by `pitcrew install` here (a .deb is removed with apt)".into(),
+        });
+    };
+    let mut w = Writer::new(host, dry_run, out);
+    let files = manifest
+        .entries
+        .iter()
+        .rev()
+        .filter(|e| e.kind != Kind::Dir);
+    for entry in files.filter(|e| e.path != layout::MANIFEST) {
+        w.remove(entry)?;
+    }
+    if purge {
+        match (&manifest.config_original, manifest.config_created) {
+            (Some(original), _) => w.restore(CONFIG_PATH, original.as_bytes())?,
+            (None, true) => w.remove(&Entry {
+                path: CONFIG_PATH.into(),
+                kind: Kind::File,
+            })?,
+            (None, false) => {}
+        }
+    } else if manifest.config_created || manifest.config_original.is_some() {
+        let _ = writeln!(w.out(), "keep {CONFIG_PATH} (uninstall --purge removes it)");
+    }
+    w.remove(&Entry {
+        path: layout::MANIFEST.into(),
+        kind: Kind::File,
+    })?;
+    for dir in manifest
+        .entries
+        .iter()
+        .rev()
+        .filter(|e| e.kind == Kind::Dir)
+    {
+        w.remove(dir)?;
+    }
+    systemctl(host, dry_run, &["daemon-reload"], w.out())
+}
+
+/// Creates the config, or appends tables for the VMs it does not list yet; never replaces it.
+fn config(
+    host: &Host,
+    w: &mut Writer,
+    manifest: &mut Manifest,
+    vms: &[VmName],
+) -> Result<(), InstallError> {
+    let existing = match std::fs::read_to_string(host.path(CONFIG_PATH)) {
+        Ok(text) => Some(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(source) => {
+            return Err(InstallError::Io {
+                path: host.path(CONFIG_PATH),
+                action: "cannot read",
+                source,
+            })
+        }
+    };
+    match existing {
+        None => {
+            let mut text = layout::EXAMPLE_CONFIG.to_string();
+            vms.iter()
+                .for_each(|vm| text.push_str(&layout::vm_table(vm.as_str())));
+            w.dirs(manifest, CONFIG_PATH)?;
+            w.write_config(CONFIG_PATH, 0o644, text.as_bytes())?;
+            manifest.config_created = true;
+        }
+        Some(text) => {
+            // Load (not just parse) so an insecure or invalid config stops the install.
+            let config = Config::load(host)?.unwrap_or_default();
+            let missing: Vec<&VmName> = vms
+                .iter()
+                .filter(|vm| config.listed(vm).is_none())
+                .collect();
+            if missing.is_empty() {
+                let _ = writeln!(
+                    w.out(),
+                    "keep {CONFIG_PATH} (already lists every VM asked for)"
+                );
+                return Ok(());
+            }
+            let mut merged = text.clone();
+            if !merged.ends_with('\n') {
+                merged.push('\n');
+            }
+            missing
+                .iter()
+                .for_each(|vm| merged.push_str(&layout::vm_table(vm.as_str())));
+            if !manifest.config_created && manifest.config_original.is_none() {
+                manifest.config_original = Some(text);
+            }
+            w.write_config(CONFIG_PATH, 0, merged.as_bytes())?;
+        }
+    }
+    Ok(())
+}
+
+fn read_manifest(host: &Host) -> Result<Option<Manifest>, InstallError> {
+    let path = host.path(layout::MANIFEST);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| InstallError::Manifest {
+                path,
+                reason: format!("not a pitcrew install manifest: {e}"),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(InstallError::Io {
+            path,
+            action: "cannot read",
+            source,
+        }),
+    }
+}
+
+/// Runs systemctl on the real host; a staged root only says what it would run.
+fn systemctl(
+    host: &Host,
+    dry_run: bool,
+    args: &[&str],
+    out: &mut dyn std::io::Write,
+) -> Result<(), InstallError> {
+    let command = format!("systemctl {}", args.join(" "));
+    if dry_run || host.is_staged() {
+        let why = if dry_run { "dry run" } else { "staged root" };
+        let _ = writeln!(out, "skip `{command}` ({why})");
+        return Ok(());
+    }
+    let _ = writeln!(out, "run `{command}`");
+    match host.effects().run("systemctl", args, SYSTEMCTL_TIMEOUT) {
+        Ok(o) if o.success => Ok(()),
+        Ok(o) => Err(InstallError::Command {
+            command,
+            reason: o.stderr.trim().to_string(),
+        }),
+        Err(e) => Err(InstallError::Command {
+            command,
+            reason: e.to_string(),
+        }),
+    }
+}

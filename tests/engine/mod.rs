@@ -1,0 +1,74 @@
+//! Running the engine against a simulated host.
+#![allow(dead_code)] // each test file uses its own share of these helpers
+
+use pitcrew::handover::{self, Outcome, Request, Target};
+use pitcrew::policy::Policy;
+use pitcrew::snapshot::Snapshot;
+use pitcrew_sim::SimHost;
+use std::time::Duration;
+
+/// Short deadlines keep the fault tests quick; nothing in the sim takes long.
+pub fn policy() -> Policy {
+    Policy {
+        term_timeout: Duration::from_millis(300),
+        step_timeout: Duration::from_secs(2),
+        ..Policy::default()
+    }
+}
+
+pub fn request(target: Target, devices: &[&str]) -> Request {
+    Request {
+        target,
+        devices: devices.iter().map(|d| d.parse().unwrap()).collect(),
+        policy: policy(),
+        owner: Some("win11".into()),
+        dry_run: false,
+        crash_after: None,
+        cancel: None,
+    }
+}
+
+pub fn detach(sim: &SimHost, devices: &[&str]) -> Result<Outcome, pitcrew::Error> {
+    handover::run(&sim.host(), &request(Target::Vfio, devices))
+}
+
+pub fn reattach(sim: &SimHost, devices: &[&str]) -> Result<Outcome, pitcrew::Error> {
+    handover::run(&sim.host(), &request(Target::Host, devices))
+}
+
+pub fn dry_run(sim: &SimHost, target: Target, devices: &[&str]) -> String {
+    let mut request = request(target, devices);
+    request.dry_run = true;
+    match handover::run(&sim.host(), &request) {
+        Ok(outcome) => outcome.plan.to_string(),
+        Err(e) => format!("error: {e}"),
+    }
+}
+
+/// Every function's driver, for before/after comparisons.
+pub fn drivers(sim: &SimHost) -> Vec<(String, Option<String>)> {
+    Snapshot::read(&sim.host())
+        .unwrap()
+        .devices
+        .keys()
+        .map(|bdf| (bdf.to_string(), sim.driver(&bdf.to_string())))
+        .collect()
+}
+
+pub fn loaded_modules(sim: &SimHost) -> Vec<String> {
+    Snapshot::read(&sim.host())
+        .unwrap()
+        .modules
+        .into_keys()
+        .collect()
+}
+
+/// What pitcrew must never do: new_id writes and forced unloads.
+pub fn assert_no_forbidden_actions(sim: &SimHost) {
+    for event in sim.events() {
+        let text = format!("{event:?}");
+        assert!(!text.contains("new_id"), "wrote new_id: {text}");
+        assert!(!text.contains("\"-f\""), "forced an unload: {text}");
+        assert!(!text.contains("disable"), "disabled a unit: {text}");
+    }
+}
