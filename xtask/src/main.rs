@@ -64,8 +64,16 @@ struct Common {
     #[arg(long, default_value_t = 600, value_name = "SECS")]
     timeout: u64,
     /// Use this statically linked pitcrew instead of building one
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", conflicts_with = "reference")]
     pitcrew: Option<PathBuf>,
+    /// Boot the shell double of the CLI contract (testbed/reference/pitcrew) instead of the
+    /// Rust binary: checks the scenarios themselves
+    #[arg(long)]
+    reference: bool,
+    /// With --reference: break one behaviour (names in testbed/reference/pitcrew) to see the
+    /// scenario that checks it fail
+    #[arg(long, requires = "reference", value_name = "NAME")]
+    mutant: Option<String>,
 }
 
 struct Scenario {
@@ -96,6 +104,8 @@ struct Prepared {
     initrd: PathBuf,
     out: PathBuf,
     timeout: Duration,
+    /// Kernel command line parameters every boot gets.
+    params: String,
 }
 
 fn prepare(common: &Common) -> Result<Prepared> {
@@ -103,7 +113,12 @@ fn prepare(common: &Common) -> Result<Prepared> {
     let kit = kernel::prepare()?;
     eprintln!("xtask: kernel {} ({})", kit.version, kit.recipe);
     let ws = workspace();
-    let pitcrew = pitcrew_bin::get(&ws, common.pitcrew.as_deref())?;
+    let pitcrew = if common.reference {
+        eprintln!("xtask: using the shell reference double, NOT the pitcrew binary");
+        ws.join("testbed/reference/pitcrew")
+    } else {
+        pitcrew_bin::get(&ws, common.pitcrew.as_deref())?
+    };
     let out = ws.join("target/testbed");
     std::fs::create_dir_all(&out)?;
     let initrd = out.join("initrd.cpio");
@@ -113,6 +128,11 @@ fn prepare(common: &Common) -> Result<Prepared> {
         initrd,
         out,
         timeout: Duration::from_secs(common.timeout),
+        params: common
+            .mutant
+            .as_ref()
+            .map(|m| format!(" pitcrew.mutant={m}"))
+            .unwrap_or_default(),
     })
 }
 
@@ -120,9 +140,10 @@ impl Prepared {
     fn boot(
         &self,
         machine: &qemu::Machine,
-        params: String,
+        mut params: String,
         on_line: impl FnMut(&str),
     ) -> Result<qemu::Outcome> {
+        params.push_str(&self.params);
         let console_log = self.out.join(format!("console-{}.log", machine.name));
         eprintln!("xtask: booting {} ({params})", machine.name);
         let outcome = qemu::boot(
