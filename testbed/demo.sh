@@ -26,8 +26,16 @@ run detach 00:03.0
 unset PITCREW_TERM_TIMEOUT_MS
 if alive $holder; then say "  holder $holder is still running"; else say "  holder $holder is gone"; fi
 kernel_view
+[ "$(driver_of $GPU)" = vfio-pci ] && [ "$(driver_of $AUDIO)" = vfio-pci ] && detached=yes
 run status
 run reattach 00:03.0
 kernel_view
+[ "$(driver_of $GPU)" = bochs-drm ] && [ "$(driver_of $AUDIO)" = snd_hda_intel ] && card_node_ok $GPU && home=yes
 run status
 kill -9 $holder 2>/dev/null
+say ""
+if [ -n "$detached" ] && [ -n "$home" ]; then
+	say "RESULT demo PASS the kernel saw 03.0+03.1 on vfio-pci after detach and back home after reattach"
+else
+	say "RESULT demo FAIL the kernel saw detach: ${detached:-no}, back home after reattach: ${home:-no}"
+fi

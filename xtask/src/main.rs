@@ -56,6 +56,11 @@ enum Cmd {
         #[arg(long, default_value_t = 5)]
         rounds: u32,
     },
+    /// Check the checks: the reference double with one behaviour broken must fail its scenario
+    Mutants {
+        #[command(flatten)]
+        common: Common,
+    },
 }
 
 #[derive(Args)]
@@ -108,12 +113,12 @@ struct Prepared {
     params: String,
 }
 
-fn prepare(common: &Common) -> Result<Prepared> {
+fn prepare(common: &Common, reference: bool) -> Result<Prepared> {
     prereqs::ensure()?;
     let kit = kernel::prepare()?;
     eprintln!("xtask: kernel {} ({})", kit.version, kit.recipe);
     let ws = workspace();
-    let pitcrew = if common.reference {
+    let pitcrew = if reference {
         eprintln!("xtask: using the shell reference double, NOT the pitcrew binary");
         ws.join("testbed/reference/pitcrew")
     } else {
@@ -183,6 +188,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => vm_test(&common, &scenarios, !no_bench),
         Cmd::Demo { common } => demo(&common),
         Cmd::Bench { common, rounds } => bench(&common, rounds),
+        Cmd::Mutants { common } => mutants(&common),
     }
 }
 
@@ -219,10 +225,34 @@ fn discover(only: &[String]) -> Result<Vec<Scenario>> {
 
 fn vm_test(common: &Common, only: &[String], with_bench: bool) -> Result<ExitCode> {
     let scenarios = discover(only)?;
-    let p = prepare(common)?;
-    let mut verdicts: BTreeMap<String, Verdict> = BTreeMap::new();
+    let p = prepare(common, common.reference)?;
     let mut bench = Bench::default();
-    let mut bench_done = !with_bench;
+    let verdicts = run_scenarios(&p, &scenarios, with_bench.then_some(&mut bench), "", true)?;
+    if !bench.is_empty() {
+        println!("\n{}", bench.table());
+    }
+    let failed = verdicts.values().filter(|v| !v.pass).count();
+    println!("\nscenarios:");
+    for (name, v) in &verdicts {
+        println!("  {} {name}", if v.pass { "PASS" } else { "FAIL" });
+    }
+    println!("{} passed, {failed} failed", verdicts.len() - failed);
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Boots once per machine the scenarios need; the bench rides along in the one-gpu boot.
+fn run_scenarios(
+    p: &Prepared,
+    scenarios: &[Scenario],
+    mut bench: Option<&mut Bench>,
+    extra: &str,
+    echo: bool,
+) -> Result<BTreeMap<String, Verdict>> {
+    let mut verdicts: BTreeMap<String, Verdict> = BTreeMap::new();
     for machine in qemu::MACHINES {
         let names: Vec<&str> = scenarios
             .iter()
@@ -233,18 +263,23 @@ fn vm_test(common: &Common, only: &[String], with_bench: bool) -> Result<ExitCod
             continue;
         }
         let mut params = format!("pitcrew.mode=test pitcrew.scenarios={}", names.join(","));
-        if !bench_done && machine.name == "one-gpu" {
+        params += extra;
+        let mut bench_here = bench.take_if(|_| machine.name == "one-gpu");
+        if bench_here.is_some() {
             params += " pitcrew.bench=3";
-            bench_done = true;
         }
         p.boot(machine, params, |line| {
             if let Some((name, v)) = report::parse_result(line) {
-                let word = if v.pass { "PASS" } else { "FAIL" };
-                println!("{word} {name}: {}", v.reason);
+                if echo {
+                    let word = if v.pass { "PASS" } else { "FAIL" };
+                    println!("{word} {name}: {}", v.reason);
+                }
                 verdicts.insert(name, v);
             } else if line.starts_with("BENCH ") {
-                bench.add_line(line);
-            } else if !line.trim().is_empty() && line.trim() != "DONE" {
+                if let Some(b) = bench_here.as_deref_mut() {
+                    b.add_line(line);
+                }
+            } else if echo && !line.trim().is_empty() && line.trim() != "DONE" {
                 println!("  guest: {line}");
             }
         })?;
@@ -255,20 +290,50 @@ fn vm_test(common: &Common, only: &[String], with_bench: bool) -> Result<ExitCod
             });
         }
     }
-    if !bench.is_empty() {
-        println!("\n{}", bench.table());
-    }
-    let failed: Vec<_> = verdicts.iter().filter(|(_, v)| !v.pass).collect();
-    println!("\nscenarios:");
-    for (name, v) in &verdicts {
-        println!("  {} {name}", if v.pass { "PASS" } else { "FAIL" });
+    Ok(verdicts)
+}
+
+/// Each mutant of the reference double breaks one behaviour; the scenarios named must catch it.
+const MUTANTS: &[(&str, &[&str])] = &[
+    ("no-kill", &["holders"]),
+    ("kill-now", &["holders"]),
+    ("kill-all-drm", &["holders"]),
+    ("no-unload", &["module_unload"]),
+    ("always-unload", &["two_gpus"]),
+    ("no-audio", &["detach_reattach"]),
+    ("no-state", &["module_unload"]),
+    ("accept-bridge", &["bad_input"]),
+    ("no-crash", &["crash_converge"]),
+    ("no-resume", &["crash_converge"]),
+    ("not-idempotent", &["idempotence"]),
+];
+
+/// Checks the checks: boots the reference double with each mutant and expects a FAIL.
+fn mutants(common: &Common) -> Result<ExitCode> {
+    let p = prepare(common, true)?;
+    let mut survived = 0;
+    for (mutant, catchers) in MUTANTS {
+        let names: Vec<String> = catchers.iter().map(|c| c.to_string()).collect();
+        let scenarios = discover(&names)?;
+        let extra = format!(" pitcrew.mutant={mutant}");
+        let verdicts = run_scenarios(&p, &scenarios, None, &extra, false)?;
+        let caught: Vec<String> = verdicts
+            .iter()
+            .filter(|(_, v)| !v.pass)
+            .map(|(n, v)| format!("{n} ({})", v.reason))
+            .collect();
+        if caught.is_empty() {
+            survived += 1;
+            println!("SURVIVED {mutant}: {} passed", names.join(", "));
+        } else {
+            println!("caught {mutant}: {}", caught.join("; "));
+        }
     }
     println!(
-        "{} passed, {} failed",
-        verdicts.len() - failed.len(),
-        failed.len()
+        "{} mutants caught, {survived} survived",
+        MUTANTS.len() - survived
     );
-    Ok(if failed.is_empty() {
+    Ok(if survived == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -276,13 +341,21 @@ fn vm_test(common: &Common, only: &[String], with_bench: bool) -> Result<ExitCod
 }
 
 fn demo(common: &Common) -> Result<ExitCode> {
-    let p = prepare(common)?;
+    let p = prepare(common, common.reference)?;
+    let mut verdict = None;
     let outcome = p.boot(qemu::machine("one-gpu")?, "pitcrew.mode=demo".into(), |l| {
-        if l.trim() != "DONE" {
+        if let Some((_, v)) = report::parse_result(l) {
+            println!(
+                "demo {}: {}",
+                if v.pass { "PASS" } else { "FAIL" },
+                v.reason
+            );
+            verdict = Some(v.pass);
+        } else if l.trim() != "DONE" {
             println!("{l}");
         }
     })?;
-    Ok(if outcome.finished {
+    Ok(if outcome.finished && verdict == Some(true) {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -290,7 +363,7 @@ fn demo(common: &Common) -> Result<ExitCode> {
 }
 
 fn bench(common: &Common, rounds: u32) -> Result<ExitCode> {
-    let p = prepare(common)?;
+    let p = prepare(common, common.reference)?;
     let mut bench = Bench::default();
     let params = format!("pitcrew.mode=bench pitcrew.bench={rounds}");
     let outcome = p.boot(qemu::machine("one-gpu")?, params, |l| {

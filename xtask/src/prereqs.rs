@@ -28,6 +28,19 @@ const NEEDS: &[Need] = &[
         present: || find_tool("depmod").is_some(),
     },
     Need {
+        what: "glibc's static libc.a (for the crt-static pitcrew)",
+        package: "libc6-dev",
+        present: || {
+            [
+                "/usr/lib/x86_64-linux-gnu/libc.a",
+                "/usr/lib64/libc.a",
+                "/usr/lib/libc.a",
+            ]
+            .iter()
+            .any(|p| Path::new(p).exists())
+        },
+    },
+    Need {
         what: "a statically linked /bin/busybox",
         package: "busybox-static",
         present: || is_static_elf(Path::new(BUSYBOX)).unwrap_or(false),
@@ -40,7 +53,9 @@ pub const BUSYBOX: &str = "/bin/busybox";
 pub fn ensure() -> Result<()> {
     let missing: Vec<&Need> = NEEDS.iter().filter(|n| !(n.present)()).collect();
     if missing.is_empty() {
-        eprintln!("xtask: prerequisites present (qemu-system-x86, cpio, kmod, busybox-static)");
+        eprintln!(
+            "xtask: prerequisites present (qemu-system-x86, cpio, kmod, libc6-dev, busybox-static)"
+        );
         return Ok(());
     }
     let packages: Vec<&str> = missing.iter().map(|n| n.package).collect();
