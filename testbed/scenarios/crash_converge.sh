@@ -51,4 +51,4 @@ done
 [ "$d_steps" -gt 0 ] || fail "PITCREW_CRASH_AFTER_STEP=1 did not kill detach: no crash injection"
 [ "$r_steps" -gt 0 ] || fail "PITCREW_CRASH_AFTER_STEP=1 did not kill reattach: no crash injection"
 has_module bochs || fail "bochs not loaded at the end"
-pass "killed after each of the $d_steps detach and $r_steps reattach steps; every rerun converged"
+pass "killed after each of detach steps 1..$d_steps and reattach steps 1..$r_steps; every rerun converged"

@@ -234,7 +234,11 @@ fn vm_test(common: &Common, only: &[String], with_bench: bool) -> Result<ExitCod
     let failed = verdicts.values().filter(|v| !v.pass).count();
     println!("\nscenarios:");
     for (name, v) in &verdicts {
-        println!("  {} {name}", if v.pass { "PASS" } else { "FAIL" });
+        if v.pass {
+            println!("  PASS {name}");
+        } else {
+            println!("  FAIL {name}: {}", v.reason);
+        }
     }
     println!("{} passed, {failed} failed", verdicts.len() - failed);
     Ok(if failed == 0 {
@@ -298,6 +302,7 @@ const MUTANTS: &[(&str, &[&str])] = &[
     ("no-kill", &["holders"]),
     ("kill-now", &["holders"]),
     ("kill-all-drm", &["holders"]),
+    ("no-term-env", &["holders"]),
     ("no-unload", &["module_unload"]),
     ("always-unload", &["two_gpus"]),
     ("no-audio", &["detach_reattach"]),
