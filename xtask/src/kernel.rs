@@ -43,26 +43,24 @@ pub fn cache_root() -> Result<PathBuf> {
 
 /// Returns the cached kit for the current recipe, building it when absent.
 pub fn prepare() -> Result<Kit> {
-    let pkg = kernel_package()?;
-    let pkg_version = apt_field(&pkg, "Version")?;
+    let pkgs = kernel_packages()?;
+    let mut recipe = format!("{RECIPE_REV}\n");
+    for p in &pkgs {
+        recipe += &format!("{p}={}\n", apt_field(p, "Version")?);
+    }
     let busybox_version = dpkg_version("busybox-static").unwrap_or_else(|| "unknown".into());
-    let recipe = format!(
-        "{RECIPE_REV}\n{pkg}={pkg_version}\nmodules={}\nbusybox={busybox_version}\n",
-        MODULES.join(",")
-    );
+    recipe += &format!("modules={}\nbusybox={busybox_version}\n", MODULES.join(","));
     let dir = cache_root()?.join(format!("{:016x}", fnv1a(recipe.as_bytes())));
     let ready = dir.join("READY");
+    let what = recipe.lines().nth(1).unwrap_or_default().replace('=', " ");
     if !ready.exists() {
-        eprintln!(
-            "xtask: building kernel kit for {pkg} {pkg_version} in {}",
-            dir.display()
-        );
+        eprintln!("xtask: building kernel kit for {what} in {}", dir.display());
         if dir.exists() {
             fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
         }
         fs::create_dir_all(&dir)?;
         fs::write(dir.join("recipe.txt"), &recipe)?;
-        build(&dir, &pkg)?;
+        build(&dir, &pkgs)?;
         fs::write(&ready, "")?;
     }
     let version = fs::read_to_string(dir.join("kernel-version"))?
@@ -73,32 +71,74 @@ pub fn prepare() -> Result<Kit> {
         modroot: dir.join("modroot"),
         busybox: dir.join("busybox"),
         version,
-        recipe: format!("{pkg} {pkg_version}, cache {}", dir.display()),
+        recipe: format!("{what}, cache {}", dir.display()),
     })
 }
 
-/// The versioned image package that linux-image-amd64 depends on (or $PITCREW_TESTBED_KERNEL_PKG).
-fn kernel_package() -> Result<String> {
-    if let Ok(p) = std::env::var("PITCREW_TESTBED_KERNEL_PKG") {
-        return Ok(p);
+/// The distribution's kernel meta package: Debian's linux-image-amd64, Ubuntu's
+/// linux-image-generic.
+fn meta_package() -> &'static str {
+    let os = fs::read_to_string("/etc/os-release").unwrap_or_default();
+    let ubuntu = os
+        .lines()
+        .any(|l| (l.starts_with("ID=") || l.starts_with("ID_LIKE=")) && l.contains("ubuntu"));
+    if ubuntu {
+        "linux-image-generic"
+    } else {
+        "linux-image-amd64"
     }
-    let find = || -> Option<String> {
-        let out = Command::new("apt-cache")
-            .args(["depends", "linux-image-amd64"])
-            .output()
-            .ok()?;
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.trim().strip_prefix("Depends: "))
-            .find(|d| d.starts_with("linux-image-"))
-            .map(str::to_string)
+}
+
+fn depends(pkg: &str) -> Vec<String> {
+    let Ok(out) = Command::new("apt-cache").args(["depends", pkg]).output() else {
+        return Vec::new();
     };
-    if let Some(p) = find() {
-        return Ok(p);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Depends: "))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The versioned kernel image package the meta package depends on (or
+/// $PITCREW_TESTBED_KERNEL_PKG), and, where modules ship apart (Ubuntu), its linux-modules and
+/// linux-modules-extra packages.
+fn kernel_packages() -> Result<Vec<String>> {
+    let image = match std::env::var("PITCREW_TESTBED_KERNEL_PKG") {
+        Ok(p) => p,
+        Err(_) => {
+            let meta = meta_package();
+            let find = || {
+                depends(meta)
+                    .into_iter()
+                    .find(|d| d.starts_with("linux-image-"))
+            };
+            match find() {
+                Some(p) => p,
+                None => {
+                    // A fresh machine may have no package lists yet.
+                    prereqs::apt_update()?;
+                    find().with_context(|| {
+                        format!("apt-cache depends {meta} names no linux-image-* package")
+                    })?
+                }
+            }
+        }
+    };
+    let mut pkgs = vec![image.clone()];
+    pkgs.extend(
+        depends(&image)
+            .into_iter()
+            .filter(|d| d.starts_with("linux-modules-")),
+    );
+    let flavour = image
+        .trim_start_matches("linux-image-")
+        .trim_start_matches("unsigned-");
+    let extra = format!("linux-modules-extra-{flavour}");
+    if !pkgs.contains(&extra) && apt_field(&extra, "Version").is_ok() {
+        pkgs.push(extra);
     }
-    // A fresh machine may have no package lists yet.
-    prereqs::apt_update()?;
-    find().context("apt-cache depends linux-image-amd64 names no linux-image-* package")
+    Ok(pkgs)
 }
 
 fn apt_field(pkg: &str, field: &str) -> Result<String> {
@@ -131,29 +171,32 @@ fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
-fn build(dir: &Path, pkg: &str) -> Result<()> {
+fn build(dir: &Path, pkgs: &[String]) -> Result<()> {
     let debdir = dir.join("deb");
     fs::create_dir_all(&debdir)?;
     run(Command::new("apt-get")
-        .args(["download", "-q", pkg])
+        .args(["download", "-q"])
+        .args(pkgs)
         .current_dir(&debdir))?;
-    let deb = fs::read_dir(&debdir)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|e| e == "deb"))
-        .context("apt-get download left no .deb")?;
     let unpack = dir.join("unpack");
-    run(Command::new("dpkg").arg("-x").arg(&deb).arg(&unpack))?;
+    for deb in fs::read_dir(&debdir)? {
+        let deb = deb?.path();
+        if deb.extension().is_some_and(|e| e == "deb") {
+            run(Command::new("dpkg").arg("-x").arg(&deb).arg(&unpack))?;
+        }
+    }
 
     let mods_parent = ["lib/modules", "usr/lib/modules"]
         .iter()
         .map(|p| unpack.join(p))
         .find(|p| p.is_dir())
-        .context("the kernel package has no lib/modules")?;
+        .context("the kernel packages have no lib/modules")?;
+    // The module tree that has a matching vmlinuz in boot/.
     let version = fs::read_dir(&mods_parent)?
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .next()
-        .context("lib/modules is empty")?;
+        .find(|v| unpack.join(format!("boot/vmlinuz-{v}")).exists())
+        .context("no lib/modules/<version> with a boot/vmlinuz-<version>")?;
     let depmod = prereqs::find_tool("depmod").context("depmod not found")?;
     // depmod -b wants <base>/lib/modules; the unpacked tree may only have usr/lib/modules.
     let base = mods_parent.parent().and_then(Path::parent).unwrap();
@@ -172,6 +215,7 @@ fn build(dir: &Path, pkg: &str) -> Result<()> {
         let to = trimmed.join(rel);
         fs::create_dir_all(to.parent().unwrap())?;
         fs::copy(full.join(rel), &to).with_context(|| format!("copying {rel}"))?;
+        decompress(&to)?;
     }
     for f in [
         "modules.builtin",
@@ -191,6 +235,22 @@ fn build(dir: &Path, pkg: &str) -> Result<()> {
     fs::write(dir.join("kernel-version"), &version)?;
     fs::remove_dir_all(&unpack)?;
     Ok(())
+}
+
+/// Busybox modprobe loads plain .ko files: unpack .ko.zst / .ko.xz / .ko.gz (Ubuntu, newer
+/// Debian) in place; depmod then indexes the plain names.
+fn decompress(path: &Path) -> Result<()> {
+    let Some(ext) = path.extension().and_then(|e| e.to_str()) else {
+        return Ok(());
+    };
+    let (tool, package) = match ext {
+        "zst" => ("zstd", "zstd"),
+        "xz" => ("xz", "xz-utils"),
+        "gz" => ("gzip", "gzip"),
+        _ => return Ok(()),
+    };
+    let tool = prereqs::ensure_tool(tool, package)?;
+    run(Command::new(tool).args(["-d", "-q", "-f"]).arg(path))
 }
 
 /// A module's name from its path in modules.dep: kernel/x/snd-hda-intel.ko.xz -> snd_hda_intel.
@@ -252,5 +312,25 @@ mod tests {
     #[test]
     fn module_names_are_normalised() {
         assert_eq!(module_name("kernel/s/snd-hda-intel.ko.xz"), "snd_hda_intel");
+    }
+}
+
+#[cfg(test)]
+mod decompress_tests {
+    #[test]
+    fn gzip_modules_are_unpacked_in_place() {
+        let dir = std::env::temp_dir().join(format!("xtask-decompress-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ko = dir.join("m.ko");
+        std::fs::write(&ko, b"module").unwrap();
+        let st = std::process::Command::new("gzip")
+            .arg(&ko)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        super::decompress(&dir.join("m.ko.gz")).unwrap();
+        assert_eq!(std::fs::read(&ko).unwrap(), b"module");
+        assert!(!dir.join("m.ko.gz").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -72,6 +72,16 @@ pub fn ensure() -> Result<()> {
     Ok(())
 }
 
+/// A tool only some recipes need (a decompressor): installed on first use.
+pub fn ensure_tool(tool: &str, package: &str) -> Result<PathBuf> {
+    if let Some(p) = find_tool(tool) {
+        return Ok(p);
+    }
+    apt_update()?;
+    apt_get(&["install", "-y", "--no-install-recommends", package])?;
+    find_tool(tool).with_context(|| format!("{tool} still missing after installing {package}"))
+}
+
 pub fn apt_update() -> Result<()> {
     apt_get(&["update"])
 }
