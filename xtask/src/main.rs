@@ -1,11 +1,31 @@
-//! Project tasks (`cargo xtask ...`).
+//! Project tasks (`cargo xtask ...`): the real-kernel test bed for pitcrew.
+//!
+//! Each command checks/installs the host prerequisites, prepares the cached Debian kernel kit,
+//! builds a static pitcrew and a fresh initramfs, and boots QEMU (q35, TCG, intel-iommu) with
+//! the emulated GPU. The guest's init (testbed/init.sh) runs the scenario scripts and reports on
+//! ttyS1; see report.rs for the protocol.
 
 mod dist;
+mod initramfs;
+mod kernel;
+mod pitcrew_bin;
+mod prereqs;
+mod qemu;
+mod report;
 
-use clap::{Parser, Subcommand};
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use report::{Bench, Verdict};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "xtask", about = "pitcrew project tasks")]
+#[command(
+    name = "xtask",
+    about = "pitcrew project tasks: the real-kernel test bed"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -13,12 +33,317 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Run every scenario on the real kernel (one QEMU boot per machine) and print the timing table
+    VmTest {
+        #[command(flatten)]
+        common: Common,
+        /// Run only these scenarios (repeatable; names as in testbed/scenarios/<name>.sh)
+        #[arg(long = "scenario", value_name = "NAME")]
+        scenarios: Vec<String>,
+        /// Skip the timing benchmark
+        #[arg(long)]
+        no_bench: bool,
+    },
+    /// One boot that shows pitcrew status, detach, status, reattach on the real kernel
+    Demo {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// One boot that times the raw sysfs floor against pitcrew's detach and reattach
+    Bench {
+        #[command(flatten)]
+        common: Common,
+        /// Rounds of each measurement (the table shows the median)
+        #[arg(long, default_value_t = 5)]
+        rounds: u32,
+    },
     /// Generate the man pages and shell completions into target/dist (packaged by cargo deb)
     Dist,
+    /// Every test: cargo test, the unit file checks, then the real-kernel scenarios
+    Test,
 }
 
-fn main() -> anyhow::Result<()> {
-    match Cli::parse().cmd {
-        Cmd::Dist => dist::run(),
+#[derive(Args)]
+struct Common {
+    /// Give up on a boot after this many seconds (QEMU is killed)
+    #[arg(long, default_value_t = 600, value_name = "SECS")]
+    timeout: u64,
+    /// Use this statically linked pitcrew instead of building one
+    #[arg(long, value_name = "PATH")]
+    pitcrew: Option<PathBuf>,
+}
+
+struct Scenario {
+    name: String,
+    machine: &'static qemu::Machine,
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::from(2)
+        }
     }
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// What every boot needs: the kernel kit and a fresh initramfs with pitcrew and the scripts.
+struct Prepared {
+    kit: kernel::Kit,
+    initrd: PathBuf,
+    out: PathBuf,
+    timeout: Duration,
+}
+
+fn prepare(common: &Common) -> Result<Prepared> {
+    prereqs::ensure()?;
+    let kit = kernel::prepare()?;
+    eprintln!("xtask: kernel {} ({})", kit.version, kit.recipe);
+    let ws = workspace();
+    let pitcrew = pitcrew_bin::get(&ws, common.pitcrew.as_deref())?;
+    let out = ws.join("target/testbed");
+    std::fs::create_dir_all(&out)?;
+    let initrd = out.join("initrd.cpio");
+    initramfs::build(&kit, &pitcrew, &ws.join("testbed"), &initrd)?;
+    Ok(Prepared {
+        kit,
+        initrd,
+        out,
+        timeout: Duration::from_secs(common.timeout),
+    })
+}
+
+impl Prepared {
+    fn boot(
+        &self,
+        machine: &qemu::Machine,
+        params: String,
+        on_line: impl FnMut(&str),
+    ) -> Result<qemu::Outcome> {
+        let console_log = self.out.join(format!("console-{}.log", machine.name));
+        eprintln!("xtask: booting {} ({params})", machine.name);
+        let outcome = qemu::boot(
+            &qemu::Boot {
+                machine,
+                kernel: &self.kit.vmlinuz,
+                initrd: &self.initrd,
+                params,
+                console_log: &console_log,
+                timeout: self.timeout,
+            },
+            on_line,
+        )?;
+        eprintln!(
+            "xtask: {} boot took {:.1} s{}",
+            machine.name,
+            outcome.elapsed.as_secs_f64(),
+            if outcome.finished {
+                String::new()
+            } else {
+                format!(
+                    ", guest never reported DONE (console: {})",
+                    console_log.display()
+                )
+            }
+        );
+        Ok(outcome)
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.cmd {
+        Cmd::VmTest {
+            common,
+            scenarios,
+            no_bench,
+        } => vm_test(&common, &scenarios, !no_bench),
+        Cmd::Demo { common } => demo(&common),
+        Cmd::Bench { common, rounds } => bench(&common, rounds),
+        Cmd::Dist => dist::run().map(|()| ExitCode::SUCCESS),
+        Cmd::Test => test(),
+    }
+}
+
+/// The scenarios in testbed/scenarios/*.sh, each naming its machine with `# machine: <name>`.
+fn discover(only: &[String]) -> Result<Vec<Scenario>> {
+    let dir = workspace().join("testbed/scenarios");
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "sh"))
+        .collect();
+    paths.sort();
+    let mut out = Vec::new();
+    for p in paths {
+        let name = p.file_stem().unwrap().to_string_lossy().into_owned();
+        if !only.is_empty() && !only.contains(&name) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&p)?;
+        let machine = text
+            .lines()
+            .find_map(|l| l.strip_prefix("# machine:"))
+            .with_context(|| format!("{} has no `# machine: <name>` line", p.display()))?;
+        out.push(Scenario {
+            name,
+            machine: qemu::machine(machine.trim())?,
+        });
+    }
+    if let Some(missing) = only.iter().find(|n| !out.iter().any(|s| &s.name == *n)) {
+        bail!("no scenario {missing:?} in {}", dir.display());
+    }
+    Ok(out)
+}
+
+fn vm_test(common: &Common, only: &[String], with_bench: bool) -> Result<ExitCode> {
+    let scenarios = discover(only)?;
+    let p = prepare(common)?;
+    let mut bench = Bench::default();
+    let verdicts = run_scenarios(&p, &scenarios, with_bench.then_some(&mut bench))?;
+    if !bench.is_empty() {
+        println!("\n{}", bench.table());
+    }
+    let failed = verdicts.values().filter(|v| !v.pass).count();
+    println!("\nscenarios:");
+    for (name, v) in &verdicts {
+        if v.pass {
+            println!("  PASS {name}");
+        } else {
+            println!("  FAIL {name}: {}", v.reason);
+        }
+    }
+    println!("{} passed, {failed} failed", verdicts.len() - failed);
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Boots once per machine the scenarios need; the bench rides along in the one-gpu boot.
+fn run_scenarios(
+    p: &Prepared,
+    scenarios: &[Scenario],
+    mut bench: Option<&mut Bench>,
+) -> Result<BTreeMap<String, Verdict>> {
+    let mut verdicts: BTreeMap<String, Verdict> = BTreeMap::new();
+    for machine in qemu::MACHINES {
+        let names: Vec<&str> = scenarios
+            .iter()
+            .filter(|s| s.machine.name == machine.name)
+            .map(|s| s.name.as_str())
+            .collect();
+        if names.is_empty() {
+            continue;
+        }
+        let mut params = format!("pitcrew.mode=test pitcrew.scenarios={}", names.join(","));
+        let mut bench_here = bench.take_if(|_| machine.name == "one-gpu");
+        if bench_here.is_some() {
+            params += " pitcrew.bench=3";
+        }
+        p.boot(machine, params, |line| {
+            if let Some((name, v)) = report::parse_result(line) {
+                let word = if v.pass { "PASS" } else { "FAIL" };
+                println!("{word} {name}: {}", v.reason);
+                verdicts.insert(name, v);
+            } else if line.starts_with("BENCH ") {
+                if let Some(b) = bench_here.as_deref_mut() {
+                    b.add_line(line);
+                }
+            } else if !line.trim().is_empty() && line.trim() != "DONE" {
+                println!("  guest: {line}");
+            }
+        })?;
+        for n in names {
+            verdicts.entry(n.to_string()).or_insert_with(|| Verdict {
+                pass: false,
+                reason: format!("no result from the guest ({} boot)", machine.name),
+            });
+        }
+    }
+    Ok(verdicts)
+}
+
+fn demo(common: &Common) -> Result<ExitCode> {
+    let p = prepare(common)?;
+    let mut verdict = None;
+    let outcome = p.boot(qemu::machine("one-gpu")?, "pitcrew.mode=demo".into(), |l| {
+        if let Some((_, v)) = report::parse_result(l) {
+            println!(
+                "demo {}: {}",
+                if v.pass { "PASS" } else { "FAIL" },
+                v.reason
+            );
+            verdict = Some(v.pass);
+        } else if l.trim() != "DONE" {
+            println!("{l}");
+        }
+    })?;
+    Ok(if outcome.finished && verdict == Some(true) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn bench(common: &Common, rounds: u32) -> Result<ExitCode> {
+    let p = prepare(common)?;
+    let mut bench = Bench::default();
+    let params = format!("pitcrew.mode=bench pitcrew.bench={rounds}");
+    let outcome = p.boot(qemu::machine("one-gpu")?, params, |l| {
+        if l.starts_with("BENCH ") {
+            bench.add_line(l);
+        } else if !l.trim().is_empty() && l.trim() != "DONE" {
+            println!("  guest: {l}");
+        }
+    })?;
+    println!("{}", bench.table());
+    Ok(if outcome.finished {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// What CI runs: the workspace's tests, the unit file checks, then every real-kernel scenario.
+fn test() -> Result<ExitCode> {
+    let ws = workspace();
+    let step = |what: &str, program: &str, args: &[&str]| -> Result<bool> {
+        eprintln!("xtask: {what}: {program} {}", args.join(" "));
+        let status = std::process::Command::new(program)
+            .args(args)
+            .current_dir(&ws)
+            .status()
+            .with_context(|| format!("running {program}"))?;
+        Ok(status.success())
+    };
+    if !step(
+        "unit and integration tests",
+        "cargo",
+        &["test", "--workspace"],
+    )? {
+        return Ok(ExitCode::FAILURE);
+    }
+    if !step("build", "cargo", &["build", "--quiet", "-p", "pitcrew"])?
+        || !step(
+            "systemd unit checks",
+            "sh",
+            &["scripts/check-unit.sh", "target/debug/pitcrew"],
+        )?
+    {
+        return Ok(ExitCode::FAILURE);
+    }
+    let common = Common {
+        timeout: 600,
+        pitcrew: None,
+    };
+    vm_test(&common, &[], true)
 }

@@ -1,0 +1,52 @@
+# Timing, in the same boot: the raw floor (the bare sysfs writes that move 03.0 and 03.1 to
+# vfio-pci and back) against pitcrew detach / reattach. A benchmark, not a test: it reports
+# BENCH <key> <ms> lines (or BENCH <key> FAIL <why>) and never a verdict.
+SCENARIO=bench
+ROUNDS=${BENCH:-3}
+[ "$ROUNDS" -gt 0 ] 2>/dev/null || ROUNDS=3
+# The raw floor needs vfio-pci present; loading it is not part of the floor.
+modprobe vfio-pci || say "BENCH raw_detach FAIL modprobe vfio-pci failed"
+
+raw_move() { # raw_move OVERRIDE: override, unbind, reprobe, for both functions
+	for f in $GPU $AUDIO; do
+		echo "$1" >$PCI/$f/driver_override
+		[ -e $PCI/$f/driver ] && echo $f >$PCI/$f/driver/unbind
+		echo $f >/sys/bus/pci/drivers_probe
+	done
+}
+raw_ok() { [ "$(driver_of $GPU)" = "$1" ] && [ "$(driver_of $AUDIO)" = "$2" ]; }
+
+i=1
+while [ $i -le $ROUNDS ]; do
+	t0=$(now_us)
+	raw_move vfio-pci
+	t1=$(now_us)
+	raw_ok vfio-pci vfio-pci && say "BENCH raw_detach $(us_to_ms $((t1 - t0)))" ||
+		say "BENCH raw_detach FAIL $GPU on $(driver_of $GPU), $AUDIO on $(driver_of $AUDIO)"
+	t0=$(now_us)
+	raw_move ""
+	t1=$(now_us)
+	raw_ok bochs-drm snd_hda_intel && say "BENCH raw_reattach $(us_to_ms $((t1 - t0)))" ||
+		say "BENCH raw_reattach FAIL $GPU on $(driver_of $GPU), $AUDIO on $(driver_of $AUDIO)"
+	i=$((i + 1))
+done
+
+i=1
+while [ $i -le $ROUNDS ]; do
+	restore_baseline >/dev/null 2>&1
+	if pc detach 00:03.0 && raw_ok vfio-pci vfio-pci; then
+		say "BENCH pitcrew_detach $PC_MS"
+		if pc reattach 00:03.0 && raw_ok bochs-drm snd_hda_intel; then
+			say "BENCH pitcrew_reattach $PC_MS"
+		else
+			say "BENCH pitcrew_reattach FAIL exit $PC_RC, $GPU on $(driver_of $GPU): $(echo "$PC_OUT" | tail -n 1)"
+			break
+		fi
+	else
+		say "BENCH pitcrew_detach FAIL exit $PC_RC, $GPU on $(driver_of $GPU): $(echo "$PC_OUT" | tail -n 1)"
+		break
+	fi
+	i=$((i + 1))
+done
+restore_baseline >/dev/null 2>&1
+true

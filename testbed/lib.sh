@@ -1,0 +1,114 @@
+# Shared helpers for the guest scripts (busybox sh). Sourced by init.sh and every scenario.
+# Results go to fd 9 (ttyS1, opened by init.sh); everything else goes to the console (ttyS0).
+
+GPU=0000:00:03.0        # bochs-display, the "GPU"
+AUDIO=0000:00:03.1      # intel-hda, its audio function (same IOMMU group)
+GPU2=0000:00:04.0       # second bochs-display, own group (machine two-gpus only)
+BRIDGE=0000:00:05.0     # pcie-root-port
+HOSTBRIDGE=0000:00:00.0 # q35 host bridge
+PCI=/sys/bus/pci/devices
+PC_TIMEOUT=120          # seconds before a hung pitcrew is killed (TCG is slow)
+
+say() { echo "$*" >&9; }
+log() { echo "[${SCENARIO:-init}] $*"; }
+
+# Verdicts: one RESULT line per scenario; the scenario runs in a subshell, so exit ends it.
+pass() { say "RESULT $SCENARIO PASS $*"; : >/run/testbed/verdict; exit 0; }
+fail() { say "RESULT $SCENARIO FAIL $*"; : >/run/testbed/verdict; log "FAIL: $*"; exit 1; }
+
+# Microseconds since boot: /proc/timer_list has ns, /proc/uptime is the 10 ms fallback.
+now_us() {
+	ns=$(sed -n '/^now at /{s/^now at \([0-9]*\) nsecs.*/\1/p;q}' /proc/timer_list 2>/dev/null)
+	if [ -n "$ns" ]; then
+		echo $((ns / 1000))
+	else
+		awk '{ printf "%d\n", $1 * 1000000 }' /proc/uptime
+	fi
+}
+us_to_ms() { awk -v u="$1" 'BEGIN { printf "%.1f\n", u / 1000 }'; }
+
+driver_of() {
+	if [ -e "$PCI/$1/driver" ]; then basename "$(readlink "$PCI/$1/driver")"; else echo none; fi
+}
+group_of() { [ -e "$PCI/$1/iommu_group" ] && basename "$(readlink "$PCI/$1/iommu_group")"; }
+# The DRM card of a PCI device (card0, card1, ...), empty when it has none.
+card_of() { ls "$PCI/$1/drm" 2>/dev/null | grep '^card' | head -n 1; }
+card_node_ok() { c=$(card_of "$1"); [ -n "$c" ] && [ -c "/dev/dri/$c" ]; }
+has_module() { grep -q "^$1 " /proc/modules; }
+# Alive and not a zombie.
+alive() { [ -r "/proc/$1/stat" ] && ! awk '{ exit !($3 == "Z") }' "/proc/$1/stat"; }
+
+# wait_until MS CMD...: poll CMD until it succeeds or MS milliseconds have passed.
+wait_until() {
+	limit=$(($(now_us) + $1 * 1000))
+	shift
+	until "$@"; do
+		[ "$(now_us)" -gt "$limit" ] && return 1
+		sleep 0.05
+	done
+}
+
+expect_driver() {
+	got=$(driver_of "$1")
+	[ "$got" = "$2" ] || fail "$1 is on $got, expected $2${3:+ ($3)}"
+}
+
+# pc ARGS...: run pitcrew (killed after PC_TIMEOUT s), log its output, set PC_RC / PC_OUT / PC_MS.
+pc() {
+	log "\$ pitcrew $*"
+	t0=$(now_us)
+	timeout "$PC_TIMEOUT" pitcrew "$@" >/tmp/pc.out 2>&1
+	PC_RC=$?
+	PC_MS=$(us_to_ms $(($(now_us) - t0)))
+	PC_OUT=$(cat /tmp/pc.out)
+	sed 's/^/    /' /tmp/pc.out
+	log "exit $PC_RC after $PC_MS ms"
+	return $PC_RC
+}
+# pc_ok ARGS...: pitcrew must exit 0.
+pc_ok() { pc "$@" || fail "pitcrew $* exited $PC_RC: $(echo "$PC_OUT" | tail -n 1)"; }
+
+# Everything a handover can change, as text: drivers, overrides, modules, device nodes.
+snapshot() {
+	for d in "$PCI"/*; do
+		b=$(basename "$d")
+		echo "$b $(driver_of "$b") override=$(cat "$d/driver_override" 2>/dev/null)"
+	done
+	cut -d' ' -f1 /proc/modules | sort
+	echo "vfio groups:" $(ls /dev/vfio 2>/dev/null | grep -v '^vfio$')
+	echo "dri:" $(ls /dev/dri 2>/dev/null)
+}
+
+# The state right after boot, recorded by init.sh. vfio-pci staying loaded after a reattach is
+# not a difference (vfio was not loaded at boot; nothing asks pitcrew to unload it).
+BASELINE=/run/testbed/baseline
+no_vfio() { grep -v -E '^(vfio|vfio_[a-z0-9_]+|irqbypass)$'; }
+at_baseline() { [ "$(snapshot | no_vfio)" = "$(no_vfio <$BASELINE)" ]; }
+# expect_baseline WHEN: fail, with the difference in the log, unless at the boot-time state.
+expect_baseline() {
+	at_baseline && return 0
+	no_vfio <$BASELINE >/tmp/base.txt
+	snapshot | no_vfio | diff /tmp/base.txt - | sed 's/^/    /'
+	fail "not at the boot-time state $1: $(snapshot | no_vfio | diff /tmp/base.txt - | grep '^[-+][^-+]' | tr '\n' ' ')"
+}
+
+# Put every PCI device back on its boot-time driver with raw sysfs writes, whatever a failed
+# scenario left behind, so the next scenario starts clean.
+restore_baseline() {
+	rm -rf /run/pitcrew
+	for m in bochs snd_hda_intel; do modprobe "$m" 2>/dev/null; done
+	while read -r bdf drv rest; do
+		case "$bdf" in 0000:*) ;; *) continue ;; esac
+		[ "$(driver_of "$bdf")" = "$drv" ] && continue
+		echo >"$PCI/$bdf/driver_override"
+		[ -e "$PCI/$bdf/driver" ] && echo "$bdf" >"$PCI/$bdf/driver/unbind"
+		echo "$bdf" >/sys/bus/pci/drivers_probe
+	done <$BASELINE
+	# Unload what was not loaded at boot (vfio-pci and its helpers), users before their deps.
+	for pass in 1 2 3; do
+		for m in $(cut -d' ' -f1 /proc/modules); do
+			grep -qx "$m" $BASELINE || modprobe -r "$m" 2>/dev/null
+		done
+	done
+	wait_until 5000 at_baseline
+}

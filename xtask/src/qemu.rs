@@ -1,0 +1,166 @@
+//! The emulated machines and one QEMU boot: console to a log file, results from the guest's
+//! ttyS1 read live over a pipe, a whole-run timeout.
+
+use anyhow::{bail, Context, Result};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// A QEMU device set. Scenario scripts name theirs with a `# machine: <name>` line.
+pub struct Machine {
+    pub name: &'static str,
+    pub iommu: bool,
+    pub devices: &'static [&'static str],
+}
+
+/// The GPU (00:03.0, bochs-display, no VGA) with its audio function (00:03.1) in one slot, and
+/// a PCIe root port (00:05.0, a bridge). No boot VGA: the GPU is the only bochs device.
+const GPU_WITH_AUDIO: [&str; 3] = [
+    "bochs-display,bus=pcie.0,addr=0x3.0,multifunction=on",
+    "intel-hda,bus=pcie.0,addr=0x3.1",
+    "pcie-root-port,id=rp1,bus=pcie.0,addr=0x5.0,chassis=1",
+];
+
+pub static MACHINES: &[Machine] = &[
+    Machine {
+        name: "one-gpu",
+        iommu: true,
+        devices: &GPU_WITH_AUDIO,
+    },
+    Machine {
+        name: "two-gpus",
+        iommu: true,
+        devices: &[
+            GPU_WITH_AUDIO[0],
+            GPU_WITH_AUDIO[1],
+            GPU_WITH_AUDIO[2],
+            "bochs-display,bus=pcie.0,addr=0x4.0",
+        ],
+    },
+    Machine {
+        name: "no-iommu",
+        iommu: false,
+        devices: &GPU_WITH_AUDIO,
+    },
+];
+
+pub fn machine(name: &str) -> Result<&'static Machine> {
+    MACHINES.iter().find(|m| m.name == name).with_context(|| {
+        let known: Vec<_> = MACHINES.iter().map(|m| m.name).collect();
+        format!("unknown machine {name:?} (known: {})", known.join(", "))
+    })
+}
+
+pub struct Boot<'a> {
+    pub machine: &'a Machine,
+    pub kernel: &'a Path,
+    pub initrd: &'a Path,
+    /// Extra kernel command line (pitcrew.* parameters for the guest's init).
+    pub params: String,
+    pub console_log: &'a Path,
+    pub timeout: Duration,
+}
+
+pub struct Outcome {
+    pub finished: bool,
+    pub elapsed: Duration,
+}
+
+/// Boots, hands every results line to `on_line` as it arrives, and returns when QEMU exits or
+/// the timeout passes (then QEMU is killed). `finished` tells whether the guest said DONE.
+pub fn boot(b: &Boot, mut on_line: impl FnMut(&str)) -> Result<Outcome> {
+    let mut append = String::from("console=ttyS0 quiet panic=-1");
+    if b.machine.iommu {
+        append.push_str(" intel_iommu=on iommu=pt");
+    }
+    append.push(' ');
+    append.push_str(&b.params);
+
+    let mut cmd = Command::new("qemu-system-x86_64");
+    cmd.args(["-machine", "q35,accel=tcg", "-m", "1024", "-smp", "2"])
+        .args([
+            "-display", "none", "-vga", "none", "-monitor", "none", "-nic", "none",
+        ])
+        .args(["-no-reboot", "-serial"])
+        .arg(format!("file:{}", b.console_log.display()))
+        .args(["-serial", "stdio"]);
+    if b.machine.iommu {
+        cmd.args(["-device", "intel-iommu,intremap=on,caching-mode=on"]);
+    }
+    for d in b.machine.devices {
+        cmd.args(["-device", d]);
+    }
+    cmd.arg("-kernel")
+        .arg(b.kernel)
+        .arg("-initrd")
+        .arg(b.initrd)
+        .arg("-append")
+        .arg(&append)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped());
+
+    let start = Instant::now();
+    let mut child = cmd.spawn().context("starting qemu-system-x86_64")?;
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut r = BufReader::new(stdout);
+        let mut buf = Vec::new();
+        while r
+            .read_until(b'\n', &mut buf)
+            .map(|n| n > 0)
+            .unwrap_or(false)
+        {
+            let line = String::from_utf8_lossy(&buf);
+            if tx
+                .send(line.trim_end_matches(['\r', '\n']).to_string())
+                .is_err()
+            {
+                break;
+            }
+            buf.clear();
+        }
+    });
+
+    let deadline = start + b.timeout;
+    let mut finished = false;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                if line.trim() == "DONE" {
+                    finished = true;
+                }
+                on_line(&line);
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                eprintln!(
+                    "xtask: the {} boot did not finish within {} s; QEMU killed (console: {})",
+                    b.machine.name,
+                    b.timeout.as_secs(),
+                    b.console_log.display()
+                );
+                return Ok(Outcome {
+                    finished: false,
+                    elapsed: start.elapsed(),
+                });
+            }
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!(
+            "qemu-system-x86_64 failed ({status}); console: {}",
+            b.console_log.display()
+        );
+    }
+    Ok(Outcome {
+        finished,
+        elapsed: start.elapsed(),
+    })
+}
