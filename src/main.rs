@@ -202,6 +202,7 @@ fn init_logging(verbose: u8) {
             .with(
                 tracing_subscriber::fmt::layer()
                     .with_writer(std::io::stderr)
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                     .without_time()
                     .with_target(false),
             )

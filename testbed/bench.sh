@@ -1,30 +1,41 @@
-# Timing, in the same boot: the raw floor (the bare sysfs writes that move 03.0 and 03.1 to
-# vfio-pci and back) against pitcrew detach / reattach. A benchmark, not a test: it reports
+# Timing, in the same boot: the raw floor (a shell doing the bare kernel operations that move
+# 03.0 and 03.1 to vfio-pci and back) against pitcrew detach / reattach. A benchmark, not a test: it reports
 # BENCH <key> <ms> lines (or BENCH <key> FAIL <why>) and never a verdict.
 SCENARIO=bench
 ROUNDS=${BENCH:-3}
 [ "$ROUNDS" -gt 0 ] 2>/dev/null || ROUNDS=3
-# The raw floor needs vfio-pci present; loading it is not part of the floor.
-modprobe vfio-pci || say "BENCH raw_detach FAIL modprobe vfio-pci failed"
-
-raw_move() { # raw_move OVERRIDE: override, unbind, reprobe, for both functions
+# The floor is a shell doing the kernel operations pitcrew plans here (the GPU is bochs' only
+# device, so bochs is unloaded; the audio function moves alone), vfio-pci load included: the
+# ratio is what pitcrew itself adds to what the kernel needs.
+raw_detach() {
+	echo vfio-pci >$PCI/$GPU/driver_override
+	echo vfio-pci >$PCI/$AUDIO/driver_override
+	modprobe -r bochs
+	echo $AUDIO >$PCI/$AUDIO/driver/unbind
+	modprobe vfio-pci
+	echo $GPU >/sys/bus/pci/drivers_probe
+	echo $AUDIO >/sys/bus/pci/drivers_probe
+}
+raw_reattach() {
 	for f in $GPU $AUDIO; do
-		echo "$1" >$PCI/$f/driver_override
-		[ -e $PCI/$f/driver ] && echo $f >$PCI/$f/driver/unbind
-		echo $f >/sys/bus/pci/drivers_probe
+		echo >$PCI/$f/driver_override
+		echo $f >$PCI/$f/driver/unbind
 	done
+	modprobe bochs
+	echo $AUDIO >/sys/bus/pci/drivers_probe
 }
 raw_ok() { [ "$(driver_of $GPU)" = "$1" ] && [ "$(driver_of $AUDIO)" = "$2" ]; }
 
 i=1
 while [ $i -le $ROUNDS ]; do
+	restore_baseline >/dev/null 2>&1
 	t0=$(now_us)
-	raw_move vfio-pci
+	raw_detach
 	t1=$(now_us)
 	raw_ok vfio-pci vfio-pci && say "BENCH raw_detach $(us_to_ms $((t1 - t0)))" ||
 		say "BENCH raw_detach FAIL $GPU on $(driver_of $GPU), $AUDIO on $(driver_of $AUDIO)"
 	t0=$(now_us)
-	raw_move ""
+	raw_reattach
 	t1=$(now_us)
 	raw_ok bochs-drm snd_hda_intel && say "BENCH raw_reattach $(us_to_ms $((t1 - t0)))" ||
 		say "BENCH raw_reattach FAIL $GPU on $(driver_of $GPU), $AUDIO on $(driver_of $AUDIO)"

@@ -19,18 +19,17 @@ Move 0000:01:00.0, 0000:01:00.1, 0000:01:00.2, 0000:01:00.3 to vfio-pci:
   4. set 0000:01:00.0 driver_override=vfio-pci (unloading nvidia unbinds it)
   5. set 0000:01:00.1 driver_override=vfio-pci, unbind it from snd_hda_intel
   6. set 0000:01:00.2 driver_override=vfio-pci, unbind it from xhci_hcd
-  7. set 0000:01:00.3 driver_override=vfio-pci (unloading nvidia-gpu unbinds it)
+  7. set 0000:01:00.3 driver_override=vfio-pci, unbind it from nvidia-gpu
   8. unload module nvidia_uvm
   9. unload module nvidia_drm
  10. unload module nvidia_modeset
  11. unload module nvidia
- 12. unload module i2c_nvidia_gpu
- 13. load module vfio_pci
- 14. probe 0000:01:00.0: bind it to vfio-pci
- 15. probe 0000:01:00.1: bind it to vfio-pci
- 16. probe 0000:01:00.2: bind it to vfio-pci
- 17. probe 0000:01:00.3: bind it to vfio-pci
- 18. start lightdm.service
+ 12. load module vfio_pci
+ 13. probe 0000:01:00.0: bind it to vfio-pci
+ 14. probe 0000:01:00.1: bind it to vfio-pci
+ 15. probe 0000:01:00.2: bind it to vfio-pci
+ 16. probe 0000:01:00.3: bind it to vfio-pci
+ 17. start lightdm.service
 "
     );
     // A dry run changes nothing.

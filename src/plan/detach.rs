@@ -162,13 +162,18 @@ pub(super) fn steps(s: &Snapshot, functions: &BTreeSet<Bdf>, policy: &Policy) ->
     steps
 }
 
-/// Modules that can go because nothing outside `functions` is bound to them, dependents first.
+/// The GPU drivers' modules that can go because nothing outside `functions` is bound to them,
+/// dependents first. Only display drivers: they are the ones that cling to a card (NVIDIA's
+/// unbind can hang while its stack is loaded); companion functions (audio, USB-C) move alone,
+/// which costs the kernel far less than unloading and reloading their modules.
 fn modules_to_unload(s: &Snapshot, functions: &BTreeSet<Bdf>, moving: &[Bdf]) -> Vec<String> {
     let mut order = Vec::new();
-    for driver in moving
+    let gpu_drivers = moving
         .iter()
-        .filter_map(|bdf| s.devices[bdf].driver.as_deref())
-    {
+        .map(|bdf| &s.devices[bdf])
+        .filter(|d| d.is_display())
+        .filter_map(|d| d.driver.as_deref());
+    for driver in gpu_drivers {
         let module = s.module_of(driver);
         if order.contains(&module) || !s.modules.contains_key(&module) {
             continue;

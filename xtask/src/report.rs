@@ -71,7 +71,7 @@ impl Bench {
         let mut s = format!(
             "timing (same boot, TCG, median of {rounds} round(s))\n\
              {:<10} {:>16} {:>14} {:>8}\n",
-            "step", "raw floor (ms)", "pitcrew (ms)", "ratio"
+            "step", "kernel ops (ms)", "pitcrew (ms)", "ratio"
         );
         for step in ["detach", "reattach"] {
             let (raw, pc) = (format!("raw_{step}"), format!("pitcrew_{step}"));
