@@ -22,6 +22,8 @@ pub enum LockError {
     },
     #[error("cannot open the lock {path}: {source}")]
     Io { path: String, source: io::Error },
+    #[error(transparent)]
+    Dir(crate::runfile::RunFileError),
 }
 
 /// Takes the lock, waiting up to `limit` for a run in progress to finish.
@@ -32,7 +34,7 @@ pub fn acquire(host: &Host, limit: Duration) -> Result<Lock, LockError> {
         path: shown.clone(),
         source,
     };
-    record::ensure_dir(host).map_err(io_err)?;
+    crate::runfile::private_dir(host, record::DIR).map_err(LockError::Dir)?;
     let mut file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)

@@ -3,12 +3,12 @@
 
 use crate::bdf::Bdf;
 use crate::host::Host;
+use crate::runfile::{self, RunFileError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::io;
 
-pub const DIR: &str = "/run/pitcrew";
+pub const DIR: &str = runfile::RUN_DIR;
 const FILE: &str = "/run/pitcrew/state.json";
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,33 +54,14 @@ impl Record {
         }
     }
 
-    /// Replaces the record atomically (write a sibling, fsync, rename), readable by root only.
-    pub fn save(&self, host: &Host) -> io::Result<()> {
-        ensure_dir(host)?;
-        let path = host.path(FILE);
-        let tmp = path.with_extension("json.tmp");
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        file.write_all(&serde_json::to_vec_pretty(self).expect("record serialises"))?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, &path)
+    /// Replaces the record atomically, readable by root only.
+    pub fn save(&self, host: &Host) -> Result<(), RunFileError> {
+        let dir = runfile::private_dir(host, DIR)?;
+        let body = serde_json::to_vec_pretty(self).expect("record serialises");
+        runfile::write_atomic(&dir, "state.json", &body).map(|_| ())
     }
 
     pub fn is_empty(&self) -> bool {
         self.lent.is_empty() && self.unloaded_modules.is_empty() && self.stopped_units.is_empty()
     }
-}
-
-/// Creates /run/pitcrew as 0700 and tightens it if it exists with a looser mode.
-pub fn ensure_dir(host: &Host) -> io::Result<()> {
-    let dir = host.path(DIR);
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&dir)?;
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
 }
