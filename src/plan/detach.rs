@@ -2,6 +2,7 @@
 
 use super::Step;
 use crate::bdf::Bdf;
+use crate::host::holders::Holder;
 use crate::policy::{DisplayManagerPolicy, Policy};
 use crate::snapshot::Snapshot;
 use crate::vendor;
@@ -38,57 +39,27 @@ pub(super) fn steps(s: &Snapshot, functions: &BTreeSet<Bdf>, policy: &Policy) ->
         .filter_map(|bdf| s.devices[bdf].driver.as_deref())
         .filter(|driver| unload.contains(&s.module_of(driver)))
         .collect();
+    let profiles: BTreeSet<u16> = moving.iter().map(|bdf| s.devices[bdf].vendor).collect();
+    let profiles: Vec<&vendor::Profile> = profiles.into_iter().map(vendor::profile).collect();
 
-    let vendors: BTreeSet<u16> = moving.iter().map(|bdf| s.devices[bdf].vendor).collect();
+    // The card's own nodes, and the vendor's shared ones when its modules go.
     let mut nodes: BTreeSet<String> = moving.iter().flat_map(|bdf| s.own_nodes(*bdf)).collect();
-    let mut daemons: Vec<&str> = Vec::new();
-    for profile in vendors.iter().map(|v| vendor::profile(*v)) {
+    for profile in &profiles {
         if profile.drivers.iter().any(|d| unloaded_drivers.contains(d)) {
             nodes.extend(profile.shared_nodes.iter().map(|n| n.to_string()));
         }
-        daemons.extend(
-            profile
-                .daemons
-                .iter()
-                .copied()
-                .filter(|unit| s.running_units.contains(*unit)),
-        );
     }
-    let holders: Vec<_> = s
+    let holders: Vec<&Holder> = s
         .holders
         .iter()
-        .filter(|h| h.nodes.iter().any(|n| nodes.contains(n)))
+        .filter(|h| !h.nodes.is_disjoint(&nodes))
         .collect();
 
-    let dm = s.display_manager.as_deref();
-    let dm_running = dm.is_some_and(|dm| s.running_units.contains(dm));
-    let dm_holds = holders
-        .iter()
-        .any(|h| h.unit.as_deref() == dm || DISPLAY_SERVERS.contains(&h.comm.as_str()));
-    let stop_dm = dm_running
-        && !moving.is_empty()
-        && match policy.display_manager {
-            DisplayManagerPolicy::Always => true,
-            DisplayManagerPolicy::Never => false,
-            DisplayManagerPolicy::Auto => dm_holds,
-        };
-
-    let mut steps = Vec::new();
-    for unit in &daemons {
-        steps.push(Step::StopUnit {
-            unit: unit.to_string(),
-            why: "it keeps the driver busy".into(),
-        });
-    }
-    if let (true, Some(dm)) = (stop_dm, dm) {
-        steps.push(Step::StopUnit {
-            unit: dm.to_string(),
-            why: match policy.display_manager {
-                DisplayManagerPolicy::Always => "the config says always".into(),
-                _ => "the desktop holds the card".into(),
-            },
-        });
-    }
+    let mut steps = if moving.is_empty() {
+        Vec::new()
+    } else {
+        units_to_stop(s, &profiles, &holders, policy)
+    };
     let stopping: Vec<String> = steps
         .iter()
         .filter_map(|step| match step {
@@ -128,38 +99,75 @@ pub(super) fn steps(s: &Snapshot, functions: &BTreeSet<Bdf>, policy: &Policy) ->
         });
     }
     steps.extend(moving.iter().map(|bdf| Step::BindVfio { bdf: *bdf }));
+    steps.extend(units_to_restart(s, &stopping, &unloaded_drivers));
+    steps
+}
 
-    // Units stopped by this plan, or by an earlier run that crashed, come back now; a vendor's
-    // daemons stay down while its modules are unloaded (they would fail, or load them again).
+/// The vendors' daemons that keep the driver busy, then the display manager when the policy
+/// says so (by default: when the desktop holds the card).
+fn units_to_stop(
+    s: &Snapshot,
+    profiles: &[&vendor::Profile],
+    holders: &[&Holder],
+    policy: &Policy,
+) -> Vec<Step> {
+    let mut steps: Vec<Step> = profiles
+        .iter()
+        .flat_map(|p| p.daemons.iter())
+        .filter(|unit| s.running_units.contains(**unit))
+        .map(|unit| Step::StopUnit {
+            unit: unit.to_string(),
+            why: "it keeps the driver busy".into(),
+        })
+        .collect();
+    let Some(dm) = s.display_manager.as_deref() else {
+        return steps;
+    };
+    let holds = holders
+        .iter()
+        .any(|h| h.unit.as_deref() == Some(dm) || DISPLAY_SERVERS.contains(&h.comm.as_str()));
+    let why = match policy.display_manager {
+        DisplayManagerPolicy::Always => Some("the config says always"),
+        DisplayManagerPolicy::Auto if holds => Some("the desktop holds the card"),
+        _ => None,
+    };
+    if let (Some(why), true) = (why, s.running_units.contains(dm)) {
+        steps.push(Step::StopUnit {
+            unit: dm.to_string(),
+            why: why.into(),
+        });
+    }
+    steps
+}
+
+/// Units stopped by this plan, or by an earlier run that crashed, come back at the end; a
+/// vendor's daemons stay down while its modules are unloaded (they would fail, or load them
+/// again), and the reattach starts them.
+fn units_to_restart(
+    s: &Snapshot,
+    stopping: &[String],
+    unloaded_drivers: &BTreeSet<&str>,
+) -> Vec<Step> {
     let modules_gone = |profile: &vendor::Profile| {
         profile.drivers.iter().any(|d| {
             unloaded_drivers.contains(d) || s.record.unloaded_modules.iter().any(|m| m.module == *d)
         })
     };
-    let stopped_here: Vec<String> = steps
+    let left_stopped = s
+        .record
+        .stopped_units
         .iter()
-        .filter_map(|step| match step {
-            Step::StopUnit { unit, .. } => Some(unit.clone()),
-            _ => None,
+        .filter(|unit| !stopping.contains(unit) && !s.running_units.contains(*unit));
+    stopping
+        .iter()
+        .chain(left_stopped)
+        .filter(|unit| {
+            !vendor::PROFILES
+                .iter()
+                .any(|p| p.daemons.contains(&unit.as_str()) && modules_gone(p))
         })
-        .collect();
-    let mut restart: Vec<String> = stopped_here.clone();
-    restart.extend(
-        s.record
-            .stopped_units
-            .iter()
-            .filter(|unit| !stopped_here.contains(unit) && !s.running_units.contains(*unit))
-            .cloned(),
-    );
-    for unit in restart {
-        let held_down = vendor::PROFILES
-            .iter()
-            .any(|p| p.daemons.contains(&unit.as_str()) && modules_gone(p));
-        if !held_down {
-            steps.push(Step::StartUnit { unit });
-        }
-    }
-    steps
+        .map(|unit| Step::StartUnit { unit: unit.clone() })
+        .collect()
 }
 
 /// The GPU drivers' modules that can go because nothing outside `functions` is bound to them,
