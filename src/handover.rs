@@ -59,6 +59,12 @@ pub fn run(host: &Host, request: &Request) -> Result<Outcome, Error> {
     // Read under the lock, so the record and the host are those the previous run left.
     let snapshot = read(host)?;
     let plan = make_plan(&snapshot, request)?;
+    if plan.is_empty() {
+        return Ok(Outcome {
+            plan,
+            timeline: Vec::new(),
+        });
+    }
     let executor = Executor {
         host,
         policy: &request.policy,

@@ -59,5 +59,18 @@ while [ $i -le $ROUNDS ]; do
 	fi
 	i=$((i + 1))
 done
+
+# What pitcrew's own share is made of: starting the binary, and reading the host (status).
+for what in version status; do
+	i=1
+	while [ $i -le $ROUNDS ]; do
+		[ $what = version ] && args=--version || args=status
+		t0=$(now_us)
+		pitcrew $args >/dev/null 2>&1
+		t1=$(now_us)
+		say "BENCH pitcrew_$what $(us_to_ms $((t1 - t0)))"
+		i=$((i + 1))
+	done
+done
 restore_baseline >/dev/null 2>&1
 true
