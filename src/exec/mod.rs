@@ -74,8 +74,8 @@ pub struct Executor<'a> {
 }
 
 impl Executor<'_> {
-    pub fn run(&self, plan: &Plan) -> Result<Vec<Timed>, RunError> {
-        let mut record = Record::load(self.host).unwrap_or_default();
+    /// Runs `plan`, keeping `record` (as read with the plan's snapshot) up to date on disk.
+    pub fn run(&self, plan: &Plan, mut record: Record) -> Result<Vec<Timed>, RunError> {
         if plan.target == Target::Vfio {
             for (bdf, driver) in &plan.originals {
                 record.lent.entry(*bdf).or_insert_with(|| Lent {
