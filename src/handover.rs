@@ -72,10 +72,12 @@ pub fn run(host: &Host, request: &Request) -> Result<Outcome, Error> {
         crash_after: request.crash_after,
         cancel: request.cancel.as_deref(),
     };
-    let timeline = executor.run(&plan, snapshot.record.clone()).map_err(|e| match e {
-        RunError::Failed(e) => Error::Failed(e.to_string()),
-        RunError::Interrupted { after } => Error::Interrupted { after },
-    })?;
+    let timeline = executor
+        .run(&plan, snapshot.record.clone())
+        .map_err(|e| match e {
+            RunError::Failed(e) => Error::Failed(e.to_string()),
+            RunError::Interrupted { after } => Error::Interrupted { after },
+        })?;
     Ok(Outcome { plan, timeline })
 }
 

@@ -90,12 +90,21 @@ fn run_hook(host: &Host, args: &HookArgs) -> ExitCode {
 fn status(host: &Host, json: bool) -> anyhow::Result<()> {
     let snapshot = Snapshot::read(host)?;
     let status = Status::of(&snapshot);
-    if json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
+    let text = if json {
+        serde_json::to_string_pretty(&status)? + "\n"
     } else {
-        print!("{status}");
+        status.to_string()
+    };
+    print_out(&text)
+}
+
+/// Prints to stdout; a reader that went away (`pitcrew status | head`) is not an error.
+fn print_out(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 fn input(message: impl std::fmt::Display) -> anyhow::Error {
@@ -149,20 +158,20 @@ fn run_handover(host: &Host, target: Target, args: Handover) -> anyhow::Result<(
         }
         other => other?,
     };
-    print!("{}", outcome.plan);
-    if !args.dry_run && !outcome.timeline.is_empty() {
+    let mut text = outcome.plan.to_string();
+    if !outcome.timeline.is_empty() {
         let total: Duration = outcome.timeline.iter().map(|t| t.took).sum();
-        println!("Done in {} ms:", total.as_millis());
+        text += &format!("Done in {} ms:\n", total.as_millis());
         for (n, timed) in outcome.timeline.iter().enumerate() {
-            println!(
-                "{:>3}. {:>6} ms  {}",
+            text += &format!(
+                "{:>3}. {:>6} ms  {}\n",
                 n + 1,
                 timed.took.as_millis(),
                 timed.step
             );
         }
     }
-    Ok(())
+    print_out(&text)
 }
 
 fn install(

@@ -12,10 +12,16 @@ pub const VFIO_DRIVER: &str = "vfio-pci";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PciDevice {
     pub bdf: Bdf,
+    #[serde(serialize_with = "hex16")]
     pub vendor: u16,
+    #[serde(serialize_with = "hex16")]
     pub device: u16,
+    /// Base class, subclass and programming interface, as sysfs shows them (0x030000).
+    #[serde(serialize_with = "hex24")]
     pub class: u32,
+    #[serde(serialize_with = "hex16")]
     pub subsystem_vendor: u16,
+    #[serde(serialize_with = "hex16")]
     pub subsystem_device: u16,
     pub driver: Option<String>,
     pub driver_override: Option<String>,
@@ -23,6 +29,15 @@ pub struct PciDevice {
     /// DRM minors under the device: `card1`, `renderD129`.
     pub drm_nodes: Vec<String>,
     pub boot_vga: bool,
+}
+
+/// Ids in JSON as lspci prints them ("10de"), not as decimal numbers.
+fn hex16<S: serde::Serializer>(id: &u16, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{id:04x}"))
+}
+
+fn hex24<S: serde::Serializer>(class: &u32, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{class:#08x}"))
 }
 
 impl PciDevice {

@@ -38,7 +38,7 @@ pub use builder::{
 pub use faults::WriteBlock;
 pub use pitcrew::host::Signal;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -84,6 +84,13 @@ pub struct SimHost {
 }
 
 impl SimHost {
+    /// Leaves the tree on disk for other tools to read (`pitcrew status --root`) and returns
+    /// its root; nothing simulates writes to it any more.
+    pub fn keep(mut self) -> PathBuf {
+        self._dir.disable_cleanup(true);
+        self.root().to_path_buf()
+    }
+
     pub(crate) fn from_model(model: Model) -> SimHost {
         let dir = tempfile::Builder::new()
             .prefix("pitcrew-sim")
