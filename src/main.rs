@@ -90,6 +90,9 @@ fn run_hook(host: &Host, args: &HookArgs) -> ExitCode {
 fn status(host: &Host, json: bool) -> anyhow::Result<()> {
     let snapshot = Snapshot::read(host)?;
     let status = Status::of(&snapshot);
+    if !host.is_staged() && !rustix::process::geteuid().is_root() {
+        eprintln!("pitcrew: not root: processes of other users holding a card are not shown");
+    }
     let text = if json {
         serde_json::to_string_pretty(&status)? + "\n"
     } else {
