@@ -1,8 +1,8 @@
 //! The config file: defaults, per-VM tables, and refusals that name the file and the line.
 
-mod common;
+mod fakehost;
 
-use common::TestHost;
+use fakehost::TestHost;
 use pitcrew::config::{Config, ConfigError};
 use pitcrew::domain::VmName;
 use pitcrew::policy::DisplayManagerPolicy;

@@ -1,9 +1,9 @@
 //! The built binary as libvirt runs it, with fake `virsh` and `systemctl` first on PATH: libvirt
 //! is never called back, stdout stays empty, and the unit is started and stopped as expected.
 
-mod common;
+mod fakehost;
 
-use common::{domain_xml, TestHost};
+use fakehost::{domain_xml, TestHost};
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

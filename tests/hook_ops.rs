@@ -1,8 +1,8 @@
 //! The hook's decisions, in process, with a recording command runner instead of systemctl.
 
-mod common;
+mod fakehost;
 
-use common::{domain_xml, FakeRunner, TestHost};
+use fakehost::{domain_xml, FakeRunner, TestHost};
 use pitcrew::hook::{self, HookArgs, Outcome};
 use std::io::Read;
 use std::time::Duration;

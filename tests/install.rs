@@ -1,8 +1,8 @@
 //! `pitcrew install --root DIR` stages the layout; `uninstall --purge` puts the tree back.
 
-mod common;
+mod fakehost;
 
-use common::TestHost;
+use fakehost::TestHost;
 use pitcrew::install::{install, uninstall, InstallOptions};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
