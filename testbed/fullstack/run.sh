@@ -55,17 +55,12 @@ setup() {
 	need "desktop not up: lightdm not active within 180 s" wait_for 180 unit_is lightdm.service active || return 1
 	need "Xorg never opened $CARD within 120 s" wait_for 120 held_by_xorg || return 1
 	say "desktop up: Xorg holds $CARD ($(fuser "$CARD" 2>&1 | tr -s ' '))"
-	"$HERE/pitcrew" install --vm gpu-vm >/tmp/install.out 2>&1 || {
+	# libvirtd looks for hooks only when it starts and found none at boot: the installer restarts it.
+	"$HERE/pitcrew" install --vm gpu-vm --restart-libvirtd >/tmp/install.out 2>&1 || {
 		why="pitcrew install failed: $(tail -n 1 /tmp/install.out)"
 		return 1
 	}
 	sed 's/^/  install: /' /tmp/install.out >&9
-	# libvirtd looks for hooks only when it starts (virHookInitialize): one that found none at
-	# boot runs none until it restarts.
-	if [ "${RESTART_LIBVIRTD:-1}" = 1 ]; then
-		say "restarting libvirtd (it had no qemu hook at its start)"
-		need "systemctl restart libvirtd failed" systemctl restart libvirtd.service || return 1
-	fi
 	need "virsh define failed" virsh define "$HERE/gpu-vm.xml" || return 1
 	sed 's/gpu-vm/gpu-vm-bad/' "$HERE/gpu-vm.xml" >/tmp/gpu-vm-bad.xml
 	need "virsh define gpu-vm-bad failed" virsh define /tmp/gpu-vm-bad.xml || return 1
