@@ -205,6 +205,23 @@ fn unit_failure_fails_the_start_with_one_line() {
 }
 
 #[test]
+fn an_escaped_unit_name_is_quoted_in_the_journalctl_hint() {
+    let t = TestHost::with_runner(FakeRunner {
+        fail: true,
+        ..Default::default()
+    });
+    t.config("[vm.\"gpu-vm\"]\ndevices = [\"01:00.0\"]\n");
+    let outcome = run(&t, &args("gpu-vm", "prepare", "begin"), None);
+    assert_eq!(outcome.code, 1);
+    let message = outcome.message.unwrap();
+    // Unquoted, a shell would turn pitcrew@gpu\x2dvm.service into pitcrew@gpux2dvm.service.
+    assert!(
+        message.contains(r"see `journalctl -u 'pitcrew@gpu\x2dvm.service'`"),
+        "{message}"
+    );
+}
+
+#[test]
 fn a_unit_that_hangs_is_cancelled() {
     let t = TestHost::with_runner(FakeRunner {
         time_out: true,

@@ -254,5 +254,22 @@ fn install_explains_when_libvirt_sees_the_hook() {
     let root = staged(&t);
     let host = pitcrew::host::Host::new(root.path(), t.runner.clone());
     let said = run_install(&host, &fake_binary(&t), &[], false).unwrap();
-    assert!(said.contains("libvirt 9 and later pick up"), "{said}");
+    // libvirtd found no QEMU hook when it started: it runs none until it restarts.
+    assert!(
+        said.contains("looks for hooks only when it starts"),
+        "{said}"
+    );
+    assert!(said.contains("systemctl restart libvirtd"), "{said}");
+
+    // With a hook already there (a user's dispatcher), the drop-in runs from the next start.
+    let t = TestHost::new();
+    let root = staged(&t);
+    let hooks = root.path().join("etc/libvirt/hooks");
+    std::fs::create_dir_all(&hooks).unwrap();
+    std::fs::write(hooks.join("qemu"), "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(hooks.join("qemu"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let host = pitcrew::host::Host::new(root.path(), t.runner.clone());
+    let said = run_install(&host, &fake_binary(&t), &[], false).unwrap();
+    assert!(said.contains("already has a QEMU hook"), "{said}");
+    assert!(!said.contains("restart"), "{said}");
 }

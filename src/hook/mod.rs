@@ -160,7 +160,12 @@ pub fn run(host: &Host, args: &HookArgs, stdin: &mut dyn Read) -> Outcome {
 fn lend(host: &Host, vm: &VmName, wait: Duration) -> Outcome {
     let unit = vm.unit_name();
     let effects = host.effects();
-    let see = format!("see `journalctl -u {unit}`");
+    // An escaped name (`gpu\x2dvm`) is quoted, so the command pastes into a shell as shown.
+    let see = if unit.contains('\\') {
+        format!("see `journalctl -u '{unit}'`")
+    } else {
+        format!("see `journalctl -u {unit}`")
+    };
     match effects.run("systemctl", &["start", "--", &unit], wait) {
         Ok(out) if out.success => Outcome::ok(),
         Ok(_) => Outcome::fail(format!(

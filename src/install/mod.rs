@@ -63,6 +63,7 @@ pub fn install(
         return Err(InstallError::Legacy(legacy::migration_help(&found)));
     }
     let mut manifest = read_manifest(host)?.unwrap_or_default();
+    let hook_seen = libvirt_has_qemu_hook(host);
     let mut w = Writer::new(host, opts.dry_run, out);
 
     // Refuse before writing anything: every file install writes must be new or its own.
@@ -94,15 +95,35 @@ pub fn install(
     for args in commands {
         systemctl(host, opts.dry_run, &args, w.out())?;
     }
-    if !opts.restart_libvirtd {
+    if !opts.restart_libvirtd && hook_seen {
         let _ = writeln!(
             w.out(),
-            "libvirt 9 and later pick up {} at the next VM start; with an older libvirt run \
-             `systemctl restart libvirtd` (or install again with --restart-libvirtd).",
+            "libvirt already has a QEMU hook, so libvirt 6.5 and later run {} from the next VM start.",
+            layout::HOOK
+        );
+    } else if !opts.restart_libvirtd {
+        let _ = writeln!(
+            w.out(),
+            "libvirtd looks for hooks only when it starts and found none: run `systemctl restart \
+             libvirtd` (running VMs keep running) or install again with --restart-libvirtd, \
+             otherwise starting a VM does not run {}.",
             layout::HOOK
         );
     }
     Ok(())
+}
+
+/// Whether libvirt has a QEMU hook to run (an executable /etc/libvirt/hooks/qemu or an executable
+/// in qemu.d). libvirtd looks for hooks only when it starts (virHookInitialize): a first hook is
+/// not run until libvirtd restarts, one added next to an existing hook is.
+fn libvirt_has_qemu_hook(host: &Host) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    let dropins = host.path(layout::HOOK).with_file_name("");
+    executable(&host.path(layout::LEGACY_HOOK_SCRIPT))
+        || std::fs::read_dir(dropins).is_ok_and(|d| d.flatten().any(|e| executable(&e.path())))
 }
 
 /// Removes what install recorded; with `purge` also the config (or its pre-install contents).

@@ -6,6 +6,7 @@
 //! ttyS1; see report.rs for the protocol.
 
 mod dist;
+mod fullstack;
 mod initramfs;
 mod kernel;
 mod pitcrew_bin;
@@ -57,9 +58,20 @@ enum Cmd {
         #[arg(long, default_value_t = 5)]
         rounds: u32,
     },
+    /// The full stack: Debian with systemd, libvirtd and LightDM in QEMU, where starting and
+    /// destroying a libvirt domain that passes the emulated GPU through runs the hook, the unit
+    /// and the engine
+    FullTest {
+        /// Give up on the boot after this many seconds (QEMU is killed)
+        #[arg(long, default_value_t = FULL_TIMEOUT, value_name = "SECS")]
+        timeout: u64,
+        /// Use this statically linked pitcrew instead of building one
+        #[arg(long, value_name = "PATH")]
+        pitcrew: Option<PathBuf>,
+    },
     /// Generate the man pages and shell completions into target/dist (packaged by cargo deb)
     Dist,
-    /// Every test: cargo test, the unit file checks, then the real-kernel scenarios
+    /// Every test: cargo test, the unit file checks, the real-kernel scenarios, then the full stack
     Test,
 }
 
@@ -72,6 +84,9 @@ struct Common {
     #[arg(long, value_name = "PATH")]
     pitcrew: Option<PathBuf>,
 }
+
+/// The full-stack boot's whole-run timeout (seconds): boot, two libvirt starts, power off under TCG.
+const FULL_TIMEOUT: u64 = 900;
 
 struct Scenario {
     name: String,
@@ -138,6 +153,7 @@ impl Prepared {
                 params,
                 console_log: &console_log,
                 timeout: self.timeout,
+                drives: &[],
             },
             on_line,
         )?;
@@ -167,6 +183,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => vm_test(&common, &scenarios, !no_bench),
         Cmd::Demo { common } => demo(&common),
         Cmd::Bench { common, rounds } => bench(&common, rounds),
+        Cmd::FullTest { timeout, pitcrew } => {
+            let verdicts = fullstack::run(
+                &workspace(),
+                Duration::from_secs(timeout),
+                pitcrew.as_deref(),
+            )?;
+            Ok(summary(&verdicts))
+        }
         Cmd::Dist => dist::run().map(|()| ExitCode::SUCCESS),
         Cmd::Test => test(),
     }
@@ -204,6 +228,14 @@ fn discover(only: &[String]) -> Result<Vec<Scenario>> {
 }
 
 fn vm_test(common: &Common, only: &[String], with_bench: bool) -> Result<ExitCode> {
+    Ok(summary(&vm_verdicts(common, only, with_bench)?))
+}
+
+fn vm_verdicts(
+    common: &Common,
+    only: &[String],
+    with_bench: bool,
+) -> Result<BTreeMap<String, Verdict>> {
     let scenarios = discover(only)?;
     let p = prepare(common)?;
     let mut bench = Bench::default();
@@ -211,9 +243,14 @@ fn vm_test(common: &Common, only: &[String], with_bench: bool) -> Result<ExitCod
     if !bench.is_empty() {
         println!("\n{}", bench.table());
     }
+    Ok(verdicts)
+}
+
+/// Every verdict, then the last line `N passed, N failed`; failure when any failed.
+fn summary(verdicts: &BTreeMap<String, Verdict>) -> ExitCode {
     let failed = verdicts.values().filter(|v| !v.pass).count();
     println!("\nscenarios:");
-    for (name, v) in &verdicts {
+    for (name, v) in verdicts {
         if v.pass {
             println!("  PASS {name}");
         } else {
@@ -221,11 +258,11 @@ fn vm_test(common: &Common, only: &[String], with_bench: bool) -> Result<ExitCod
         }
     }
     println!("{} passed, {failed} failed", verdicts.len() - failed);
-    Ok(if failed == 0 {
+    if failed == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
-    })
+    }
 }
 
 /// Boots once per machine the scenarios need; the bench rides along in the one-gpu boot.
@@ -345,5 +382,11 @@ fn test() -> Result<ExitCode> {
         timeout: 600,
         pitcrew: None,
     };
-    vm_test(&common, &[], true)
+    let mut verdicts = vm_verdicts(&common, &[], true)?;
+    verdicts.extend(fullstack::run(
+        &ws,
+        Duration::from_secs(FULL_TIMEOUT),
+        None,
+    )?);
+    Ok(summary(&verdicts))
 }

@@ -13,6 +13,7 @@ pub struct Machine {
     pub name: &'static str,
     pub iommu: bool,
     pub devices: &'static [&'static str],
+    pub memory_mb: u32,
 }
 
 /// The GPU (00:03.0, bochs-display, no VGA) with its audio function (00:03.1) in one slot, and
@@ -28,6 +29,7 @@ pub static MACHINES: &[Machine] = &[
         name: "one-gpu",
         iommu: true,
         devices: &GPU_WITH_AUDIO,
+        memory_mb: 1024,
     },
     Machine {
         name: "two-gpus",
@@ -38,11 +40,27 @@ pub static MACHINES: &[Machine] = &[
             GPU_WITH_AUDIO[2],
             "bochs-display,bus=pcie.0,addr=0x4.0",
         ],
+        memory_mb: 1024,
     },
     Machine {
         name: "no-iommu",
         iommu: false,
         devices: &GPU_WITH_AUDIO,
+        memory_mb: 1024,
+    },
+    // The full stack (cargo xtask full-test): Debian with systemd, libvirtd, LightDM and a nested
+    // libvirt guest, booted from a disk image. The second display (04.0) is the "integrated GPU"
+    // the desktop comes back on while the GPU is lent.
+    Machine {
+        name: "full-stack",
+        iommu: true,
+        devices: &[
+            GPU_WITH_AUDIO[0],
+            GPU_WITH_AUDIO[1],
+            GPU_WITH_AUDIO[2],
+            "bochs-display,bus=pcie.0,addr=0x4.0",
+        ],
+        memory_mb: 3072,
     },
 ];
 
@@ -61,6 +79,8 @@ pub struct Boot<'a> {
     pub params: String,
     pub console_log: &'a Path,
     pub timeout: Duration,
+    /// `-drive` specifications, in order (the first is /dev/vda).
+    pub drives: &'a [String],
 }
 
 pub struct Outcome {
@@ -79,7 +99,8 @@ pub fn boot(b: &Boot, mut on_line: impl FnMut(&str)) -> Result<Outcome> {
     append.push_str(&b.params);
 
     let mut cmd = Command::new("qemu-system-x86_64");
-    cmd.args(["-machine", "q35,accel=tcg", "-m", "1024", "-smp", "2"])
+    let memory = b.machine.memory_mb.to_string();
+    cmd.args(["-machine", "q35,accel=tcg", "-m", &memory, "-smp", "2"])
         .args([
             "-display", "none", "-vga", "none", "-monitor", "none", "-nic", "none",
         ])
@@ -91,6 +112,9 @@ pub fn boot(b: &Boot, mut on_line: impl FnMut(&str)) -> Result<Outcome> {
     }
     for d in b.machine.devices {
         cmd.args(["-device", d]);
+    }
+    for d in b.drives {
+        cmd.args(["-drive", d]);
     }
     cmd.arg("-kernel")
         .arg(b.kernel)

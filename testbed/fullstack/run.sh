@@ -1,0 +1,141 @@
+#!/bin/sh
+# The full-stack scenarios, run by pitcrew-fulltest.service once graphical.target is up, from the
+# per-run disk mounted at /mnt/fulltest (pitcrew, this script, gpu-vm.xml). Results and timings go
+# to ttyS1 (RESULT / TIMING / free text lines, then DONE); then the machine powers off.
+set -u
+HERE=$(dirname "$0")
+GPU=0000:00:03.0   # bochs-display, the "GPU"
+AUDIO=0000:00:03.1 # intel-hda, its audio function (same IOMMU group)
+BRIDGE=0000:00:05.0
+PCI=/sys/bus/pci/devices
+CARD=/dev/dri/by-path/pci-$GPU-card
+# The hook starts pitcrew@<vm>.service with the name escaped (gpu-vm: pitcrew@gpu\x2dvm.service).
+UNIT=$(systemd-escape --template=pitcrew@.service gpu-vm)
+BAD_UNIT=$(systemd-escape --template=pitcrew@.service gpu-vm-bad)
+exec 9>/dev/ttyS1
+stty -F /dev/ttyS1 -onlcr 2>/dev/null
+
+say() { echo "$*" >&9; echo "$*"; }
+now_ms() { date +%s%3N; }
+driver_of() { if [ -e "$PCI/$1/driver" ]; then basename "$(readlink "$PCI/$1/driver")"; else echo none; fi; }
+# wait_for SECS CMD...: poll CMD until it succeeds or SECS seconds have passed.
+wait_for() {
+	limit=$(($(date +%s) + $1))
+	shift
+	until "$@" >/dev/null 2>&1; do
+		[ "$(date +%s)" -ge "$limit" ] && return 1
+		sleep 0.2
+	done
+}
+# need REASON CMD...: run CMD; on failure record REASON (why) and return 1.
+need() {
+	why=$1
+	shift
+	"$@" >/dev/null 2>&1
+}
+on() { [ "$(driver_of "$1")" = "$2" ]; }
+not_active() { ! systemctl -q is-active "$1"; }
+unit_is() { [ "$(systemctl is-active "$1" 2>/dev/null)" = "$2" ]; }
+domstate_is() { [ "$(virsh domstate "$1" 2>/dev/null | head -n 1)" = "$2" ]; }
+home() { on $GPU bochs-drm && on $AUDIO snd_hda_intel; }
+lent() { on $GPU vfio-pci && on $AUDIO vfio-pci; }
+held_by_xorg() { fuser -s "$CARD"; }
+drivers() { echo "03.0=$(driver_of $GPU) 03.1=$(driver_of $AUDIO)"; }
+# The unit's journal (monotonic timestamps), one guest line each.
+journal() { journalctl -q --no-pager -o short-monotonic -u "$1" | sed 's/^/  journal: /' >&9; }
+verdict() {
+	if [ "$2" = 0 ]; then
+		say "RESULT $1 PASS $3"
+	else
+		say "RESULT $1 FAIL $why ($(drivers))"
+	fi
+}
+
+setup() {
+	need "desktop not up: lightdm not active within 180 s" wait_for 180 unit_is lightdm.service active || return 1
+	need "Xorg never opened $CARD within 120 s" wait_for 120 held_by_xorg || return 1
+	say "desktop up: Xorg holds $CARD ($(fuser "$CARD" 2>&1 | tr -s ' '))"
+	# libvirtd looks for hooks only when it starts and found none at boot: the installer restarts it.
+	"$HERE/pitcrew" install --vm gpu-vm --restart-libvirtd >/tmp/install.out 2>&1 || {
+		why="pitcrew install failed: $(tail -n 1 /tmp/install.out)"
+		return 1
+	}
+	sed 's/^/  install: /' /tmp/install.out >&9
+	need "virsh define failed" virsh define "$HERE/gpu-vm.xml" || return 1
+	sed 's/gpu-vm/gpu-vm-bad/' "$HERE/gpu-vm.xml" >/tmp/gpu-vm-bad.xml
+	need "virsh define gpu-vm-bad failed" virsh define /tmp/gpu-vm-bad.xml || return 1
+	# The bad VM names the PCIe root port: `pitcrew detach --vm` refuses it (exit 2).
+	printf '\n[vm."gpu-vm-bad"]\ndevices = ["%s"]\n' "$BRIDGE" >>/etc/pitcrew/pitcrew.toml
+}
+
+lend_and_return() {
+	t0=$(now_ms)
+	virsh start gpu-vm >/tmp/start.out 2>&1
+	rc=$?
+	t1=$(now_ms)
+	say "TIMING virsh_start_ms $((t1 - t0)) exit $rc"
+	journal "$UNIT"
+	[ $rc = 0 ] || { why="virsh start exit $rc: $(tr '\n' ' ' </tmp/start.out)"; return 1; }
+	need "$UNIT not active after virsh start" unit_is "$UNIT" active || {
+		journalctl -q --no-pager -b -u libvirtd.service | tail -n 15 | sed 's/^/  libvirtd: /' >&9
+		return 1
+	}
+	need "not both functions on vfio-pci" lent || return 1
+	need "domain not running" domstate_is gpu-vm running || return 1
+	need "lightdm not active again within 60 s" wait_for 60 unit_is lightdm.service active || return 1
+	j=$(journalctl -q --no-pager -o cat -u "$UNIT")
+	need "the detach's journal shows no display manager stop" sh -c 'echo "$1" | grep -iE "stop.*(lightdm|display-manager)"' - "$j" || return 1
+	need "the detach's journal shows no display manager start" sh -c 'echo "$1" | grep -iE "start.*(lightdm|display-manager)"' - "$j" || return 1
+	t0=$(now_ms)
+	virsh destroy gpu-vm >/tmp/destroy.out 2>&1
+	rc=$?
+	t1=$(now_ms)
+	say "TIMING virsh_destroy_ms $((t1 - t0)) exit $rc"
+	[ $rc = 0 ] || { why="virsh destroy exit $rc: $(tr '\n' ' ' </tmp/destroy.out)"; return 1; }
+	need "$UNIT not inactive within 120 s of destroy ($(systemctl is-active "$UNIT"))" \
+		wait_for 120 unit_is "$UNIT" inactive || { journal "$UNIT"; return 1; }
+	t2=$(now_ms)
+	need "functions not back on bochs-drm and snd_hda_intel within 60 s" wait_for 60 home || { journal "$UNIT"; return 1; }
+	say "TIMING destroy_to_home_ms $(($(now_ms) - t0)) (unit inactive after $((t2 - t0)) ms)"
+	journal "$UNIT"
+	need "lightdm not active after the reattach" wait_for 60 unit_is lightdm.service active || return 1
+	need "domain not shut off" domstate_is gpu-vm "shut off"
+}
+
+failed_start_rolls_back() {
+	# A failed first scenario may leave gpu-vm running.
+	if ! domstate_is gpu-vm "shut off"; then
+		virsh destroy gpu-vm >/dev/null 2>&1
+		need "gpu-vm still holds the card 60 s after destroy" wait_for 60 home || return 1
+	fi
+	t0=$(now_ms)
+	virsh start gpu-vm-bad >/tmp/bad.out 2>&1
+	rc=$?
+	say "TIMING virsh_start_bad_ms $(($(now_ms) - t0)) exit $rc"
+	sed 's/^/  virsh: /' /tmp/bad.out >&9
+	journal "$BAD_UNIT"
+	[ $rc != 0 ] || { why="virsh start succeeded"; return 1; }
+	need "virsh's error has no pitcrew line" grep -q 'pitcrew: ' /tmp/bad.out || return 1
+	need "domain gpu-vm-bad is running" domstate_is gpu-vm-bad "shut off" || return 1
+	need "the card left bochs-drm / snd_hda_intel" home || return 1
+	need "lightdm not active" wait_for 60 unit_is lightdm.service active || {
+		journalctl -q --no-pager -b -u lightdm.service | tail -n 8 | sed 's/^/  lightdm: /' >&9
+		return 1
+	}
+	need "$BAD_UNIT is active" not_active "$BAD_UNIT"
+}
+
+say "full stack: $(uname -r), $(virsh --version 2>&1 | head -n 1 | sed 's/^/libvirt /'), $(drivers)"
+if setup; then
+	lend_and_return
+	verdict libvirt_lend_and_return $? "virsh start/destroy lent and returned 03.0+03.1, lightdm stopped and back"
+	failed_start_rolls_back
+	verdict libvirt_failed_start_rolls_back $? "virsh start failed with pitcrew's line; card on bochs-drm, lightdm active"
+else
+	for s in libvirt_lend_and_return libvirt_failed_start_rolls_back; do
+		say "RESULT $s FAIL setup: $why"
+	done
+fi
+say DONE
+sync
+poweroff -f

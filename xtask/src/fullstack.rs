@@ -1,0 +1,363 @@
+//! The full stack (`cargo xtask full-test`): a Debian 12 system with systemd, libvirtd and LightDM,
+//! built once with debootstrap and cached as a bootable ext4 image under
+//! ~/.cache/pitcrew-testbed/full-<recipe-hash>/. Each run puts the fresh static pitcrew and
+//! testbed/fullstack/ on a small second disk; the image's pitcrew-fulltest.service runs its
+//! run.sh once the desktop is up, which starts and destroys a nested libvirt domain passing the
+//! emulated GPU through, reports on ttyS1 and powers off.
+
+use crate::kernel::{cache_root, fnv1a};
+use crate::report::{self, Verdict};
+use crate::{pitcrew_bin, prereqs, qemu};
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Bump when the way the image is built changes.
+const RECIPE_REV: &str = "full-1";
+const SUITE: &str = "bookworm";
+/// What debootstrap installs on top of minbase (see /work/shared/testbed/NOTES.md).
+const PACKAGES: &[&str] = &[
+    "linux-image-amd64",
+    "initramfs-tools",
+    "systemd-sysv",
+    "udev",
+    "dbus",
+    "libpam-systemd",
+    "kmod",
+    "psmisc",
+    "pciutils",
+    "iproute2",
+    "procps",
+    "libvirt-daemon-system",
+    "libvirt-clients",
+    "qemu-system-x86",
+    "dnsmasq-base",
+    "lightdm",
+    "lightdm-gtk-greeter",
+    "xserver-xorg-core",
+    "xserver-xorg-video-fbdev",
+    "xserver-xorg-input-libinput",
+    "dbus-user-session",
+];
+/// Units masked to speed up the TCG boot.
+const MASKED: &[&str] = &[
+    "apt-daily.timer",
+    "apt-daily.service",
+    "apt-daily-upgrade.timer",
+    "apt-daily-upgrade.service",
+    "man-db.timer",
+    "e2scrub_all.timer",
+    "e2scrub_reap.service",
+    "fstrim.timer",
+];
+const TEST_UNIT_NAME: &str = "pitcrew-fulltest.service";
+const TEST_UNIT: &str = include_str!("../../testbed/fullstack/pitcrew-fulltest.service");
+const IMAGE_SIZE: &str = "4G";
+
+/// The cached, configured system.
+pub struct Image {
+    pub disk: PathBuf,
+    pub vmlinuz: PathBuf,
+    pub initrd: PathBuf,
+}
+
+/// Builds (or reuses) the image, boots it with a fresh pitcrew and returns the scenarios' verdicts.
+pub fn run(
+    workspace: &Path,
+    timeout: Duration,
+    pitcrew: Option<&Path>,
+) -> Result<BTreeMap<String, Verdict>> {
+    prereqs::ensure()?;
+    let image = prepare()?;
+    let pitcrew = pitcrew_bin::get(workspace, pitcrew)?;
+    let out = workspace.join("target/testbed");
+    fs::create_dir_all(&out)?;
+    let extra = out.join("full-inject.img");
+    inject(
+        &pitcrew,
+        &workspace.join("testbed/fullstack"),
+        &out.join("full-inject"),
+        &extra,
+    )?;
+
+    let machine = qemu::machine("full-stack")?;
+    let console_log = out.join("console-full-stack.log");
+    let drives = [
+        format!(
+            "file={},format=raw,if=virtio,cache=unsafe,snapshot=on",
+            image.disk.display()
+        ),
+        format!("file={},format=raw,if=virtio,readonly=on", extra.display()),
+    ];
+    eprintln!(
+        "xtask: booting full-stack (console: {})",
+        console_log.display()
+    );
+    let mut verdicts = BTreeMap::new();
+    let outcome = qemu::boot(
+        &qemu::Boot {
+            machine,
+            kernel: &image.vmlinuz,
+            initrd: &image.initrd,
+            params: "root=/dev/vda rw".into(),
+            console_log: &console_log,
+            timeout,
+            drives: &drives,
+        },
+        |line| {
+            if let Some((name, v)) = report::parse_result(line) {
+                let word = if v.pass { "PASS" } else { "FAIL" };
+                println!("{word} {name}: {}", v.reason);
+                verdicts.insert(name, v);
+            } else if !line.trim().is_empty() && line.trim() != "DONE" {
+                println!("  guest: {line}");
+            }
+        },
+    )?;
+    eprintln!(
+        "xtask: full-stack boot took {:.1} s{}",
+        outcome.elapsed.as_secs_f64(),
+        if outcome.finished {
+            String::new()
+        } else {
+            format!(
+                ", guest never reported DONE (console: {})",
+                console_log.display()
+            )
+        }
+    );
+    for name in ["libvirt_lend_and_return", "libvirt_failed_start_rolls_back"] {
+        verdicts.entry(name.to_string()).or_insert_with(|| Verdict {
+            pass: false,
+            reason: "no result from the guest (full-stack boot)".into(),
+        });
+    }
+    Ok(verdicts)
+}
+
+/// Returns the cached image for the current recipe, building it when absent.
+pub fn prepare() -> Result<Image> {
+    let recipe = format!(
+        "{RECIPE_REV}\nsuite={SUITE}\npackages={}\nmasked={}\nsize={IMAGE_SIZE}\n{TEST_UNIT}",
+        PACKAGES.join(","),
+        MASKED.join(",")
+    );
+    let root = cache_root()?;
+    let dir = root.join(format!("full-{:016x}", fnv1a(recipe.as_bytes())));
+    let image = Image {
+        disk: dir.join("disk.img"),
+        vmlinuz: dir.join("vmlinuz"),
+        initrd: dir.join("initrd.img"),
+    };
+    if dir.join("READY").exists() {
+        eprintln!("xtask: full-stack image {}", dir.display());
+        return Ok(image);
+    }
+    let started = Instant::now();
+    eprintln!(
+        "xtask: building the full-stack image ({SUITE}) in {}",
+        dir.display()
+    );
+    if dir.exists() {
+        fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
+    }
+    fs::create_dir_all(&dir)?;
+    fs::write(dir.join("recipe.txt"), &recipe)?;
+    let rootfs = dir.join("rootfs");
+    debootstrap(&rootfs, &root.join("full-debs"))?;
+    configure(&rootfs)?;
+    copy_boot_files(&rootfs, &image)?;
+    mkfs(&rootfs, &image.disk, IMAGE_SIZE)?;
+    fs::remove_dir_all(&rootfs).with_context(|| format!("removing {}", rootfs.display()))?;
+    fs::write(dir.join("READY"), "")?;
+    eprintln!(
+        "xtask: full-stack image built in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(image)
+}
+
+fn debootstrap(rootfs: &Path, debs: &Path) -> Result<()> {
+    let tool = prereqs::ensure_tool("debootstrap", "debootstrap")?;
+    let mirror = mirror()?;
+    fs::create_dir_all(debs)?;
+    let debs = fs::canonicalize(debs)?;
+    eprintln!(
+        "xtask: debootstrap {SUITE} from {mirror} (.debs cached in {})",
+        debs.display()
+    );
+    let status = Command::new(tool)
+        .arg("--variant=minbase")
+        .arg(format!("--include={}", PACKAGES.join(",")))
+        .arg(format!("--cache-dir={}", debs.display()))
+        .arg(SUITE)
+        .arg(rootfs)
+        .arg(&mirror)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .context("running debootstrap")?;
+    if !status.success() {
+        bail!(
+            "debootstrap failed ({status}; it needs root); see {}/debootstrap/debootstrap.log",
+            rootfs.display()
+        );
+    }
+    Ok(())
+}
+
+/// The Debian mirror this machine's apt uses ($PITCREW_DEBIAN_MIRROR overrides it): the first
+/// `URIs:` of a deb822 source, or the first `deb` line, that serves the suite itself.
+fn mirror() -> Result<String> {
+    if let Ok(m) = std::env::var("PITCREW_DEBIAN_MIRROR") {
+        return Ok(m);
+    }
+    let mut files: Vec<PathBuf> = fs::read_dir("/etc/apt/sources.list.d")
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    files.sort();
+    files.insert(0, PathBuf::from("/etc/apt/sources.list"));
+    for f in files {
+        let Ok(text) = fs::read_to_string(&f) else {
+            continue;
+        };
+        let found = if f.extension().is_some_and(|e| e == "sources") {
+            mirror_deb822(&text)
+        } else {
+            mirror_one_line(&text)
+        };
+        if let Some(m) = found {
+            return Ok(m);
+        }
+    }
+    bail!("no apt source for {SUITE} in /etc/apt/sources.list*; set PITCREW_DEBIAN_MIRROR")
+}
+
+fn mirror_deb822(text: &str) -> Option<String> {
+    text.split("\n\n").find_map(|stanza| {
+        let field = |name: &str| {
+            stanza
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(str::trim)
+                .unwrap_or("")
+        };
+        let serves = field("Types:").split_whitespace().any(|t| t == "deb")
+            && field("Suites:").split_whitespace().any(|s| s == SUITE);
+        serves
+            .then(|| field("URIs:").split_whitespace().next().map(str::to_string))
+            .flatten()
+    })
+}
+
+fn mirror_one_line(text: &str) -> Option<String> {
+    text.lines().find_map(|l| {
+        let mut words = l.split_whitespace().peekable();
+        if words.next()? != "deb" {
+            return None;
+        }
+        if words.peek()?.starts_with('[') {
+            while !words.next()?.ends_with(']') {}
+        }
+        let uri = words.next()?;
+        (words.next()? == SUITE).then(|| uri.to_string())
+    })
+}
+
+/// Masks the slow timers, names the host, and enables the test unit (all as files: no chroot).
+fn configure(rootfs: &Path) -> Result<()> {
+    let etc = rootfs.join("etc");
+    let system = etc.join("systemd/system");
+    for unit in MASKED {
+        let link = system.join(unit);
+        let _ = fs::remove_file(&link);
+        std::os::unix::fs::symlink("/dev/null", &link)
+            .with_context(|| format!("masking {unit}"))?;
+    }
+    fs::write(system.join(TEST_UNIT_NAME), TEST_UNIT)?;
+    let wants = system.join("graphical.target.wants");
+    fs::create_dir_all(&wants)?;
+    std::os::unix::fs::symlink(
+        format!("/etc/systemd/system/{TEST_UNIT_NAME}"),
+        wants.join(TEST_UNIT_NAME),
+    )?;
+    if fs::symlink_metadata(system.join("display-manager.service")).is_err() {
+        bail!("the rootfs has no display-manager.service alias (lightdm not enabled)");
+    }
+    fs::write(etc.join("hostname"), "pitcrew-full\n")?;
+    fs::write(etc.join("fstab"), "/dev/vda / ext4 rw 0 1\n")?;
+    Ok(())
+}
+
+fn copy_boot_files(rootfs: &Path, image: &Image) -> Result<()> {
+    let boot = rootfs.join("boot");
+    let find = |prefix: &str| -> Result<PathBuf> {
+        let mut found: Vec<PathBuf> = fs::read_dir(&boot)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
+            })
+            .collect();
+        found.sort();
+        found
+            .pop()
+            .with_context(|| format!("no {prefix}* in {}", boot.display()))
+    };
+    fs::copy(find("vmlinuz-")?, &image.vmlinuz)?;
+    fs::copy(find("initrd.img-")?, &image.initrd)?;
+    Ok(())
+}
+
+/// An ext4 image of `dir` without loop mounts.
+fn mkfs(dir: &Path, image: &Path, size: &str) -> Result<()> {
+    let tool = prereqs::ensure_tool("mkfs.ext4", "e2fsprogs")?;
+    let _ = fs::remove_file(image);
+    let status = Command::new(tool)
+        .args(["-q", "-F", "-d"])
+        .arg(dir)
+        .arg(image)
+        .arg(size)
+        .status()
+        .context("running mkfs.ext4")?;
+    if !status.success() {
+        bail!("mkfs.ext4 -d {} failed ({status})", dir.display());
+    }
+    Ok(())
+}
+
+/// The per-run disk: the static pitcrew and the guest scripts.
+fn inject(pitcrew: &Path, scripts: &Path, staging: &Path, image: &Path) -> Result<()> {
+    if staging.exists() {
+        fs::remove_dir_all(staging)?;
+    }
+    fs::create_dir_all(staging)?;
+    fs::copy(pitcrew, staging.join("pitcrew"))?;
+    for entry in fs::read_dir(scripts).with_context(|| format!("reading {}", scripts.display()))? {
+        let p = entry?.path();
+        if p.is_file() {
+            fs::copy(&p, staging.join(p.file_name().unwrap()))?;
+        }
+    }
+    mkfs(staging, image, "64M")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_suite_mirror() {
+        let deb822 = "Types: deb\nURIs: http://m.example/debian-security\nSuites: bookworm-security\n\n\
+                      Types: deb\n# comment\nURIs: http://m.example/debian\nSuites: bookworm bookworm-updates\n";
+        assert_eq!(
+            mirror_deb822(deb822).as_deref(),
+            Some("http://m.example/debian")
+        );
+        let list = "# x\ndeb-src http://a/ bookworm main\ndeb [arch=amd64 signed-by=/k] http://b/debian bookworm main\n";
+        assert_eq!(mirror_one_line(list).as_deref(), Some("http://b/debian"));
+        assert_eq!(mirror_one_line("deb http://c/ jammy main\n"), None);
+    }
+}
