@@ -112,3 +112,30 @@ fn the_state_record_says_what_is_lent_and_is_private() {
         pitcrew::status::Status::of(&pitcrew::snapshot::Snapshot::read(&sim.host()).unwrap());
     assert!(status.lent.is_empty());
 }
+
+#[test]
+fn lending_the_only_display_keeps_the_desktop_down_until_the_card_is_back() {
+    let sim = fixtures::amd_only_gpu();
+    let before = drivers(&sim);
+    let plan = detach(&sim, &["03:00.0"]).unwrap().plan.to_string();
+    assert!(plan.contains("it is the host's only display"), "{plan}");
+    assert!(!plan.contains("start lightdm.service"), "{plan}");
+    assert_eq!(sim.driver("0000:03:00.0").as_deref(), Some("vfio-pci"));
+    assert!(
+        !sim.unit_active("lightdm.service"),
+        "no display to start it on"
+    );
+
+    let plan = reattach(&sim, &["03:00.0"]).unwrap().plan.to_string();
+    assert!(plan.ends_with("start lightdm.service\n"), "{plan}");
+    assert_eq!(drivers(&sim), before);
+    assert!(sim.unit_active("lightdm.service"));
+    let xorg = sim.pids_of("Xorg");
+    assert_eq!(
+        sim.process_fds(xorg[0])
+            .iter()
+            .filter(|fd| fd.starts_with("/dev/dri/"))
+            .count(),
+        1
+    );
+}

@@ -27,12 +27,13 @@ proptest! {
 
     #[test]
     fn detach_then_reattach_restores_the_original_drivers(
-        fixture in 0usize..3,
+        fixture in 0usize..4,
         ops in proptest::collection::vec(op(), 0..5),
     ) {
         let (sim, card) = match fixture {
             0 => (fixtures::nvidia_with_audio_and_usbc(), "01:00.0"),
             1 => (fixtures::two_identical_nvidia(), "02:00.0"),
+            2 => (fixtures::amd_only_gpu(), "03:00.0"),
             _ => (fixtures::amd_with_audio(), "03:00.0"),
         };
         let before = drivers(&sim);

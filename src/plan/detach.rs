@@ -58,7 +58,7 @@ pub(super) fn steps(s: &Snapshot, functions: &BTreeSet<Bdf>, policy: &Policy) ->
     let mut steps = if moving.is_empty() {
         Vec::new()
     } else {
-        units_to_stop(s, &profiles, &holders, policy)
+        units_to_stop(s, &profiles, &holders, policy, headless(s, functions))
     };
     let stopping: Vec<String> = steps
         .iter()
@@ -99,8 +99,25 @@ pub(super) fn steps(s: &Snapshot, functions: &BTreeSet<Bdf>, policy: &Policy) ->
         });
     }
     steps.extend(moving.iter().map(|bdf| Step::BindVfio { bdf: *bdf }));
-    steps.extend(units_to_restart(s, &stopping, &unloaded_drivers));
+    steps.extend(units_to_restart(
+        s,
+        &stopping,
+        &unloaded_drivers,
+        headless(s, functions),
+    ));
     steps
+}
+
+/// True when no display controller stays with the host: a display manager started then would
+/// find no card and fail, so it stays stopped until the reattach brings the card back.
+fn headless(s: &Snapshot, functions: &BTreeSet<Bdf>) -> bool {
+    !s.devices.values().any(|d| {
+        d.is_display()
+            && !functions.contains(&d.bdf)
+            && d.driver
+                .as_deref()
+                .is_some_and(|driver| !matches!(driver, "vfio-pci" | "pci-stub"))
+    })
 }
 
 /// The vendors' daemons that keep the driver busy, then the display manager when the policy
@@ -110,6 +127,7 @@ fn units_to_stop(
     profiles: &[&vendor::Profile],
     holders: &[&Holder],
     policy: &Policy,
+    headless: bool,
 ) -> Vec<Step> {
     let mut steps: Vec<Step> = profiles
         .iter()
@@ -132,21 +150,27 @@ fn units_to_stop(
         _ => None,
     };
     if let (Some(why), true) = (why, s.running_units.contains(dm)) {
+        let until = if headless {
+            "; it is the host's only display, so the desktop comes back at reattach"
+        } else {
+            ""
+        };
         steps.push(Step::StopUnit {
             unit: dm.to_string(),
-            why: why.into(),
+            why: format!("{why}{until}"),
         });
     }
     steps
 }
 
-/// Units stopped by this plan, or by an earlier run that crashed, come back at the end; a
-/// vendor's daemons stay down while its modules are unloaded (they would fail, or load them
-/// again), and the reattach starts them.
+/// Units stopped by this plan, or by an earlier run that crashed, come back at the end, except
+/// those the reattach starts instead: a vendor's daemons while its modules are unloaded (they
+/// would fail, or load them again), and the display manager when no display is left.
 fn units_to_restart(
     s: &Snapshot,
     stopping: &[String],
     unloaded_drivers: &BTreeSet<&str>,
+    headless: bool,
 ) -> Vec<Step> {
     let modules_gone = |profile: &vendor::Profile| {
         profile.drivers.iter().any(|d| {
@@ -166,6 +190,7 @@ fn units_to_restart(
                 .iter()
                 .any(|p| p.daemons.contains(&unit.as_str()) && modules_gone(p))
         })
+        .filter(|unit| !(headless && s.display_manager.as_ref() == Some(*unit)))
         .map(|unit| Step::StartUnit { unit: unit.clone() })
         .collect()
 }

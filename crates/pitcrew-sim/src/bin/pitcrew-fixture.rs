@@ -11,6 +11,7 @@ type Fixture = fn() -> pitcrew_sim::SimHost;
 const FIXTURES: &[(&str, Fixture)] = &[
     ("nvidia", fixtures::nvidia_with_audio_and_usbc),
     ("amd", fixtures::amd_with_audio),
+    ("amd-only", fixtures::amd_only_gpu),
     ("apu", fixtures::apu_and_dgpu_sharing_amdgpu),
     ("two-nvidia", fixtures::two_identical_nvidia),
     ("unrelated", fixtures::group_with_unrelated_device),
