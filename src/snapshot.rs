@@ -23,7 +23,6 @@ pub struct Snapshot {
     pub display_manager: Option<String>,
     /// Among the display manager and the vendors' daemons, those running now.
     pub running_units: BTreeSet<String>,
-    pub systemd: bool,
     pub record: Record,
 }
 
@@ -87,7 +86,6 @@ impl Snapshot {
             nvidia_nodes,
             display_manager,
             running_units,
-            systemd: units::systemd_running(host),
             record,
         })
     }

@@ -60,8 +60,4 @@ impl Record {
         let body = serde_json::to_vec_pretty(self).expect("record serialises");
         runfile::write_atomic(&dir, "state.json", &body).map(|_| ())
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.lent.is_empty() && self.unloaded_modules.is_empty() && self.stopped_units.is_empty()
-    }
 }

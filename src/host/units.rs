@@ -7,11 +7,6 @@ pub fn display_manager(host: &Host) -> Option<String> {
     host.link_name("/etc/systemd/system/display-manager.service")
 }
 
-/// Whether systemd runs this system (sd_booted(3)'s test).
-pub fn systemd_running(host: &Host) -> bool {
-    host.path("/run/systemd/system").is_dir()
-}
-
 /// systemd keeps a cgroup for a unit exactly while it has processes or is active: its presence
 /// answers "is it running" without a D-Bus round trip, and works under a staged root.
 pub fn is_running(host: &Host, unit: &str) -> bool {
