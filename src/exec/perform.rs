@@ -127,6 +127,12 @@ fn restore(host: &Host, bdf: Bdf, wanted: Option<&str>, policy: &Policy) -> Resu
         tracing::debug!("{e}; binding {bdf} to {wanted} by name instead");
     }
     if pci::driver(host, bdf).is_none() {
+        if !modules::driver_present(host, wanted) {
+            return Err(format!(
+                "{bdf} stays unbound: its driver {wanted} is not registered (its module is not \
+                 loaded); load it with modprobe and run the reattach again"
+            ));
+        }
         // Another driver may also match the ids; name the one it had.
         write(
             host,
