@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 /// Bump when the way the image is built changes.
 const RECIPE_REV: &str = "full-1";
 const SUITE: &str = "bookworm";
-/// What debootstrap installs on top of minbase (see /work/shared/testbed/NOTES.md).
+/// What debootstrap installs on top of minbase: systemd, libvirt with QEMU, LightDM with Xorg.
 const PACKAGES: &[&str] = &[
     "linux-image-amd64",
     "initramfs-tools",
