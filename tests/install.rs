@@ -273,3 +273,29 @@ fn install_explains_when_libvirt_sees_the_hook() {
     assert!(said.contains("already has a QEMU hook"), "{said}");
     assert!(!said.contains("restart"), "{said}");
 }
+
+#[test]
+fn uninstall_refuses_while_a_card_is_lent() {
+    let t = TestHost::new();
+    let root = staged(&t);
+    let host = pitcrew::host::Host::new(root.path(), t.runner.clone());
+    run_install(&host, &fake_binary(&t), &["win11"], false).unwrap();
+    let mut record = pitcrew::exec::record::Record::default();
+    record.lent.insert(
+        "0000:01:00.0".parse().unwrap(),
+        pitcrew::exec::record::Lent {
+            driver: Some("nvidia".into()),
+            owner: Some("win11".into()),
+        },
+    );
+    record.save(&host).unwrap();
+    let before = tree(root.path());
+
+    let err = uninstall(&host, true, false, &mut Vec::new()).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("pitcrew has lent 0000:01:00.0 (VM 'win11') to vfio-pci"),
+        "{err}"
+    );
+    assert_eq!(tree(root.path()), before);
+}

@@ -37,6 +37,11 @@ pub enum InstallError {
     Manifest { path: PathBuf, reason: String },
     #[error("`{command}` failed: {reason}")]
     Command { command: String, reason: String },
+    #[error(
+        "pitcrew has lent {0} to vfio-pci: stop the VM or run `pitcrew reattach` with those \
+         addresses first, then uninstall"
+    )]
+    Lent(String),
 }
 
 pub struct InstallOptions<'a> {
@@ -126,6 +131,27 @@ fn libvirt_has_qemu_hook(host: &Host) -> bool {
         || std::fs::read_dir(dropins).is_ok_and(|d| d.flatten().any(|e| executable(&e.path())))
 }
 
+/// Removing the unit while a card is lent would leave nothing to give it back when its VM stops.
+fn refuse_while_lent(host: &Host) -> Result<(), InstallError> {
+    let record = crate::exec::record::Record::load(host).map_err(|source| InstallError::Io {
+        path: host.path("/run/pitcrew/state.json"),
+        action: "cannot read",
+        source,
+    })?;
+    if record.lent.is_empty() {
+        return Ok(());
+    }
+    let lent: Vec<String> = record
+        .lent
+        .iter()
+        .map(|(bdf, lent)| match &lent.owner {
+            Some(vm) => format!("{bdf} (VM '{vm}')"),
+            None => bdf.to_string(),
+        })
+        .collect();
+    Err(InstallError::Lent(lent.join(", ")))
+}
+
 /// Removes what install recorded; with `purge` also the config (or its pre-install contents).
 pub fn uninstall(
     host: &Host,
@@ -139,6 +165,7 @@ pub fn uninstall(
             reason: "missing: nothing was installed by `pitcrew install` here (a .deb is removed with apt)".into(),
         });
     };
+    refuse_while_lent(host)?;
     let mut w = Writer::new(host, dry_run, out);
     let files = manifest
         .entries
