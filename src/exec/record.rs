@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::io;
 
 pub const DIR: &str = runfile::RUN_DIR;
-const FILE: &str = "/run/pitcrew/state.json";
+pub const FILE: &str = "/run/pitcrew/state.json";
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
