@@ -97,7 +97,7 @@ pub fn run(
         console_log.display()
     );
     let mut verdicts = BTreeMap::new();
-    let outcome = qemu::boot(
+    qemu::boot(
         &qemu::Boot {
             machine,
             kernel: &image.vmlinuz,
@@ -117,18 +117,6 @@ pub fn run(
             }
         },
     )?;
-    eprintln!(
-        "xtask: full-stack boot took {:.1} s{}",
-        outcome.elapsed.as_secs_f64(),
-        if outcome.finished {
-            String::new()
-        } else {
-            format!(
-                ", guest never reported DONE (console: {})",
-                console_log.display()
-            )
-        }
-    );
     for name in ["libvirt_lend_and_return", "libvirt_failed_start_rolls_back"] {
         verdicts.entry(name.to_string()).or_insert_with(|| Verdict {
             pass: false,

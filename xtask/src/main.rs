@@ -157,19 +157,6 @@ impl Prepared {
             },
             on_line,
         )?;
-        eprintln!(
-            "xtask: {} boot took {:.1} s{}",
-            machine.name,
-            outcome.elapsed.as_secs_f64(),
-            if outcome.finished {
-                String::new()
-            } else {
-                format!(
-                    ", guest never reported DONE (console: {})",
-                    console_log.display()
-                )
-            }
-        );
         Ok(outcome)
     }
 }

@@ -85,7 +85,6 @@ pub struct Boot<'a> {
 
 pub struct Outcome {
     pub finished: bool,
-    pub elapsed: Duration,
 }
 
 /// Boots, hands every results line to `on_line` as it arrives, and returns when QEMU exits or
@@ -169,10 +168,7 @@ pub fn boot(b: &Boot, mut on_line: impl FnMut(&str)) -> Result<Outcome> {
                     b.timeout.as_secs(),
                     b.console_log.display()
                 );
-                return Ok(Outcome {
-                    finished: false,
-                    elapsed: start.elapsed(),
-                });
+                return Ok(Outcome { finished: false });
             }
         }
     }
@@ -183,8 +179,19 @@ pub fn boot(b: &Boot, mut on_line: impl FnMut(&str)) -> Result<Outcome> {
             b.console_log.display()
         );
     }
-    Ok(Outcome {
-        finished,
-        elapsed: start.elapsed(),
-    })
+    let elapsed = start.elapsed();
+    eprintln!(
+        "xtask: {} boot took {:.1} s{}",
+        b.machine.name,
+        elapsed.as_secs_f64(),
+        if finished {
+            String::new()
+        } else {
+            format!(
+                ", guest never reported DONE (console: {})",
+                b.console_log.display()
+            )
+        }
+    );
+    Ok(Outcome { finished })
 }
