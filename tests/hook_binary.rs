@@ -3,7 +3,7 @@
 
 mod fakehost;
 
-use fakehost::{domain_xml, TestHost};
+use fakehost::{domain_xml, TestHost, HOOK_OPS};
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -54,18 +54,6 @@ fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_pitcrew"))
 }
 
-const OPS: [(&str, &str); 9] = [
-    ("prepare", "begin"),
-    ("start", "begin"),
-    ("started", "begin"),
-    ("stopped", "end"),
-    ("release", "end"),
-    ("migrate", "begin"),
-    ("restore", "begin"),
-    ("reconnect", "begin"),
-    ("attach", "begin"),
-];
-
 #[test]
 fn every_op_of_a_managed_vm_without_virsh_or_stdout() {
     let t = TestHost::new();
@@ -74,7 +62,7 @@ fn every_op_of_a_managed_vm_without_virsh_or_stdout() {
     let xml = domain_xml("win11", &[(1, 0, 0)]);
     let fake = Bin::new(0);
     let root = t.dir.path().to_str().unwrap();
-    for (op, subop) in OPS {
+    for (op, subop) in HOOK_OPS {
         let out = fake.run(
             bin(),
             &["--root", root, "hook", "win11", op, subop, "-"],
@@ -127,7 +115,7 @@ fn run_as_a_drop_in_link_it_takes_libvirts_arguments() {
     let link = dropins.join("pitcrew");
     std::os::unix::fs::symlink(bin(), &link).unwrap();
     let fake = Bin::new(0);
-    for (op, subop) in OPS
+    for (op, subop) in HOOK_OPS
         .iter()
         .filter(|(op, _)| !matches!(*op, "prepare" | "release" | "migrate"))
     {

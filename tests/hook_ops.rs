@@ -2,7 +2,7 @@
 
 mod fakehost;
 
-use fakehost::{domain_xml, FakeRunner, TestHost};
+use fakehost::{domain_xml, FakeRunner, TestHost, HOOK_OPS};
 use pitcrew::hook::{self, HookArgs, Outcome};
 use std::io::Read;
 use std::time::Duration;
@@ -40,18 +40,6 @@ fn gpu_host(config: &str) -> TestHost {
     t
 }
 
-const OPS: [(&str, &str); 9] = [
-    ("prepare", "begin"),
-    ("start", "begin"),
-    ("started", "begin"),
-    ("stopped", "end"),
-    ("release", "end"),
-    ("migrate", "begin"),
-    ("restore", "begin"),
-    ("reconnect", "begin"),
-    ("attach", "begin"),
-];
-
 #[test]
 fn op_matrix_for_a_listed_vm_with_devices() {
     let expected = [
@@ -73,7 +61,7 @@ fn op_matrix_for_a_listed_vm_with_devices() {
         ("reconnect", None, 0),
         ("attach", None, 0),
     ];
-    for ((op, subop), (op2, call, code)) in OPS.iter().zip(expected) {
+    for ((op, subop), (op2, call, code)) in HOOK_OPS.iter().zip(expected) {
         assert_eq!(*op, op2);
         let t = gpu_host("[vm.win11]\ndevices = [\"01:00.0\"]\n");
         // The devices come from the config, so no op needs the XML.
@@ -91,7 +79,7 @@ fn op_matrix_for_a_listed_vm_with_devices() {
 #[test]
 fn unmanaged_vms_and_other_ops_exit_without_reading_anything() {
     let t = gpu_host("[vm.win11]\n");
-    for (op, subop) in OPS {
+    for (op, subop) in HOOK_OPS {
         let outcome = run(&t, &args("other", op, subop), None);
         assert_eq!(
             outcome,

@@ -52,6 +52,19 @@ impl Effects for FakeRunner {
     }
 }
 
+/// Every operation libvirt 9 passes to a QEMU hook, with its sub-operation.
+pub const HOOK_OPS: [(&str, &str); 9] = [
+    ("prepare", "begin"),
+    ("start", "begin"),
+    ("started", "begin"),
+    ("stopped", "end"),
+    ("release", "end"),
+    ("migrate", "begin"),
+    ("restore", "begin"),
+    ("reconnect", "begin"),
+    ("attach", "begin"),
+];
+
 pub struct TestHost {
     pub dir: tempfile::TempDir,
     pub runner: Arc<FakeRunner>,

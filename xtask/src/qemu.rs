@@ -24,6 +24,14 @@ const GPU_WITH_AUDIO: [&str; 3] = [
     "pcie-root-port,id=rp1,bus=pcie.0,addr=0x5.0,chassis=1",
 ];
 
+/// The GPU with its audio plus a second bochs-display at 04.0 (own group, same driver).
+const TWO_GPUS: [&str; 4] = [
+    GPU_WITH_AUDIO[0],
+    GPU_WITH_AUDIO[1],
+    GPU_WITH_AUDIO[2],
+    "bochs-display,bus=pcie.0,addr=0x4.0",
+];
+
 pub static MACHINES: &[Machine] = &[
     Machine {
         name: "one-gpu",
@@ -34,12 +42,7 @@ pub static MACHINES: &[Machine] = &[
     Machine {
         name: "two-gpus",
         iommu: true,
-        devices: &[
-            GPU_WITH_AUDIO[0],
-            GPU_WITH_AUDIO[1],
-            GPU_WITH_AUDIO[2],
-            "bochs-display,bus=pcie.0,addr=0x4.0",
-        ],
+        devices: &TWO_GPUS,
         memory_mb: 1024,
     },
     Machine {
@@ -54,12 +57,7 @@ pub static MACHINES: &[Machine] = &[
     Machine {
         name: "full-stack",
         iommu: true,
-        devices: &[
-            GPU_WITH_AUDIO[0],
-            GPU_WITH_AUDIO[1],
-            GPU_WITH_AUDIO[2],
-            "bochs-display,bus=pcie.0,addr=0x4.0",
-        ],
+        devices: &TWO_GPUS,
         memory_mb: 3072,
     },
 ];
