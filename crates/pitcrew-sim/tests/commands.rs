@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{assert_modules_consistent, exists, read, run};
+use common::{assert_modules_consistent, exists, park_for_vfio, read, run};
 use pitcrew::host::Signal;
 use pitcrew_sim::{fixtures, Event};
 use std::time::Duration;
@@ -12,14 +12,7 @@ const GPU: &str = "0000:01:00.0";
 #[test]
 fn modprobe_loads_dependencies_first_and_probes_overridden_devices() {
     let sim = fixtures::nvidia_with_audio_and_usbc();
-    let host = sim.host();
-    host.write("/sys/bus/pci/drivers/nvidia/unbind", GPU)
-        .unwrap();
-    host.write(
-        "/sys/bus/pci/devices/0000:01:00.0/driver_override",
-        "vfio-pci",
-    )
-    .unwrap();
+    park_for_vfio(&sim);
     let out = run(&sim, "modprobe", &["vfio_pci"]);
     assert!(out.success, "{out:?}");
     for m in ["vfio", "vfio_pci_core", "vfio_pci"] {

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{entries, errno, exists, link, read, run};
+use common::{entries, errno, exists, link, park_for_vfio, read, run};
 use pitcrew_sim::errno::{EACCES, EBUSY, ENODEV, ENOENT};
 use pitcrew_sim::{fixtures, Event};
 
@@ -158,13 +158,7 @@ fn probe_without_override_binds_the_native_driver() {
 fn probe_with_an_unloaded_override_leaves_the_device_unbound() {
     let sim = fixtures::nvidia_with_audio_and_usbc();
     let host = sim.host();
-    host.write("/sys/bus/pci/drivers/nvidia/unbind", GPU)
-        .unwrap();
-    host.write(
-        "/sys/bus/pci/devices/0000:01:00.0/driver_override",
-        "vfio-pci",
-    )
-    .unwrap();
+    park_for_vfio(&sim);
     host.write("/sys/bus/pci/drivers_probe", GPU).unwrap();
     assert_eq!(sim.driver(GPU), None);
 }

@@ -79,3 +79,16 @@ pub fn assert_modules_consistent(sim: &SimHost) {
         assert_eq!(listed.contains_key(&name), !builtin, "{name}");
     }
 }
+
+/// Takes the fixtures' NVIDIA GPU (01:00.0) off nvidia with driver_override=vfio-pci, the state
+/// a detach leaves it in before vfio-pci claims it.
+pub fn park_for_vfio(sim: &SimHost) {
+    let host = sim.host();
+    host.write("/sys/bus/pci/drivers/nvidia/unbind", "0000:01:00.0")
+        .unwrap();
+    host.write(
+        "/sys/bus/pci/devices/0000:01:00.0/driver_override",
+        "vfio-pci",
+    )
+    .unwrap();
+}
