@@ -5,7 +5,7 @@ mod name;
 pub use name::{systemd_escape, NameError, VmName, MAX_NAME_BYTES, UNIT_TEMPLATE};
 
 use crate::bdf::Bdf;
-use crate::host::Host;
+use crate::host::{pci, Host};
 use std::io::Read;
 
 /// libvirt's XML for a VM is a few KiB; anything this large is not a domain definition.
@@ -93,10 +93,8 @@ fn address_to_bdf(address: &roxmltree::Node) -> Result<Bdf, XmlError> {
 }
 
 /// True when sysfs says the function is a display controller (PCI base class 0x03).
-pub fn is_display_controller(host: &Host, bdf: Bdf) -> bool {
-    host.read(format!("/sys/bus/pci/devices/{bdf}/class"))
-        .map(|class| class.trim().to_ascii_lowercase().starts_with("0x03"))
-        .unwrap_or(false)
+fn is_display_controller(host: &Host, bdf: Bdf) -> bool {
+    pci::class(host, bdf).is_ok_and(pci::is_display_class)
 }
 
 /// The GPUs among a domain's PCI hostdevs; the engine widens each to its IOMMU group.

@@ -157,7 +157,7 @@ fn end_process(
 ) -> Result<(), String> {
     let process = match host.effects().process(pid) {
         Ok(process) => process,
-        Err(e) if e.raw_os_error() == Some(libc_esrch()) => return Ok(()),
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::SRCH.raw_os_error()) => return Ok(()),
         Err(e) => return Err(format!("cannot open process {pid} ({comm}): {e}")),
     };
     // The pidfd pins the process; checking its fds after opening it makes sure it is still the
@@ -193,10 +193,6 @@ fn end_process(
              kernel (see its stack in /proc/{pid}/stack)"
         ))
     }
-}
-
-fn libc_esrch() -> i32 {
-    rustix::io::Errno::SRCH.raw_os_error()
 }
 
 fn loaded(host: &Host, module: &str) -> Result<bool, String> {

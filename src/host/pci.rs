@@ -41,9 +41,8 @@ fn hex24<S: serde::Serializer>(class: &u32, s: S) -> Result<S::Ok, S::Error> {
 }
 
 impl PciDevice {
-    /// PCI base class 0x03: VGA, 3D and other display controllers.
     pub fn is_display(&self) -> bool {
-        self.class >> 16 == 0x03
+        is_display_class(self.class)
     }
 
     /// Base class 0x06: host, ISA and PCI bridges, which never move to vfio-pci.
@@ -137,6 +136,16 @@ pub fn read_all(host: &Host) -> io::Result<BTreeMap<Bdf, PciDevice>> {
         }
     }
     Ok(devices)
+}
+
+/// PCI base class 0x03: VGA, 3D and other display controllers.
+pub fn is_display_class(class: u32) -> bool {
+    class >> 16 == 0x03
+}
+
+/// A function's class alone, for callers that need nothing else (the hook).
+pub fn class(host: &Host, bdf: Bdf) -> io::Result<u32> {
+    hex(host, &bdf, "class")
 }
 
 /// The driver a function is bound to right now.
