@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::io;
 
 pub const DIR: &str = runfile::RUN_DIR;
-pub const FILE: &str = "/run/pitcrew/state.json";
+const NAME: &str = "state.json";
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
@@ -39,13 +39,13 @@ pub struct Lent {
 
 impl Record {
     pub fn load(host: &Host) -> io::Result<Record> {
-        match std::fs::read(host.path(FILE)) {
+        match std::fs::read(path(host)) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
                 io::Error::new(
                     io::ErrorKind::InvalidData,
                     format!(
                         "{} is damaged ({e}); remove it if no device is lent to a VM",
-                        host.path(FILE).display()
+                        path(host).display()
                     ),
                 )
             }),
@@ -58,6 +58,11 @@ impl Record {
     pub fn save(&self, host: &Host) -> Result<(), RunFileError> {
         let dir = runfile::private_dir(host, DIR)?;
         let body = serde_json::to_vec_pretty(self).expect("record serialises");
-        runfile::write_atomic(&dir, "state.json", &body).map(|_| ())
+        runfile::write_atomic(&dir, NAME, &body).map(|_| ())
     }
+}
+
+/// Where the record lives under the host's root.
+pub fn path(host: &Host) -> std::path::PathBuf {
+    host.path(DIR).join(NAME)
 }
