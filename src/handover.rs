@@ -3,7 +3,7 @@
 use crate::bdf::Bdf;
 use crate::exec::{lock, Executor, RunError, Timed};
 use crate::host::Host;
-use crate::plan::{self, Plan};
+use crate::plan::{self, Direction, Plan};
 use crate::policy::Policy;
 use crate::snapshot::Snapshot;
 use crate::Error;
@@ -11,18 +11,9 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Target {
-    /// Functions on vfio-pci, lent to a VM.
-    Vfio,
-    /// Functions back on their host drivers.
-    Host,
-}
-
 #[derive(Debug, Clone)]
 pub struct Request {
-    pub target: Target,
+    pub direction: Direction,
     /// As given; the engine widens them to their whole IOMMU groups.
     pub devices: Vec<Bdf>,
     pub policy: Policy,
@@ -86,6 +77,11 @@ fn read(host: &Host) -> Result<Snapshot, Error> {
 }
 
 fn make_plan(snapshot: &Snapshot, request: &Request) -> Result<Plan, Error> {
-    plan::plan(snapshot, request.target, &request.devices, &request.policy)
-        .map_err(|e| Error::Input(e.to_string()))
+    plan::plan(
+        snapshot,
+        request.direction,
+        &request.devices,
+        &request.policy,
+    )
+    .map_err(|e| Error::Input(e.to_string()))
 }

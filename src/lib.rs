@@ -12,6 +12,7 @@ pub mod host;
 pub mod install;
 pub mod plan;
 pub mod policy;
+pub mod record;
 pub mod runfile;
 pub mod snapshot;
 pub mod status;

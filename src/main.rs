@@ -2,9 +2,10 @@ use clap::Parser;
 use pitcrew::cli::{Cli, Command, Handover};
 use pitcrew::config::{self, Config};
 use pitcrew::domain::VmName;
-use pitcrew::handover::{self, Request, Target};
+use pitcrew::handover::{self, Request};
 use pitcrew::hook::{self, HookArgs};
 use pitcrew::host::Host;
+use pitcrew::plan::Direction;
 use pitcrew::snapshot::Snapshot;
 use pitcrew::status::Status;
 use std::process::ExitCode;
@@ -38,8 +39,8 @@ fn main() -> ExitCode {
     let host = Host::real(&cli.root);
     let result = match cli.command {
         Command::Status { json } => status(&host, json),
-        Command::Detach(args) => run_handover(&host, Target::Vfio, args),
-        Command::Reattach(args) => run_handover(&host, Target::Host, args),
+        Command::Detach(args) => run_handover(&host, Direction::Detach, args),
+        Command::Reattach(args) => run_handover(&host, Direction::Reattach, args),
         Command::Hook {
             domain,
             op,
@@ -114,7 +115,7 @@ fn input(message: impl std::fmt::Display) -> anyhow::Error {
     pitcrew::Error::Input(message.to_string()).into()
 }
 
-fn run_handover(host: &Host, target: Target, args: Handover) -> anyhow::Result<()> {
+fn run_handover(host: &Host, target: Direction, args: Handover) -> anyhow::Result<()> {
     if host.is_staged() && !args.dry_run {
         return Err(input(format!(
             "--root {} is a staged tree, not a running kernel: only --dry-run can plan against it",
@@ -140,7 +141,7 @@ fn run_handover(host: &Host, target: Target, args: Handover) -> anyhow::Result<(
         signal_hook::flag::register(signal, cancel.clone())?;
     }
     let request = Request {
-        target,
+        direction: target,
         devices,
         policy,
         owner: args.vm,

@@ -1,7 +1,6 @@
 //! Files under /run/pitcrew: a root-only directory, and files replaced atomically so a reader
 //! (or a run after a crash) sees either the old content or the new, never half of it.
 
-use crate::config::expected_owner;
 use crate::host::Host;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -38,12 +37,12 @@ pub fn private_dir(host: &Host, absolute: &str) -> Result<PathBuf, RunFileError>
         dirs.push(host.path(absolute));
     }
     for dir in &dirs {
-        one_private_dir(dir, host.is_staged())?;
+        one_private_dir(dir, host.owner())?;
     }
     Ok(host.path(absolute))
 }
 
-fn one_private_dir(dir: &Path, staged: bool) -> Result<(), RunFileError> {
+fn one_private_dir(dir: &Path, owner: u32) -> Result<(), RunFileError> {
     let io = |action, source| RunFileError::Io {
         path: dir.to_path_buf(),
         action,
@@ -55,7 +54,6 @@ fn one_private_dir(dir: &Path, staged: bool) -> Result<(), RunFileError> {
             .map_err(|e| io("cannot set mode 0700", e)),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             let meta = std::fs::symlink_metadata(dir).map_err(|e| io("cannot inspect", e))?;
-            let owner = expected_owner(staged);
             if !meta.is_dir() || meta.mode() & 0o077 != 0 || meta.uid() != owner {
                 return Err(RunFileError::Refused {
                     path: dir.to_path_buf(),

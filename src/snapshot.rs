@@ -1,11 +1,11 @@
 //! One consistent reading of everything a plan depends on.
 
 use crate::bdf::Bdf;
-use crate::exec::record::Record;
 use crate::host::holders::{self, Holder};
 use crate::host::modules::{self, Module};
 use crate::host::pci::{self, PciDevice};
 use crate::host::{units, Host};
+use crate::record::Record;
 use crate::vendor;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;

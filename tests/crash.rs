@@ -3,10 +3,11 @@
 mod engine;
 
 use engine::{detach, drivers, reattach, request};
-use pitcrew::handover::{self, Target};
+use pitcrew::handover;
+use pitcrew::plan::Direction;
 use pitcrew_sim::{fixtures, SimHost};
 
-fn crash(sim: &SimHost, target: Target, after: usize) {
+fn crash(sim: &SimHost, target: Direction, after: usize) {
     let mut req = request(target, &["01:00.0"]);
     req.crash_after = Some(after);
     match handover::run(&sim.host(), &req) {
@@ -15,7 +16,7 @@ fn crash(sim: &SimHost, target: Target, after: usize) {
     }
 }
 
-fn steps(sim: &SimHost, target: Target) -> usize {
+fn steps(sim: &SimHost, target: Direction) -> usize {
     let mut req = request(target, &["01:00.0"]);
     req.dry_run = true;
     handover::run(&sim.host(), &req).unwrap().plan.steps.len()
@@ -44,11 +45,11 @@ fn assert_home(sim: &SimHost, before: &[(String, Option<String>)]) {
 
 #[test]
 fn a_detach_killed_after_any_step_completes_on_the_next_run() {
-    let total = steps(&fixtures::nvidia_with_audio_and_usbc(), Target::Vfio);
+    let total = steps(&fixtures::nvidia_with_audio_and_usbc(), Direction::Detach);
     for after in 1..total {
         let sim = fixtures::nvidia_with_audio_and_usbc();
         let before = drivers(&sim);
-        crash(&sim, Target::Vfio, after);
+        crash(&sim, Direction::Detach, after);
         detach(&sim, &["01:00.0"]).unwrap_or_else(|e| panic!("after step {after}: {e}"));
         assert_lent(&sim);
         reattach(&sim, &["01:00.0"]).unwrap();
@@ -58,11 +59,11 @@ fn a_detach_killed_after_any_step_completes_on_the_next_run() {
 
 #[test]
 fn a_detach_killed_after_any_step_can_be_undone_by_a_reattach() {
-    let total = steps(&fixtures::nvidia_with_audio_and_usbc(), Target::Vfio);
+    let total = steps(&fixtures::nvidia_with_audio_and_usbc(), Direction::Detach);
     for after in 1..total {
         let sim = fixtures::nvidia_with_audio_and_usbc();
         let before = drivers(&sim);
-        crash(&sim, Target::Vfio, after);
+        crash(&sim, Direction::Detach, after);
         reattach(&sim, &["01:00.0"]).unwrap_or_else(|e| panic!("after step {after}: {e}"));
         assert_home(&sim, &before);
     }
@@ -72,12 +73,12 @@ fn a_detach_killed_after_any_step_can_be_undone_by_a_reattach() {
 fn a_reattach_killed_after_any_step_completes_on_the_next_run() {
     let sim = fixtures::nvidia_with_audio_and_usbc();
     detach(&sim, &["01:00.0"]).unwrap();
-    let total = steps(&sim, Target::Host);
+    let total = steps(&sim, Direction::Reattach);
     for after in 1..total {
         let sim = fixtures::nvidia_with_audio_and_usbc();
         let before = drivers(&sim);
         detach(&sim, &["01:00.0"]).unwrap();
-        crash(&sim, Target::Host, after);
+        crash(&sim, Direction::Reattach, after);
         reattach(&sim, &["01:00.0"]).unwrap_or_else(|e| panic!("after step {after}: {e}"));
         assert_home(&sim, &before);
     }

@@ -3,7 +3,8 @@
 mod engine;
 
 use engine::{detach, drivers, loaded_modules, policy, request};
-use pitcrew::handover::{self, Target};
+use pitcrew::handover;
+use pitcrew::plan::Direction;
 use pitcrew_sim::{fixtures, Event, Signal};
 use std::time::{Duration, Instant};
 
@@ -62,7 +63,7 @@ fn a_module_still_in_use_fails_the_detach_and_everything_is_rolled_back() {
 fn a_write_that_blocks_is_cut_off_at_the_deadline_reported_and_rolled_back() {
     let sim = fixtures::apu_and_dgpu_sharing_amdgpu();
     let block = sim.block_writes("/sys/bus/pci/drivers/snd_hda_intel/unbind");
-    let mut req = request(Target::Vfio, &["03:00.0"]);
+    let mut req = request(Direction::Detach, &["03:00.0"]);
     req.policy.step_timeout = Duration::from_millis(300);
 
     let err = handover::run(&sim.host(), &req).unwrap_err().to_string();
@@ -113,7 +114,7 @@ fn a_cancelled_run_stops_before_the_next_step_and_rolls_back() {
     use std::sync::Arc;
     let sim = fixtures::apu_and_dgpu_sharing_amdgpu();
     let before = drivers(&sim);
-    let mut req = request(Target::Vfio, &["03:00.0"]);
+    let mut req = request(Direction::Detach, &["03:00.0"]);
     req.cancel = Some(Arc::new(AtomicBool::new(true)));
     let err = handover::run(&sim.host(), &req).unwrap_err().to_string();
     assert!(err.contains("cancelled by SIGTERM"), "{err}");

@@ -280,10 +280,10 @@ fn uninstall_refuses_while_a_card_is_lent() {
     let root = staged(&t);
     let host = pitcrew::host::Host::new(root.path(), t.runner.clone());
     run_install(&host, &fake_binary(&t), &["win11"], false).unwrap();
-    let mut record = pitcrew::exec::record::Record::default();
+    let mut record = pitcrew::record::Record::default();
     record.lent.insert(
         "0000:01:00.0".parse().unwrap(),
-        pitcrew::exec::record::Lent {
+        pitcrew::record::Lent {
             driver: Some("nvidia".into()),
             owner: Some("win11".into()),
         },

@@ -3,14 +3,14 @@
 mod engine;
 
 use engine::dry_run;
-use pitcrew::handover::Target;
+use pitcrew::plan::Direction;
 use pitcrew_sim::fixtures;
 
 #[test]
 fn nvidia_card_alone_on_its_driver_unloads_the_nvidia_stack() {
     let sim = fixtures::nvidia_with_audio_and_usbc();
     assert_eq!(
-        dry_run(&sim, Target::Vfio, &["01:00.0"]),
+        dry_run(&sim, Direction::Detach, &["01:00.0"]),
         "\
 Move 0000:01:00.0, 0000:01:00.1, 0000:01:00.2, 0000:01:00.3 to vfio-pci:
   1. stop nvidia-persistenced.service (it keeps the driver busy)
@@ -40,7 +40,7 @@ Move 0000:01:00.0, 0000:01:00.1, 0000:01:00.2, 0000:01:00.3 to vfio-pci:
 fn one_of_two_identical_cards_moves_alone_and_the_module_stays() {
     let sim = fixtures::two_identical_nvidia();
     assert_eq!(
-        dry_run(&sim, Target::Vfio, &["0000:02:00.0"]),
+        dry_run(&sim, Direction::Detach, &["0000:02:00.0"]),
         "\
 Move 0000:02:00.0, 0000:02:00.1 to vfio-pci:
   1. stop lightdm.service (the desktop holds the card)
@@ -57,7 +57,7 @@ Move 0000:02:00.0, 0000:02:00.1 to vfio-pci:
 #[test]
 fn a_dgpu_sharing_amdgpu_with_the_apu_moves_alone() {
     let sim = fixtures::apu_and_dgpu_sharing_amdgpu();
-    let plan = dry_run(&sim, Target::Vfio, &["03:00.0"]);
+    let plan = dry_run(&sim, Direction::Detach, &["03:00.0"]);
     assert!(plan.contains("unbind it from amdgpu"), "{plan}");
     assert!(!plan.contains("unload module"), "{plan}");
 }
@@ -65,7 +65,7 @@ fn a_dgpu_sharing_amdgpu_with_the_apu_moves_alone() {
 #[test]
 fn an_amd_card_alone_on_amdgpu_unloads_it_and_ends_the_session_holding_it() {
     let sim = fixtures::amd_with_audio();
-    let plan = dry_run(&sim, Target::Vfio, &["03:00.0"]);
+    let plan = dry_run(&sim, Direction::Detach, &["03:00.0"]);
     assert!(
         plan.contains("stop gdm.service (the desktop holds the card)"),
         "{plan}"
@@ -81,7 +81,7 @@ fn an_amd_card_alone_on_amdgpu_unloads_it_and_ends_the_session_holding_it() {
 #[test]
 fn a_group_with_an_unrelated_device_in_use_is_refused_with_the_reason() {
     let sim = fixtures::group_with_unrelated_device();
-    let plan = dry_run(&sim, Target::Vfio, &["05:00.0"]);
+    let plan = dry_run(&sim, Direction::Detach, &["05:00.0"]);
     assert!(
         plan.starts_with(
             "error: IOMMU group 16 of 0000:05:00.0 also holds 0000:06:00.0 (storage, driver nvme)"
@@ -93,16 +93,16 @@ fn a_group_with_an_unrelated_device_in_use_is_refused_with_the_reason() {
 #[test]
 fn bad_addresses_are_refused_with_what_to_do() {
     let sim = fixtures::nvidia_with_audio_and_usbc();
-    let unknown = dry_run(&sim, Target::Vfio, &["09:00.0"]);
+    let unknown = dry_run(&sim, Direction::Detach, &["09:00.0"]);
     assert!(unknown.contains("no PCI device 0000:09:00.0"), "{unknown}");
-    let bridge = dry_run(&sim, Target::Vfio, &["00:01.0"]);
+    let bridge = dry_run(&sim, Direction::Detach, &["00:01.0"]);
     assert!(bridge.contains("0000:00:01.0 is a PCI bridge"), "{bridge}");
 }
 
 #[test]
 fn the_display_manager_policy_is_honoured() {
     let sim = fixtures::apu_and_dgpu_sharing_amdgpu();
-    let mut request = engine::request(Target::Vfio, &["03:00.0"]);
+    let mut request = engine::request(Direction::Detach, &["03:00.0"]);
     request.dry_run = true;
     request.policy.display_manager = pitcrew::policy::DisplayManagerPolicy::Never;
     let plan = pitcrew::handover::run(&sim.host(), &request)
@@ -117,7 +117,7 @@ fn the_display_manager_policy_is_honoured() {
 fn reattach_of_a_card_never_detached_is_empty() {
     let sim = fixtures::nvidia_with_audio_and_usbc();
     assert_eq!(
-        dry_run(&sim, Target::Host, &["01:00.0"]),
+        dry_run(&sim, Direction::Reattach, &["01:00.0"]),
         "0000:01:00.0, 0000:01:00.1, 0000:01:00.2, 0000:01:00.3 already back to the host drivers: nothing to do\n"
     );
 }

@@ -4,7 +4,8 @@
 mod engine;
 
 use engine::{drivers, request};
-use pitcrew::handover::{self, Target};
+use pitcrew::handover;
+use pitcrew::plan::Direction;
 use pitcrew_sim::{fixtures, SimHost};
 use proptest::prelude::*;
 
@@ -13,7 +14,11 @@ fn op() -> impl Strategy<Value = (bool, Option<usize>)> {
 }
 
 fn apply(sim: &SimHost, card: &str, to_vfio: bool, crash_after: Option<usize>) {
-    let target = if to_vfio { Target::Vfio } else { Target::Host };
+    let target = if to_vfio {
+        Direction::Detach
+    } else {
+        Direction::Reattach
+    };
     let mut req = request(target, &[card]);
     req.crash_after = crash_after;
     match handover::run(&sim.host(), &req) {

@@ -5,7 +5,6 @@ mod perms;
 mod values;
 mod vm;
 
-pub use perms::expected_owner;
 pub use vm::{devices_for_vm, policy_for_vm, VmDevicesError};
 
 use crate::bdf::Bdf;
@@ -128,7 +127,7 @@ impl Config {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(ConfigError::Unreadable { path, source }),
         };
-        let owner = perms::expected_owner(host.is_staged());
+        let owner = host.owner();
         let insecure = |path: &Path, reason| ConfigError::Insecure {
             path: path.to_path_buf(),
             reason,

@@ -28,14 +28,3 @@ pub fn check(path: &Path, owner: u32, dir: bool) -> Result<(), String> {
     }
     Ok(())
 }
-
-/// The owner a config must have. On the real host that is root. A staged root (`--root DIR`, the
-/// test trees) belongs to whoever built it, so there the owner is the user running pitcrew: the
-/// check still refuses group/other-writable files and files owned by somebody else.
-pub fn expected_owner(staged: bool) -> u32 {
-    if staged {
-        rustix::process::geteuid().as_raw()
-    } else {
-        0
-    }
-}

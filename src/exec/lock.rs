@@ -1,7 +1,7 @@
 //! One handover at a time: an flock on /run/pitcrew/lock, held for the life of the run.
 
-use super::record;
 use crate::host::Host;
+use crate::record;
 use rustix::fs::{flock, FlockOperation};
 use std::fs::File;
 use std::io::{self, Write};

@@ -3,14 +3,12 @@
 
 pub mod lock;
 mod perform;
-pub mod record;
 
 use crate::bdf::Bdf;
-use crate::handover::Target;
 use crate::host::Host;
-use crate::plan::{Plan, Step};
+use crate::plan::{Direction, Plan, Step};
 use crate::policy::Policy;
-use record::{Lent, Record, Unloaded};
+use crate::record::{self, Lent, Record, Unloaded};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -76,7 +74,7 @@ pub struct Executor<'a> {
 impl Executor<'_> {
     /// Runs `plan`, keeping `record` (as read with the plan's snapshot) up to date on disk.
     pub fn run(&self, plan: &Plan, mut record: Record) -> Result<Vec<Timed>, RunError> {
-        if plan.target == Target::Vfio {
+        if plan.direction == Direction::Detach {
             for (bdf, driver) in &plan.originals {
                 record.lent.entry(*bdf).or_insert_with(|| Lent {
                     driver: driver.clone(),
@@ -123,7 +121,7 @@ impl Executor<'_> {
                 }
             }
         }
-        if plan.target == Target::Host {
+        if plan.direction == Direction::Reattach {
             for bdf in &plan.functions {
                 record.lent.remove(bdf);
             }
@@ -149,7 +147,7 @@ impl Executor<'_> {
             }
         }
         if errors.is_empty() {
-            if plan.target == Target::Vfio {
+            if plan.direction == Direction::Detach {
                 for bdf in &plan.functions {
                     record.lent.remove(bdf);
                 }

@@ -60,7 +60,7 @@ pub fn read(host: &Host, vm: &VmName) -> Result<Option<Vec<Bdf>>, RequestError> 
         reason,
     };
     let meta = file.metadata().map_err(|e| refused(e.to_string()))?;
-    let owner = crate::config::expected_owner(host.is_staged());
+    let owner = host.owner();
     if !meta.is_file() || meta.uid() != owner || meta.mode() & 0o022 != 0 {
         return Err(refused(format!(
             "not a regular file owned by uid {owner} and writable only by it; delete it and start the VM again"

@@ -44,6 +44,17 @@ impl Host {
         self.root != Path::new("/")
     }
 
+    /// The uid that files steering what runs as root must belong to. On the real host that is
+    /// root. A staged root (`--root DIR`, the test trees) belongs to whoever built it, so there
+    /// it is the user running pitcrew: checks still refuse files that others can change.
+    pub fn owner(&self) -> u32 {
+        if self.is_staged() {
+            rustix::process::geteuid().as_raw()
+        } else {
+            0
+        }
+    }
+
     pub fn effects(&self) -> &dyn Effects {
         self.effects.as_ref()
     }

@@ -133,8 +133,8 @@ fn libvirt_has_qemu_hook(host: &Host) -> bool {
 
 /// Removing the unit while a card is lent would leave nothing to give it back when its VM stops.
 fn refuse_while_lent(host: &Host) -> Result<(), InstallError> {
-    let record = crate::exec::record::Record::load(host).map_err(|source| InstallError::Io {
-        path: crate::exec::record::path(host),
+    let record = crate::record::Record::load(host).map_err(|source| InstallError::Io {
+        path: crate::record::path(host),
         action: "cannot read",
         source,
     })?;

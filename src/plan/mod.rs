@@ -9,16 +9,25 @@ pub use select::SelectError;
 pub use step::Step;
 
 use crate::bdf::Bdf;
-use crate::handover::Target;
 use crate::policy::Policy;
 use crate::snapshot::Snapshot;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+/// Which way a handover moves functions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// To vfio-pci, lent to a VM.
+    Detach,
+    /// Back to the host drivers they had.
+    Reattach,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Plan {
-    pub target: Target,
+    pub direction: Direction,
     /// Every function the request covers, after widening to IOMMU groups.
     pub functions: BTreeSet<Bdf>,
     /// The host driver each function had before pitcrew touched it (None: unbound or unknown).
@@ -34,7 +43,7 @@ impl Plan {
 
 pub fn plan(
     snapshot: &Snapshot,
-    target: Target,
+    direction: Direction,
     requested: &[Bdf],
     policy: &Policy,
 ) -> Result<Plan, SelectError> {
@@ -43,12 +52,12 @@ pub fn plan(
         .iter()
         .map(|bdf| (*bdf, original_driver(snapshot, *bdf)))
         .collect();
-    let steps = match target {
-        Target::Vfio => detach::steps(snapshot, &functions, policy),
-        Target::Host => reattach::steps(snapshot, &functions, &originals),
+    let steps = match direction {
+        Direction::Detach => detach::steps(snapshot, &functions, policy),
+        Direction::Reattach => reattach::steps(snapshot, &functions, &originals),
     };
     Ok(Plan {
-        target,
+        direction,
         functions,
         originals,
         steps,
@@ -70,9 +79,9 @@ fn original_driver(snapshot: &Snapshot, bdf: Bdf) -> Option<String> {
 impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let functions: Vec<String> = self.functions.iter().map(Bdf::to_string).collect();
-        let goal = match self.target {
-            Target::Vfio => "to vfio-pci",
-            Target::Host => "back to the host drivers",
+        let goal = match self.direction {
+            Direction::Detach => "to vfio-pci",
+            Direction::Reattach => "back to the host drivers",
         };
         if self.steps.is_empty() {
             return writeln!(f, "{} already {goal}: nothing to do", functions.join(", "));

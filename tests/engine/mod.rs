@@ -1,7 +1,8 @@
 //! Running the engine against a simulated host.
 #![allow(dead_code)] // each test file uses its own share of these helpers
 
-use pitcrew::handover::{self, Outcome, Request, Target};
+use pitcrew::handover::{self, Outcome, Request};
+use pitcrew::plan::Direction;
 use pitcrew::policy::Policy;
 use pitcrew::snapshot::Snapshot;
 use pitcrew_sim::SimHost;
@@ -16,9 +17,9 @@ pub fn policy() -> Policy {
     }
 }
 
-pub fn request(target: Target, devices: &[&str]) -> Request {
+pub fn request(target: Direction, devices: &[&str]) -> Request {
     Request {
-        target,
+        direction: target,
         devices: devices.iter().map(|d| d.parse().unwrap()).collect(),
         policy: policy(),
         owner: Some("win11".into()),
@@ -29,14 +30,14 @@ pub fn request(target: Target, devices: &[&str]) -> Request {
 }
 
 pub fn detach(sim: &SimHost, devices: &[&str]) -> Result<Outcome, pitcrew::Error> {
-    handover::run(&sim.host(), &request(Target::Vfio, devices))
+    handover::run(&sim.host(), &request(Direction::Detach, devices))
 }
 
 pub fn reattach(sim: &SimHost, devices: &[&str]) -> Result<Outcome, pitcrew::Error> {
-    handover::run(&sim.host(), &request(Target::Host, devices))
+    handover::run(&sim.host(), &request(Direction::Reattach, devices))
 }
 
-pub fn dry_run(sim: &SimHost, target: Target, devices: &[&str]) -> String {
+pub fn dry_run(sim: &SimHost, target: Direction, devices: &[&str]) -> String {
     let mut request = request(target, devices);
     request.dry_run = true;
     match handover::run(&sim.host(), &request) {
