@@ -1,23 +1,102 @@
-//! Errors of the library; each says what failed, where, and what to do.
+//! What a command fails with, sorted by what it means for the user: bad input (nothing was
+//! changed, exit 2) or a failure (exit 1). The exit code is decided here and nowhere else.
+//!
+//! Every message is complete on its own (what, where, what to do), so the edge prints the
+//! top-level message only; the typed causes stay reachable through `source()`.
 
+use crate::config::ConfigError;
+use crate::domain::NameError;
+use crate::handover::HandoverError;
+use crate::hook::request::VmDevicesError;
+use crate::install::InstallError;
+use crate::plan::SelectError;
+use crate::snapshot::ReadError;
+use std::path::PathBuf;
+
+/// A command's failure.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Bad input: nothing was changed (exit 2).
-    #[error("{0}")]
-    Input(String),
-    /// The handover failed and was rolled back (exit 1).
-    #[error("{0}")]
-    Failed(String),
-    /// Fault injection stopped the run between two steps (tests of crash recovery).
-    #[error("stopped after step {after} by fault injection")]
-    Interrupted { after: usize },
+    #[error(transparent)]
+    Input(#[from] Input),
+    /// The command failed; a handover rolled back and says how that went (exit 1).
+    #[error(transparent)]
+    Failed(#[from] Failed),
+}
+
+/// Input that cannot be acted on.
+#[derive(Debug, thiserror::Error)]
+pub enum Input {
+    /// The devices cannot be handed over (unknown, a bridge, no IOMMU group...).
+    #[error(transparent)]
+    Devices(#[from] SelectError),
+    /// The config file is missing, unreadable, invalid or insecure.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A VM name libvirt would not accept.
+    #[error(transparent)]
+    VmName(#[from] NameError),
+    /// Neither the config nor the hook's request names devices for the VM.
+    #[error(transparent)]
+    VmDevices(#[from] VmDevicesError),
+    /// A handover asked of a staged tree.
+    #[error(
+        "--root {} is a staged tree, not a running kernel: only --dry-run can plan against it",
+        .0.display()
+    )]
+    StagedRoot(PathBuf),
+    /// A timeout that is not a duration.
+    #[error("--term-timeout {0}: not a number of seconds")]
+    TermTimeout(f64),
+}
+
+/// A command that was carried out and failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Failed {
+    /// The handover failed (and rolled back).
+    #[error(transparent)]
+    Handover(HandoverError),
+    /// The host could not be read.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// Install or uninstall failed.
+    #[error(transparent)]
+    Install(InstallError),
+    /// SIGTERM could not be watched for.
+    #[error("cannot watch for SIGTERM: {0}")]
+    Signals(#[source] std::io::Error),
+    /// The running binary could not be found to copy it.
+    #[error("cannot find the running binary to install: {0}")]
+    Binary(#[source] std::io::Error),
+    /// Writing the report to stdout failed.
+    #[error("cannot write to stdout: {0}")]
+    Stdout(#[source] std::io::Error),
+}
+
+impl From<HandoverError> for Error {
+    fn from(e: HandoverError) -> Error {
+        match e {
+            HandoverError::Select(e) => Input::Devices(e).into(),
+            e => Failed::Handover(e).into(),
+        }
+    }
+}
+
+impl From<InstallError> for Error {
+    fn from(e: InstallError) -> Error {
+        match e {
+            InstallError::Name(e) => Input::VmName(e).into(),
+            e => Failed::Install(e).into(),
+        }
+    }
 }
 
 impl Error {
-    pub fn exit_code(&self) -> i32 {
+    /// 2 for bad input, 1 for a failure, as the man page says.
+    pub fn exit_code(&self) -> u8 {
         match self {
             Error::Input(_) => 2,
-            Error::Failed(_) | Error::Interrupted { .. } => 1,
+            Error::Failed(_) => 1,
         }
     }
 }

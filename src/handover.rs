@@ -1,12 +1,12 @@
 //! The engine's entry point: read the host, plan, execute with rollback.
 
 use crate::bdf::Bdf;
-use crate::exec::{lock, Executor, RunError, Timed};
+use crate::exec::lock::{self, LockError};
+use crate::exec::{ExecError, Executor, RunError, Timed};
 use crate::host::Host;
-use crate::plan::{self, Direction, Plan};
+use crate::plan::{self, Direction, Plan, SelectError};
 use crate::policy::Policy;
-use crate::snapshot::Snapshot;
-use crate::Error;
+use crate::snapshot::{ReadError, Snapshot};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +21,7 @@ pub struct Request {
     pub owner: Option<String>,
     pub dry_run: bool,
     /// Fault injection for crash tests: stop dead right after this step.
+    #[cfg(feature = "fault-injection")]
     pub crash_after: Option<usize>,
     /// Set from outside (SIGTERM) to stop after the current step and roll back.
     pub cancel: Option<Arc<AtomicBool>>,
@@ -33,22 +34,56 @@ pub struct Outcome {
     pub timeline: Vec<Timed>,
 }
 
+/// Why a handover did not happen; `Select` means nothing was changed.
+#[derive(Debug, thiserror::Error)]
+pub enum HandoverError {
+    /// The request names devices that cannot be handed over.
+    #[error(transparent)]
+    Select(#[from] SelectError),
+    /// Another run kept the lock.
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    /// The host could not be read.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// A step failed; the run rolled back (see the message for how that went).
+    #[error(transparent)]
+    Step(#[from] ExecError),
+    /// Fault injection stopped the run dead after this step (tests of crash recovery).
+    #[cfg(feature = "fault-injection")]
+    #[error("stopped after step {after} by fault injection, without rolling back")]
+    Interrupted {
+        /// The last step that completed.
+        after: usize,
+    },
+}
+
+impl From<RunError> for HandoverError {
+    fn from(e: RunError) -> HandoverError {
+        match e {
+            RunError::Failed(e) => HandoverError::Step(e),
+            #[cfg(feature = "fault-injection")]
+            RunError::Interrupted { after } => HandoverError::Interrupted { after },
+        }
+    }
+}
+
 /// How long a run waits for another one (the same or another VM's) to finish.
 const LOCK_WAIT: Duration = Duration::from_secs(120);
 
-/// Plans the request and, unless it is a dry run, carries it out. `Err(Input)` means nothing was
-/// changed; `Err(Failed)` that the run failed and says whether its rollback succeeded.
-pub fn run(host: &Host, request: &Request) -> Result<Outcome, Error> {
+/// Plans the request and, unless it is a dry run, carries it out. `Err(Select)` means nothing was
+/// changed; `Err(Step)` that the run failed and says whether its rollback succeeded.
+pub fn run(host: &Host, request: &Request) -> Result<Outcome, HandoverError> {
     if request.dry_run {
-        let snapshot = read(host)?;
+        let snapshot = Snapshot::read(host)?;
         return Ok(Outcome {
             plan: make_plan(&snapshot, request)?,
             timeline: Vec::new(),
         });
     }
-    let _lock = lock::acquire(host, LOCK_WAIT).map_err(|e| Error::Failed(e.to_string()))?;
+    let _lock = lock::acquire(host, LOCK_WAIT)?;
     // Read under the lock, so the record and the host are those the previous run left.
-    let snapshot = read(host)?;
+    let snapshot = Snapshot::read(host)?;
     let plan = make_plan(&snapshot, request)?;
     if plan.is_empty() {
         return Ok(Outcome {
@@ -60,28 +95,21 @@ pub fn run(host: &Host, request: &Request) -> Result<Outcome, Error> {
         host,
         policy: &request.policy,
         owner: request.owner.as_deref(),
+        #[cfg(feature = "fault-injection")]
         crash_after: request.crash_after,
         cancel: request.cancel.as_deref(),
     };
-    let timeline = executor
-        .run(&plan, snapshot.record.clone())
-        .map_err(|e| match e {
-            RunError::Failed(e) => Error::Failed(e.to_string()),
-            RunError::Interrupted { after } => Error::Interrupted { after },
-        })?;
-    Ok(Outcome { plan, timeline })
+    Ok(Outcome {
+        timeline: executor.run(&plan, snapshot.record.clone())?,
+        plan,
+    })
 }
 
-fn read(host: &Host) -> Result<Snapshot, Error> {
-    Snapshot::read(host).map_err(|e| Error::Failed(e.to_string()))
-}
-
-fn make_plan(snapshot: &Snapshot, request: &Request) -> Result<Plan, Error> {
+fn make_plan(snapshot: &Snapshot, request: &Request) -> Result<Plan, SelectError> {
     plan::plan(
         snapshot,
         request.direction,
         &request.devices,
         &request.policy,
     )
-    .map_err(|e| Error::Input(e.to_string()))
 }

@@ -6,6 +6,8 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod exec;
+#[cfg(feature = "fault-injection")]
+mod fault;
 pub mod handover;
 pub mod hook;
 pub mod host;

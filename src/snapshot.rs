@@ -45,20 +45,14 @@ impl Snapshot {
         };
         let devices = pci::read_all(host).map_err(ctx("PCI devices (/sys/bus/pci)"))?;
         let modules = modules::loaded(host).map_err(ctx("loaded modules (/proc/modules)"))?;
-        let driver_modules: BTreeMap<String, String> =
-            std::fs::read_dir(host.path("/sys/bus/pci/drivers"))
-                .into_iter()
-                .flatten()
-                .flatten()
-                .filter_map(|entry| {
-                    let driver = entry.file_name().to_string_lossy().into_owned();
-                    let module = modules::of_driver(host, &driver)?;
-                    Some((driver, module))
-                })
-                .collect();
+        let driver_modules: BTreeMap<String, String> = pci::drivers(host)
+            .into_iter()
+            .filter_map(|driver| Some((pci::module_of_driver(host, &driver)?, driver)))
+            .map(|(module, driver)| (driver, module))
+            .collect();
         let builtin_modules = driver_modules
             .values()
-            .chain(std::iter::once(&"vfio_pci".to_string()))
+            .chain(std::iter::once(&pci::VFIO_MODULE.to_string()))
             .filter(|module| modules::is_builtin(host, module))
             .cloned()
             .collect();

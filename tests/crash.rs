@@ -11,7 +11,7 @@ fn crash(sim: &SimHost, target: Direction, after: usize) {
     let mut req = request(target, &["01:00.0"]);
     req.crash_after = Some(after);
     match handover::run(&sim.host(), &req) {
-        Err(pitcrew::Error::Interrupted { .. }) => {}
+        Err(pitcrew::handover::HandoverError::Interrupted { .. }) => {}
         other => panic!("expected the injected crash after step {after}, got {other:?}"),
     }
 }

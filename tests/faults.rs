@@ -40,7 +40,7 @@ fn a_module_still_in_use_fails_the_detach_and_everything_is_rolled_back() {
 
     let err = detach(&sim, &["01:00.0"]).unwrap_err();
     let message = err.to_string();
-    assert_eq!(err.exit_code(), 1);
+    assert_eq!(pitcrew::Error::from(err).exit_code(), 1);
     assert!(
         message.contains("(unload module nvidia_uvm) failed"),
         "{message}"
@@ -103,7 +103,8 @@ fn bad_input_changes_nothing() {
     let sim = fixtures::group_with_unrelated_device();
     for devices in [&["05:00.0"][..], &["0a:00.0"][..]] {
         let err = detach(&sim, devices).unwrap_err();
-        assert_eq!(err.exit_code(), 2, "{err}");
+        let message = err.to_string();
+        assert_eq!(pitcrew::Error::from(err).exit_code(), 2, "{message}");
     }
     assert!(sim.events().is_empty(), "{:?}", sim.events());
 }

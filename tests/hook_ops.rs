@@ -113,7 +113,7 @@ fn auto_manages_vms_whose_xml_passes_a_gpu_through() {
     );
     // The unit's `detach --vm games` finds the same devices.
     let config = pitcrew::config::Config::load(&t.host).unwrap().unwrap();
-    let devices = pitcrew::config::devices_for_vm(&t.host, &config, "games").unwrap();
+    let devices = pitcrew::hook::request::devices_for_vm(&t.host, &config, "games").unwrap();
     assert_eq!(
         devices.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
         ["0000:01:00.0"]

@@ -22,7 +22,7 @@ fn apply(sim: &SimHost, card: &str, to_vfio: bool, crash_after: Option<usize>) {
     let mut req = request(target, &[card]);
     req.crash_after = crash_after;
     match handover::run(&sim.host(), &req) {
-        Ok(_) | Err(pitcrew::Error::Interrupted { .. }) => {}
+        Ok(_) | Err(pitcrew::handover::HandoverError::Interrupted { .. }) => {}
         Err(e) => panic!("{target:?} of {card} failed: {e}"),
     }
 }

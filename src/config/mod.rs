@@ -3,9 +3,6 @@
 
 mod perms;
 mod values;
-mod vm;
-
-pub use vm::{devices_for_vm, policy_for_vm, VmDevicesError};
 
 use crate::bdf::Bdf;
 use crate::domain::VmName;
@@ -200,6 +197,11 @@ impl Config {
     pub fn for_vm(&self, name: &VmName) -> &VmConfig {
         self.vms.get(name).unwrap_or(&self.defaults)
     }
+}
+
+/// The handover policy for `name`: its own table, else `[defaults]`.
+pub fn policy_for_vm(config: &Config, name: &VmName) -> Policy {
+    config.for_vm(name).policy.clone()
 }
 
 fn resolve(

@@ -1,11 +1,14 @@
 //! Runs a plan: each step under a deadline, logged with its duration, recorded as it completes,
 //! and undone in reverse when a later one fails.
 
+mod error;
 pub mod lock;
 mod perform;
 
+pub use error::{ExecError, Rollback, RunError, StepError};
+
 use crate::bdf::Bdf;
-use crate::host::Host;
+use crate::host::{pci, Host};
 use crate::plan::{Direction, Plan, Step};
 use crate::policy::Policy;
 use crate::record::{self, Lent, Record, Unloaded};
@@ -20,52 +23,13 @@ pub struct Timed {
     pub took: Duration,
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("step {number} of {total} ({step}) failed: {cause}. {rollback}")]
-pub struct ExecError {
-    pub number: usize,
-    pub total: usize,
-    pub step: Step,
-    pub cause: String,
-    pub rollback: Rollback,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error(transparent)]
-    Failed(ExecError),
-    #[error("stopped after step {after} by fault injection, without rolling back")]
-    Interrupted { after: usize },
-}
-
-#[derive(Debug)]
-pub enum Rollback {
-    Done,
-    Failed(Vec<String>),
-}
-
-impl std::fmt::Display for Rollback {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Rollback::Done => write!(f, "Rolled back: the host is as it was before"),
-            Rollback::Failed(errors) => write!(
-                f,
-                "Rolling back failed too ({}); what was done is in {}/state.json, and running \
-                 the same command again, or `pitcrew reattach` with the same devices, continues \
-                 from there",
-                errors.join("; "),
-                record::DIR
-            ),
-        }
-    }
-}
-
 pub struct Executor<'a> {
     pub host: &'a Host,
     pub policy: &'a Policy,
     pub owner: Option<&'a str>,
     /// Fault injection for crash tests: stop dead after this step, as a kill -9 would, leaving
     /// the record as it stands and rolling nothing back.
+    #[cfg(feature = "fault-injection")]
     pub crash_after: Option<usize>,
     /// When set (by SIGTERM), the run stops after the step under way and rolls back.
     pub cancel: Option<&'a AtomicBool>,
@@ -89,7 +53,7 @@ impl Executor<'_> {
             let number = index + 1;
             let cancelled = self.cancel.is_some_and(|c| c.load(Ordering::SeqCst));
             let outcome = if cancelled {
-                Err("cancelled by SIGTERM before it started".to_string())
+                Err(StepError::Cancelled)
             } else {
                 self.timed(step)
             };
@@ -102,6 +66,7 @@ impl Executor<'_> {
                         step: step.clone(),
                         took,
                     });
+                    #[cfg(feature = "fault-injection")]
                     if self.crash_after == Some(number) {
                         return Err(RunError::Interrupted { after: number });
                     }
@@ -111,13 +76,14 @@ impl Executor<'_> {
                     // A failed step is undone too: it may have done half its work.
                     let end = if cancelled { index } else { index + 1 };
                     let rollback = self.roll_back(&plan.steps[..end], &mut record, plan);
-                    return Err(RunError::Failed(ExecError {
+                    return Err(ExecError {
                         number,
                         total,
                         step: step.clone(),
                         cause,
                         rollback,
-                    }));
+                    }
+                    .into());
                 }
             }
         }
@@ -141,7 +107,7 @@ impl Executor<'_> {
                     }
                     Err(cause) => {
                         tracing::error!("rollback: {undo} failed: {cause}");
-                        errors.push(format!("{undo}: {cause}"));
+                        errors.push((undo, cause));
                     }
                 }
             }
@@ -162,7 +128,7 @@ impl Executor<'_> {
 
     /// Runs a step on a thread of its own, so a write the kernel never returns from (an unbind
     /// stuck in a driver) still ends the run at the deadline; that thread is left behind.
-    fn timed(&self, step: &Step) -> Result<Duration, String> {
+    fn timed(&self, step: &Step) -> Result<Duration, StepError> {
         let limit = self.deadline(step);
         let (tx, rx) = mpsc::channel();
         let (host, policy, job) = (self.host.clone(), self.policy.clone(), step.clone());
@@ -172,11 +138,10 @@ impl Executor<'_> {
         });
         match rx.recv_timeout(limit) {
             Ok(result) => result.map(|()| start.elapsed()),
-            Err(_) => Err(format!(
-                "it did not finish within {limit:?} (blocked in the kernel; `cat \
-                 /proc/{}/task/*/stack` shows where)",
-                std::process::id()
-            )),
+            Err(_) => Err(StepError::Blocked {
+                limit,
+                pid: std::process::id(),
+            }),
         }
     }
 
@@ -204,7 +169,7 @@ fn note(record: &mut Record, step: &Step, plan: &Plan) {
             record.stopped_units.push(unit.clone())
         }
         Step::StartUnit { unit } => record.stopped_units.retain(|u| u != unit),
-        Step::UnloadModule { module } if module != "vfio_pci" => {
+        Step::UnloadModule { module } if module != pci::VFIO_MODULE => {
             record.unloaded_modules.push(Unloaded {
                 module: module.clone(),
                 functions: plan.functions.iter().copied().collect::<Vec<Bdf>>(),

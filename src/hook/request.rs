@@ -1,9 +1,11 @@
 //! The hand-off from the hook to the unit: the GPUs found in a VM's XML, recorded in
 //! `/run/pitcrew/vm/<escaped name>.json` before `systemctl start`, because the unit cannot read
-//! the XML itself (asking libvirt from inside its own hook could deadlock it).
+//! the XML itself (asking libvirt from inside its own hook could deadlock it). This module is
+//! the only one that knows the file; the unit's side asks [`devices_for_vm`].
 
 use crate::bdf::Bdf;
-use crate::domain::VmName;
+use crate::config::{Config, CONFIG_PATH};
+use crate::domain::{NameError, VmName};
 use crate::host::Host;
 use crate::runfile;
 use serde::{Deserialize, Serialize};
@@ -16,7 +18,7 @@ pub use crate::runfile::RunFileError as RequestError;
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Record {
+struct RequestFile {
     vm: String,
     devices: Vec<Bdf>,
 }
@@ -26,14 +28,14 @@ pub fn path(host: &Host, vm: &VmName) -> PathBuf {
     host.path(format!("{REQUEST_DIR}/{}.json", vm.escaped()))
 }
 
-/// Records `devices` for `vm`, replacing any earlier record atomically.
+/// Writes the request for `vm`, replacing any earlier one atomically.
 pub fn write(host: &Host, vm: &VmName, devices: &[Bdf]) -> Result<PathBuf, RequestError> {
     let dir = runfile::private_dir(host, REQUEST_DIR)?;
-    let body = serde_json::to_vec(&Record {
+    let body = serde_json::to_vec(&RequestFile {
         vm: vm.to_string(),
         devices: devices.to_vec(),
     })
-    .expect("a record always serializes");
+    .expect("a request always serializes");
     runfile::write_atomic(&dir, &format!("{}.json", vm.escaped()), &body)
 }
 
@@ -66,12 +68,47 @@ pub fn read(host: &Host, vm: &VmName) -> Result<Option<Vec<Bdf>>, RequestError> 
             "not a regular file owned by uid {owner} and writable only by it; delete it and start the VM again"
         )));
     }
-    let record: Record = serde_json::from_reader(std::io::BufReader::new(file).take_limit())
+    let request: RequestFile = serde_json::from_reader(std::io::BufReader::new(file).take_limit())
         .map_err(|e| refused(format!("not a pitcrew request: {e}")))?;
-    if record.vm != vm.as_str() {
-        return Err(refused(format!("it is for VM '{}', not '{vm}'", record.vm)));
+    if request.vm != vm.as_str() {
+        return Err(refused(format!(
+            "it is for VM '{}', not '{vm}'",
+            request.vm
+        )));
     }
-    Ok(Some(record.devices))
+    Ok(Some(request.devices))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VmDevicesError {
+    #[error(transparent)]
+    Name(#[from] NameError),
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    #[error(
+        "VM '{0}': no devices to hand over: list them as `devices = [\"0000:01:00.0\"]` under \
+         [vm.\"{0}\"] in {CONFIG_PATH}, or start the VM through libvirt so the hook records its GPUs"
+    )]
+    NoDevices(String),
+}
+
+/// The devices to hand over for `name`: those the config names, otherwise the GPUs the hook
+/// found in the VM's XML and recorded under /run/pitcrew before starting the unit.
+pub fn devices_for_vm(
+    host: &Host,
+    config: &Config,
+    name: &str,
+) -> Result<Vec<Bdf>, VmDevicesError> {
+    let vm = VmName::parse(name)?;
+    if let Some(listed) = config.listed(&vm) {
+        if !listed.devices.is_empty() {
+            return Ok(listed.devices.clone());
+        }
+    }
+    match read(host, &vm)? {
+        Some(devices) if !devices.is_empty() => Ok(devices),
+        _ => Err(VmDevicesError::NoDevices(vm.to_string())),
+    }
 }
 
 /// Requests are a few hundred bytes; never read an unbounded file.

@@ -56,13 +56,3 @@ pub fn is_builtin(host: &Host, name: &str) -> bool {
     let dir = host.path(format!("/sys/module/{}", canonical(name)));
     dir.is_dir() && !dir.join("initstate").exists()
 }
-
-/// The module a PCI driver belongs to (driver `xhci_hcd` lives in `xhci_pci`).
-pub fn of_driver(host: &Host, driver: &str) -> Option<String> {
-    host.link_name(format!("/sys/bus/pci/drivers/{driver}/module"))
-}
-
-/// Whether a PCI driver is registered (its module loaded or built in).
-pub fn driver_present(host: &Host, driver: &str) -> bool {
-    host.path(format!("/sys/bus/pci/drivers/{driver}")).is_dir()
-}

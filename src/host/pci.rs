@@ -1,13 +1,30 @@
-//! PCI functions as sysfs describes them.
+//! PCI functions as sysfs describes them, and the sysfs writes that move them between drivers:
+//! every path and value of the PCI core's binding interface is spelled here and nowhere else.
 
 use super::Host;
 use crate::bdf::Bdf;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io;
+use std::path::PathBuf;
 
-pub const DEVICES: &str = "/sys/bus/pci/devices";
+const DEVICES: &str = "/sys/bus/pci/devices";
+const DRIVERS: &str = "/sys/bus/pci/drivers";
+/// The driver that holds a function for a VM.
 pub const VFIO_DRIVER: &str = "vfio-pci";
+/// The module vfio-pci lives in.
+pub const VFIO_MODULE: &str = "vfio_pci";
+/// Drivers that only park a function: one bound to them is not in the host's use.
+const PARKING_DRIVERS: [&str; 2] = [VFIO_DRIVER, "pci-stub"];
+
+/// A sysfs write the kernel refused.
+#[derive(Debug, thiserror::Error)]
+#[error("writing {value:?} to {path}: {source}", path = .path.display())]
+pub struct WriteError {
+    path: PathBuf,
+    value: String,
+    source: io::Error,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PciDevice {
@@ -68,6 +85,13 @@ impl PciDevice {
     pub fn on_vfio(&self) -> bool {
         self.driver.as_deref() == Some(VFIO_DRIVER)
     }
+
+    /// Bound to a driver of the host, not unbound and not parked on vfio-pci or pci-stub.
+    pub fn on_host_driver(&self) -> bool {
+        self.driver
+            .as_deref()
+            .is_some_and(|driver| !PARKING_DRIVERS.contains(&driver))
+    }
 }
 
 fn hex(host: &Host, bdf: &Bdf, attr: &str) -> io::Result<u32> {
@@ -90,10 +114,7 @@ pub fn read(host: &Host, bdf: Bdf) -> io::Result<Option<PciDevice>> {
     if !host.path(&dir).exists() {
         return Ok(None);
     }
-    let driver_override = host
-        .read(format!("{dir}/driver_override"))
-        .ok()
-        .filter(|value| !value.is_empty() && value != "(null)");
+    let driver_override = driver_override(host, bdf);
     let mut drm_nodes: Vec<String> = std::fs::read_dir(host.path(format!("{dir}/drm")))
         .into_iter()
         .flatten()
@@ -151,4 +172,68 @@ pub fn class(host: &Host, bdf: Bdf) -> io::Result<u32> {
 /// The driver a function is bound to right now.
 pub fn driver(host: &Host, bdf: Bdf) -> Option<String> {
     host.link_name(format!("{DEVICES}/{bdf}/driver"))
+}
+
+/// The driver a function is reserved for, if any (sysfs shows "(null)" for none).
+pub fn driver_override(host: &Host, bdf: Bdf) -> Option<String> {
+    host.read(format!("{DEVICES}/{bdf}/driver_override"))
+        .ok()
+        .filter(|value| !value.is_empty() && value != "(null)")
+}
+
+fn write(host: &Host, path: String, value: &str) -> Result<(), WriteError> {
+    host.write(&path, value).map_err(|source| WriteError {
+        path: host.path(&path),
+        value: value.trim_end().to_string(),
+        source,
+    })
+}
+
+/// Reserves the function for vfio-pci, so no other driver claims it once unbound.
+pub fn set_override(host: &Host, bdf: Bdf) -> Result<(), WriteError> {
+    write(
+        host,
+        format!("{DEVICES}/{bdf}/driver_override"),
+        VFIO_DRIVER,
+    )
+}
+
+/// Lifts the reservation: any matching driver may claim the function again.
+pub fn clear_override(host: &Host, bdf: Bdf) -> Result<(), WriteError> {
+    write(host, format!("{DEVICES}/{bdf}/driver_override"), "\n")
+}
+
+/// Detaches the function from `driver`; blocks while the driver's remove() waits for its users.
+pub fn unbind(host: &Host, bdf: Bdf, driver: &str) -> Result<(), WriteError> {
+    write(host, format!("{DRIVERS}/{driver}/unbind"), &bdf.to_string())
+}
+
+/// Asks the PCI core to find a driver for the function; it honours driver_override.
+pub fn probe(host: &Host, bdf: Bdf) -> Result<(), WriteError> {
+    write(host, "/sys/bus/pci/drivers_probe".into(), &bdf.to_string())
+}
+
+/// Binds the function to `driver` by name, for when several drivers match its ids.
+pub fn bind(host: &Host, bdf: Bdf, driver: &str) -> Result<(), WriteError> {
+    write(host, format!("{DRIVERS}/{driver}/bind"), &bdf.to_string())
+}
+
+/// Every registered PCI driver (its module loaded or built in).
+pub fn drivers(host: &Host) -> Vec<String> {
+    std::fs::read_dir(host.path(DRIVERS))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// The module a PCI driver belongs to (driver `xhci_hcd` lives in `xhci_pci`).
+pub fn module_of_driver(host: &Host, driver: &str) -> Option<String> {
+    host.link_name(format!("{DRIVERS}/{driver}/module"))
+}
+
+/// Whether a PCI driver is registered (its module loaded or built in).
+pub fn driver_registered(host: &Host, driver: &str) -> bool {
+    host.path(format!("{DRIVERS}/{driver}")).is_dir()
 }

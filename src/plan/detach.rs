@@ -3,6 +3,7 @@
 use super::Step;
 use crate::bdf::Bdf;
 use crate::host::holders::Holder;
+use crate::host::pci;
 use crate::policy::{DisplayManagerPolicy, Policy};
 use crate::snapshot::Snapshot;
 use crate::vendor;
@@ -95,7 +96,7 @@ pub(super) fn steps(s: &Snapshot, functions: &BTreeSet<Bdf>, policy: &Policy) ->
     );
     if !moving.is_empty() && !s.vfio_available() {
         steps.push(Step::LoadModule {
-            module: "vfio_pci".into(),
+            module: pci::VFIO_MODULE.into(),
         });
     }
     steps.extend(moving.iter().map(|bdf| Step::BindVfio { bdf: *bdf }));
@@ -111,13 +112,9 @@ pub(super) fn steps(s: &Snapshot, functions: &BTreeSet<Bdf>, policy: &Policy) ->
 /// True when no display controller stays with the host: a display manager started then would
 /// find no card and fail, so it stays stopped until the reattach brings the card back.
 fn headless(s: &Snapshot, functions: &BTreeSet<Bdf>) -> bool {
-    !s.devices.values().any(|d| {
-        d.is_display()
-            && !functions.contains(&d.bdf)
-            && d.driver
-                .as_deref()
-                .is_some_and(|driver| !matches!(driver, "vfio-pci" | "pci-stub"))
-    })
+    !s.devices
+        .values()
+        .any(|d| d.is_display() && !functions.contains(&d.bdf) && d.on_host_driver())
 }
 
 /// The vendors' daemons that keep the driver busy, then the display manager when the policy

@@ -72,8 +72,8 @@ fn original_driver(snapshot: &Snapshot, bdf: Bdf) -> Option<String> {
     snapshot
         .devices
         .get(&bdf)
+        .filter(|d| d.on_host_driver())
         .and_then(|d| d.driver.clone())
-        .filter(|driver| !matches!(driver.as_str(), "vfio-pci" | "pci-stub"))
 }
 
 impl fmt::Display for Plan {

@@ -2,6 +2,7 @@
 
 use super::Step;
 use crate::bdf::Bdf;
+use crate::host::pci;
 use crate::snapshot::Snapshot;
 use crate::vendor;
 use std::collections::{BTreeMap, BTreeSet};
@@ -17,7 +18,7 @@ pub(super) fn steps(
         .copied()
         .filter(|bdf| {
             let d = &s.devices[bdf];
-            d.on_vfio() || d.driver_override.as_deref() == Some("vfio-pci")
+            d.on_vfio() || d.driver_override.as_deref() == Some(pci::VFIO_DRIVER)
         })
         .collect();
     steps.extend(parked.iter().map(|bdf| Step::LeaveVfio { bdf: *bdf }));

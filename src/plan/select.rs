@@ -55,7 +55,8 @@ pub fn select(snapshot: &Snapshot, requested: &[Bdf]) -> Result<BTreeSet<Bdf>, S
         }
         let group = device.iommu_group.ok_or(SelectError::NoGroup(bdf))?;
         for member in group_members(snapshot, group) {
-            if member.bdf.slot() != bdf.slot() && in_use_elsewhere(member) {
+            // A function in another slot is the host's business unless it is unbound or parked.
+            if member.bdf.slot() != bdf.slot() && member.on_host_driver() {
                 return Err(SelectError::Unrelated {
                     group,
                     requested: bdf,
@@ -75,12 +76,4 @@ fn group_members(snapshot: &Snapshot, group: u32) -> impl Iterator<Item = &PciDe
         .devices
         .values()
         .filter(move |d| d.iommu_group == Some(group) && !d.is_bridge())
-}
-
-/// A function in another slot is the host's business unless it is unbound or already parked.
-fn in_use_elsewhere(device: &PciDevice) -> bool {
-    device
-        .driver
-        .as_deref()
-        .is_some_and(|driver| !matches!(driver, "vfio-pci" | "pci-stub"))
 }

@@ -1,7 +1,7 @@
 //! Running the engine against a simulated host.
 #![allow(dead_code)] // each test file uses its own share of these helpers
 
-use pitcrew::handover::{self, Outcome, Request};
+use pitcrew::handover::{self, HandoverError, Outcome, Request};
 use pitcrew::plan::Direction;
 use pitcrew::policy::Policy;
 use pitcrew::snapshot::Snapshot;
@@ -29,11 +29,11 @@ pub fn request(target: Direction, devices: &[&str]) -> Request {
     }
 }
 
-pub fn detach(sim: &SimHost, devices: &[&str]) -> Result<Outcome, pitcrew::Error> {
+pub fn detach(sim: &SimHost, devices: &[&str]) -> Result<Outcome, HandoverError> {
     handover::run(&sim.host(), &request(Direction::Detach, devices))
 }
 
-pub fn reattach(sim: &SimHost, devices: &[&str]) -> Result<Outcome, pitcrew::Error> {
+pub fn reattach(sim: &SimHost, devices: &[&str]) -> Result<Outcome, HandoverError> {
     handover::run(&sim.host(), &request(Direction::Reattach, devices))
 }
 

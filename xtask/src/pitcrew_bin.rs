@@ -7,7 +7,7 @@ use std::process::Command;
 
 const TARGET: &str = "x86_64-unknown-linux-gnu";
 
-/// Builds pitcrew with crt-static into target/static (apart from the normal build), or takes
+/// Builds pitcrew with crt-static and fault injection into target/static (apart from the normal build), or takes
 /// the binary given with --pitcrew. Either way it must be a static ELF.
 pub fn get(workspace: &Path, given: Option<&Path>) -> Result<PathBuf> {
     let bin = match given {
@@ -42,6 +42,9 @@ fn build(workspace: &Path) -> Result<PathBuf> {
             "pitcrew",
             "--bin",
             "pitcrew",
+            // crash_converge.sh kills runs between steps through PITCREW_CRASH_AFTER_STEP.
+            "--features",
+            "fault-injection",
         ])
         .args(["--target", TARGET, "--target-dir"])
         .arg(&target_dir)

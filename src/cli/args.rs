@@ -35,9 +35,9 @@ pub enum Command {
         json: bool,
     },
     /// Move GPUs (with their whole IOMMU groups) to vfio-pci
-    Detach(Handover),
+    Detach(HandoverArgs),
     /// Give GPUs back to the drivers they had before the detach
-    Reattach(Handover),
+    Reattach(HandoverArgs),
     /// Entry point for libvirt's QEMU hook: <domain> <op> <subop> [extra], domain XML on stdin
     Hook {
         domain: String,
@@ -70,7 +70,7 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("which").required(true).args(["devices", "vm"])))]
-pub struct Handover {
+pub struct HandoverArgs {
     /// PCI addresses (01:00.0 or 0000:01:00.0); a GPU pulls in its whole IOMMU group
     #[arg(value_name = "BDF")]
     pub devices: Vec<Bdf>,

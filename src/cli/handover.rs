@@ -1,0 +1,68 @@
+//! `pitcrew detach` / `pitcrew reattach`: the request from the command line (or the VM's
+//! config and the hook's request), the handover, and its plan and timeline on stdout.
+
+use super::args::HandoverArgs;
+use super::print_out;
+use crate::config::{self, Config};
+use crate::domain::VmName;
+use crate::error::{Error, Failed, Input};
+use crate::handover::{self, Request};
+use crate::hook::request;
+use crate::host::Host;
+use crate::plan::Direction;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub(super) fn run(host: &Host, direction: Direction, args: HandoverArgs) -> Result<(), Error> {
+    if host.is_staged() && !args.dry_run {
+        return Err(Input::StagedRoot(host.root().to_path_buf()).into());
+    }
+    let config = Config::load(host).map_err(Input::from)?.unwrap_or_default();
+    let (devices, mut policy) = match &args.vm {
+        Some(name) => {
+            let vm = VmName::parse(name).map_err(Input::from)?;
+            let devices = request::devices_for_vm(host, &config, name).map_err(Input::from)?;
+            (devices, config::policy_for_vm(&config, &vm))
+        }
+        None => (args.devices, config.defaults.policy.clone()),
+    };
+    if let Some(seconds) = args.term_timeout {
+        policy.term_timeout =
+            Duration::try_from_secs_f64(seconds).map_err(|_| Input::TermTimeout(seconds))?;
+    }
+    // systemd stops a start job it gives up on with SIGTERM: finish the step, then roll back.
+    let cancel = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, cancel.clone()).map_err(Failed::Signals)?;
+    }
+    let request = Request {
+        direction,
+        devices,
+        policy,
+        owner: args.vm,
+        dry_run: args.dry_run,
+        #[cfg(feature = "fault-injection")]
+        crash_after: crate::fault::crash_after(),
+        cancel: Some(cancel),
+    };
+    let outcome = match handover::run(host, &request) {
+        #[cfg(feature = "fault-injection")]
+        Err(handover::HandoverError::Interrupted { .. }) => crate::fault::die(),
+        other => other?,
+    };
+    let mut text = outcome.plan.to_string();
+    if !outcome.timeline.is_empty() {
+        let total: Duration = outcome.timeline.iter().map(|t| t.took).sum();
+        text += &format!("Done in {} ms:\n", total.as_millis());
+        for (n, timed) in outcome.timeline.iter().enumerate() {
+            text += &format!(
+                "{:>3}. {:>6} ms  {}\n",
+                n + 1,
+                timed.took.as_millis(),
+                timed.step
+            );
+        }
+    }
+    print_out(&text)
+}

@@ -1,0 +1,108 @@
+//! The commands behind `pitcrew ...` and the libvirt hook entry: each reads its input, calls the
+//! library, prints the result, and turns an error into its exit code.
+
+mod args;
+mod handover;
+mod logging;
+
+pub use args::{command, Cli, Command, HandoverArgs};
+
+use crate::error::{Error, Failed};
+use crate::hook::{self, HookArgs};
+use crate::host::Host;
+use crate::install::{self, InstallOptions};
+use crate::snapshot::Snapshot;
+use crate::status::Status;
+use std::process::ExitCode;
+
+/// Runs a parsed command line; errors go to stderr and become the exit code.
+pub fn run(cli: Cli) -> ExitCode {
+    logging::init(cli.verbose);
+    let host = Host::real(&cli.root);
+    let result = match cli.command {
+        Command::Status { json } => status(&host, json),
+        Command::Detach(args) => handover::run(&host, crate::plan::Direction::Detach, args),
+        Command::Reattach(args) => handover::run(&host, crate::plan::Direction::Reattach, args),
+        Command::Hook {
+            domain,
+            op,
+            subop,
+            extra,
+        } => {
+            return run_hook(
+                &host,
+                &HookArgs {
+                    domain,
+                    op,
+                    subop,
+                    extra,
+                },
+            )
+        }
+        Command::Install {
+            vms,
+            dry_run,
+            restart_libvirtd,
+        } => install(&host, &vms, dry_run, restart_libvirtd),
+        Command::Uninstall { purge, dry_run } => {
+            install::uninstall(&host, purge, dry_run, &mut std::io::stdout().lock())
+                .map_err(Error::from)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("pitcrew: {err}");
+            ExitCode::from(err.exit_code())
+        }
+    }
+}
+
+/// The hook never writes to stdout: libvirt reads it as replacement XML for migrate/restore.
+pub fn run_hook(host: &Host, args: &HookArgs) -> ExitCode {
+    let outcome = hook::run(host, args, &mut std::io::stdin().lock());
+    if let Some(message) = outcome.message {
+        eprintln!("{message}");
+    }
+    ExitCode::from(outcome.code as u8)
+}
+
+fn status(host: &Host, json: bool) -> Result<(), Error> {
+    let snapshot = Snapshot::read(host).map_err(Failed::from)?;
+    let status = Status::of(&snapshot);
+    if !host.is_staged() && !rustix::process::geteuid().is_root() {
+        eprintln!("pitcrew: not root: processes of other users holding a card are not shown");
+    }
+    let text = if json {
+        serde_json::to_string_pretty(&status).expect("status serializes") + "\n"
+    } else {
+        status.to_string()
+    };
+    print_out(&text)
+}
+
+/// Prints to stdout; a reader that went away (`pitcrew status | head`) is not an error.
+fn print_out(text: &str) -> Result<(), Error> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Failed::Stdout(e).into()),
+        _ => Ok(()),
+    }
+}
+
+fn install(
+    host: &Host,
+    vms: &[String],
+    dry_run: bool,
+    restart_libvirtd: bool,
+) -> Result<(), Error> {
+    let binary = std::env::current_exe().map_err(Failed::Binary)?;
+    let options = InstallOptions {
+        vms,
+        binary: &binary,
+        dry_run,
+        restart_libvirtd,
+    };
+    install::install(host, &options, &mut std::io::stdout().lock())?;
+    Ok(())
+}
