@@ -48,7 +48,7 @@ pub enum HandoverError {
     Read(#[from] ReadError),
     /// A step failed; the run rolled back (see the message for how that went).
     #[error(transparent)]
-    Step(#[from] ExecError),
+    Step(Box<ExecError>),
     /// Fault injection stopped the run dead after this step (tests of crash recovery).
     #[cfg(feature = "fault-injection")]
     #[error("stopped after step {after} by fault injection, without rolling back")]

@@ -169,7 +169,7 @@ impl std::fmt::Display for Rollback {
 pub enum RunError {
     /// A step failed; the run rolled back.
     #[error(transparent)]
-    Failed(#[from] ExecError),
+    Failed(Box<ExecError>),
     /// Fault injection stopped the run dead after this step, as a kill -9 would.
     #[cfg(feature = "fault-injection")]
     #[error("stopped after step {after} by fault injection, without rolling back")]

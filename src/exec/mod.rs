@@ -76,14 +76,13 @@ impl Executor<'_> {
                     // A failed step is undone too: it may have done half its work.
                     let end = if cancelled { index } else { index + 1 };
                     let rollback = self.roll_back(&plan.steps[..end], &mut record, plan);
-                    return Err(ExecError {
+                    return Err(RunError::Failed(Box::new(ExecError {
                         number,
                         total,
                         step: step.clone(),
                         cause,
                         rollback,
-                    }
-                    .into());
+                    })));
                 }
             }
         }
