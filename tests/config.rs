@@ -1,11 +1,9 @@
 //! The config file: defaults, per-VM tables, and refusals that name the file and the line.
 
-mod fakehost;
-
-use fakehost::TestHost;
 use pitcrew::config::{Config, ConfigError};
 use pitcrew::domain::VmName;
 use pitcrew::policy::DisplayManagerPolicy;
+use pitcrew_sim::TestHost;
 use std::path::Path;
 use std::time::Duration;
 

@@ -1,8 +1,6 @@
 //! A run killed between any two steps leaves a state the next run converges from.
 
-mod engine;
-
-use engine::{detach, drivers, reattach, request};
+use crate::engine::{detach, drivers, reattach, request};
 use pitcrew::handover;
 use pitcrew::plan::Direction;
 use pitcrew_sim::{fixtures, SimHost};

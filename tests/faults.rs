@@ -1,8 +1,6 @@
 //! What the engine does when the host fights back, asserted on the simulated kernel's state.
 
-mod engine;
-
-use engine::{detach, drivers, loaded_modules, policy, request};
+use crate::engine::{detach, drivers, loaded_modules, policy, request};
 use pitcrew::handover;
 use pitcrew::plan::Direction;
 use pitcrew_sim::{fixtures, Event, Signal};

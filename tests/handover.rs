@@ -1,8 +1,6 @@
 //! Detach and reattach carried out on the simulated kernel, asserted on its resulting state.
 
-mod engine;
-
-use engine::{assert_no_forbidden_actions, detach, drivers, loaded_modules, reattach};
+use crate::engine::{assert_no_forbidden_actions, detach, drivers, loaded_modules, reattach};
 use pitcrew_sim::fixtures;
 
 const GROUP_12: [&str; 4] = [

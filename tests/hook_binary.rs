@@ -1,9 +1,7 @@
 //! The built binary as libvirt runs it, with fake `virsh` and `systemctl` first on PATH: libvirt
 //! is never called back, stdout stays empty, and the unit is started and stopped as expected.
 
-mod fakehost;
-
-use fakehost::{domain_xml, TestHost, HOOK_OPS};
+use pitcrew_sim::{domain_xml, TestHost, HOOK_OPS};
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

@@ -1,9 +1,7 @@
 //! The hook's decisions, in process, with a recording command runner instead of systemctl.
 
-mod fakehost;
-
-use fakehost::{domain_xml, FakeRunner, TestHost, HOOK_OPS};
 use pitcrew::hook::{self, HookArgs, Outcome};
+use pitcrew_sim::{domain_xml, FakeRunner, TestHost, HOOK_OPS};
 use std::io::Read;
 use std::time::Duration;
 

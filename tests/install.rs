@@ -1,9 +1,7 @@
 //! `pitcrew install --root DIR` stages the layout; `uninstall --purge` puts the tree back.
 
-mod fakehost;
-
-use fakehost::TestHost;
 use pitcrew::install::{install, uninstall, InstallOptions};
+use pitcrew_sim::TestHost;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 

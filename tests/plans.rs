@@ -1,8 +1,6 @@
 //! The plans the engine makes for each fixture, as a dry run prints them.
 
-mod engine;
-
-use engine::dry_run;
+use crate::engine::dry_run;
 use pitcrew::plan::Direction;
 use pitcrew_sim::fixtures;
 
@@ -102,7 +100,7 @@ fn bad_addresses_are_refused_with_what_to_do() {
 #[test]
 fn the_display_manager_policy_is_honoured() {
     let sim = fixtures::apu_and_dgpu_sharing_amdgpu();
-    let mut request = engine::request(Direction::Detach, &["03:00.0"]);
+    let mut request = crate::engine::request(Direction::Detach, &["03:00.0"]);
     request.dry_run = true;
     request.policy.display_manager = pitcrew::policy::DisplayManagerPolicy::Never;
     let plan = pitcrew::handover::run(&sim.host(), &request)

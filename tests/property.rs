@@ -1,9 +1,7 @@
 //! From any state a sequence of detaches, reattaches and crashes can reach, a detach followed by
 //! a reattach returns every function to the driver it had at the start.
 
-mod engine;
-
-use engine::{drivers, request};
+use crate::engine::{drivers, request};
 use pitcrew::handover;
 use pitcrew::plan::Direction;
 use pitcrew_sim::{fixtures, SimHost};

@@ -20,6 +20,7 @@
 //!   to `nvidia`; DRM nodes while its driver has a loaded DRM module (`nvidia_drm` for nvidia).
 //! - Processes have fds 0-2 on `/dev/null`, then one per node they hold.
 
+mod bare;
 mod builder;
 mod commands;
 mod effects;
@@ -32,6 +33,7 @@ mod render;
 mod state;
 mod tree;
 
+pub use bare::{domain_xml, FakeRunner, TestHost, HOOK_OPS};
 pub use builder::{
     unit_cgroup, Builder, DeviceSpec, FdSpec, ModuleSpec, ProcessTemplate, UnitSpec, SESSION_SCOPE,
 };

@@ -1,8 +1,6 @@
 //! modprobe and systemctl as the engine runs them.
 
-mod common;
-
-use common::{assert_modules_consistent, exists, park_for_vfio, read, run};
+use crate::common::{assert_modules_consistent, exists, park_for_vfio, read, run};
 use pitcrew::host::Signal;
 use pitcrew_sim::{fixtures, Event};
 use std::time::Duration;

@@ -1,11 +1,9 @@
 //! Injected faults: blocked and failing writes.
 
-mod common;
-
 use std::thread;
 use std::time::Duration;
 
-use common::{errno, exists};
+use crate::common::{errno, exists};
 use pitcrew_sim::errno::EIO;
 use pitcrew_sim::{fixtures, Event};
 

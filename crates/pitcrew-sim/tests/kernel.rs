@@ -1,8 +1,6 @@
 //! sysfs writes change bindings the way the PCI core does.
 
-mod common;
-
-use common::{entries, errno, exists, link, park_for_vfio, read, run};
+use crate::common::{entries, errno, exists, link, park_for_vfio, read, run};
 use pitcrew_sim::errno::{EACCES, EBUSY, ENODEV, ENOENT};
 use pitcrew_sim::{fixtures, Event};
 

@@ -1,8 +1,6 @@
 //! The rendered tree matches the kernel's layout the engine reads.
 
-mod common;
-
-use common::{assert_modules_consistent, entries, exists, link, read};
+use crate::common::{assert_modules_consistent, entries, exists, link, read};
 use pitcrew_sim::fixtures;
 
 #[test]

@@ -1,11 +1,9 @@
 //! Signals and waiting, as the engine sees processes through `Effects::process`.
 
-mod common;
-
 use std::thread;
 use std::time::Duration;
 
-use common::exists;
+use crate::common::exists;
 use pitcrew::host::Signal;
 use pitcrew_sim::errno::ESRCH;
 use pitcrew_sim::{fixtures, Event};

@@ -1,5 +1,4 @@
 //! Running the engine against a simulated host.
-#![allow(dead_code)] // each test file uses its own share of these helpers
 
 use pitcrew::handover::{self, HandoverError, Outcome, Request};
 use pitcrew::plan::Direction;

@@ -1,5 +1,6 @@
-//! Shared by the integration tests: a temp-dir host and a command runner that records calls.
-#![allow(dead_code)]
+//! A bare host for tests that need no simulated kernel (the hook, the config, the installer): a
+//! temp-dir root holding only the files a test puts there, and a command runner that records
+//! calls instead of running them.
 
 use pitcrew::host::{CmdOutput, Effects, Host, Process};
 use std::io;
@@ -71,9 +72,15 @@ pub struct TestHost {
     pub host: Host,
 }
 
+impl Default for TestHost {
+    fn default() -> TestHost {
+        TestHost::with_runner(FakeRunner::default())
+    }
+}
+
 impl TestHost {
     pub fn new() -> TestHost {
-        TestHost::with_runner(FakeRunner::default())
+        TestHost::default()
     }
 
     pub fn with_runner(runner: FakeRunner) -> TestHost {

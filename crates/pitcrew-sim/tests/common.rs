@@ -1,5 +1,4 @@
 //! Helpers shared by the sim's tests.
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::fs;

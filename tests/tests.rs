@@ -1,0 +1,14 @@
+//! pitcrew's integration tests, one binary (as ripgrep does): each module covers one area.
+
+mod engine;
+
+mod cli;
+mod config;
+mod crash;
+mod faults;
+mod handover;
+mod hook_binary;
+mod hook_ops;
+mod install;
+mod plans;
+mod property;
