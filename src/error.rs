@@ -5,12 +5,12 @@
 //! top-level message only; the typed causes stay reachable through `source()`.
 
 use crate::config::ConfigError;
-use crate::domain::NameError;
 use crate::handover::HandoverError;
 use crate::hook::request::VmDevicesError;
 use crate::install::InstallError;
 use crate::plan::SelectError;
 use crate::snapshot::ReadError;
+use crate::vm::NameError;
 use std::path::PathBuf;
 
 /// A command's failure.

@@ -3,7 +3,6 @@
 pub mod bdf;
 pub mod cli;
 pub mod config;
-pub mod domain;
 pub mod error;
 pub mod exec;
 #[cfg(feature = "fault-injection")]
@@ -19,6 +18,7 @@ pub mod runfile;
 pub mod snapshot;
 pub mod status;
 pub mod vendor;
+pub mod vm;
 pub mod wait;
 
 pub use error::Error;

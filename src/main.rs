@@ -7,20 +7,20 @@ use pitcrew::host::Host;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    // libvirt runs the drop-in link as `<path>/qemu.d/pitcrew <domain> <op> <subop> [extra]`:
-    // decide that before clap, which would take the domain name for a subcommand.
+    // libvirt runs the drop-in link as `<path>/qemu.d/pitcrew <vm> <op> <subop> [extra]`:
+    // decide that before clap, which would take the VM name for a subcommand.
     let mut argv = std::env::args_os();
     if argv
         .next()
         .is_some_and(|argv0| hook::invoked_as_hook(&argv0))
     {
         let args: Vec<String> = argv.map(|a| a.to_string_lossy().into_owned()).collect();
-        let [domain, op, subop, rest @ ..] = args.as_slice() else {
-            eprintln!("pitcrew: as a libvirt hook, expected <domain> <op> <subop> [extra]");
+        let [vm, op, subop, rest @ ..] = args.as_slice() else {
+            eprintln!("pitcrew: as a libvirt hook, expected <vm> <op> <subop> [extra]");
             return ExitCode::from(2);
         };
         let args = HookArgs {
-            domain: domain.clone(),
+            vm: vm.clone(),
             op: op.clone(),
             subop: subop.clone(),
             extra: rest.first().cloned(),

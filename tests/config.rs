@@ -1,8 +1,8 @@
 //! The config file: defaults, per-VM tables, and refusals that name the file and the line.
 
 use pitcrew::config::{Config, ConfigError};
-use pitcrew::domain::VmName;
 use pitcrew::policy::DisplayManagerPolicy;
+use pitcrew::vm::VmName;
 use pitcrew_sim::TestHost;
 use std::path::Path;
 use std::time::Duration;

@@ -1,13 +1,13 @@
 //! The hook's decisions, in process, with a recording command runner instead of systemctl.
 
-use pitcrew::hook::{self, HookArgs, Outcome};
+use pitcrew::hook::{self, HookArgs, Reply};
 use pitcrew_sim::{domain_xml, FakeRunner, TestHost, HOOK_OPS};
 use std::io::Read;
 use std::time::Duration;
 
 fn args(domain: &str, op: &str, subop: &str) -> HookArgs {
     HookArgs {
-        domain: domain.into(),
+        vm: domain.into(),
         op: op.into(),
         subop: subop.into(),
         extra: Some("-".into()),
@@ -22,7 +22,7 @@ impl Read for Untouchable {
     }
 }
 
-fn run(t: &TestHost, a: &HookArgs, xml: Option<&str>) -> Outcome {
+fn run(t: &TestHost, a: &HookArgs, xml: Option<&str>) -> Reply {
     match xml {
         Some(xml) => hook::run(&t.host, a, &mut xml.as_bytes()),
         None => hook::run(&t.host, a, &mut Untouchable),
@@ -81,7 +81,7 @@ fn unmanaged_vms_and_other_ops_exit_without_reading_anything() {
         let outcome = run(&t, &args("other", op, subop), None);
         assert_eq!(
             outcome,
-            Outcome {
+            Reply {
                 code: 0,
                 message: None
             },

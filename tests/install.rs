@@ -111,7 +111,7 @@ fn install_stages_the_layout_with_modes() {
     // The staged config is valid and lists the VM.
     let config = pitcrew::config::Config::load(&host).unwrap().unwrap();
     assert!(config
-        .listed(&pitcrew::domain::VmName::parse("win11").unwrap())
+        .listed(&pitcrew::vm::VmName::parse("win11").unwrap())
         .is_some());
     assert!(
         said.contains("skip `systemctl daemon-reload` (staged root)"),

@@ -38,9 +38,9 @@ pub enum Command {
     Detach(HandoverArgs),
     /// Give GPUs back to the drivers they had before the detach
     Reattach(HandoverArgs),
-    /// Entry point for libvirt's QEMU hook: <domain> <op> <subop> [extra], domain XML on stdin
+    /// Entry point for libvirt's QEMU hook: <vm> <op> <subop> [extra], domain XML on stdin
     Hook {
-        domain: String,
+        vm: String,
         op: String,
         subop: String,
         extra: Option<String>,

@@ -4,12 +4,12 @@
 use super::args::HandoverArgs;
 use super::print_out;
 use crate::config::{self, Config};
-use crate::domain::VmName;
 use crate::error::{Error, Failed, Input};
 use crate::handover::{self, Request};
 use crate::hook::request;
 use crate::host::Host;
 use crate::plan::Direction;
+use crate::vm::VmName;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;

@@ -24,7 +24,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Detach(args) => handover::run(&host, crate::plan::Direction::Detach, args),
         Command::Reattach(args) => handover::run(&host, crate::plan::Direction::Reattach, args),
         Command::Hook {
-            domain,
+            vm,
             op,
             subop,
             extra,
@@ -32,7 +32,7 @@ pub fn run(cli: Cli) -> ExitCode {
             return run_hook(
                 &host,
                 &HookArgs {
-                    domain,
+                    vm,
                     op,
                     subop,
                     extra,
@@ -60,11 +60,11 @@ pub fn run(cli: Cli) -> ExitCode {
 
 /// The hook never writes to stdout: libvirt reads it as replacement XML for migrate/restore.
 pub fn run_hook(host: &Host, args: &HookArgs) -> ExitCode {
-    let outcome = hook::run(host, args, &mut std::io::stdin().lock());
-    if let Some(message) = outcome.message {
+    let reply = hook::run(host, args, &mut std::io::stdin().lock());
+    if let Some(message) = reply.message {
         eprintln!("{message}");
     }
-    ExitCode::from(outcome.code as u8)
+    ExitCode::from(reply.code as u8)
 }
 
 fn status(host: &Host, json: bool) -> Result<(), Error> {

@@ -5,9 +5,9 @@ mod perms;
 mod values;
 
 use crate::bdf::Bdf;
-use crate::domain::VmName;
 use crate::host::Host;
 use crate::policy::{DisplayManagerPolicy, Policy};
+use crate::vm::VmName;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! Config values that check themselves while being read, so a bad one is reported with the line
 //! it is on (toml attaches the span of the value being deserialized to the error).
 
-use crate::domain::VmName;
+use crate::vm::VmName;
 use serde::{Deserialize, Deserializer};
 use std::time::Duration;
 

@@ -8,8 +8,8 @@
 pub mod request;
 
 use crate::config::{Config, HOOK_MARGIN};
-use crate::domain::{self, VmName};
 use crate::host::Host;
+use crate::vm::{self, VmName};
 use std::ffi::OsStr;
 use std::io::Read;
 use std::path::Path;
@@ -25,7 +25,7 @@ const QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
 pub struct HookArgs {
-    pub domain: String,
+    pub vm: String,
     pub op: String,
     pub subop: String,
     pub extra: Option<String>,
@@ -33,26 +33,26 @@ pub struct HookArgs {
 
 /// What the hook ends with: the exit code and at most one line for stderr.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
+pub struct Reply {
     pub code: i32,
     pub message: Option<String>,
 }
 
-impl Outcome {
-    fn ok() -> Outcome {
-        Outcome {
+impl Reply {
+    fn ok() -> Reply {
+        Reply {
             code: 0,
             message: None,
         }
     }
-    fn note(message: String) -> Outcome {
-        Outcome {
+    fn note(message: String) -> Reply {
+        Reply {
             code: 0,
             message: Some(format!("pitcrew: {message}")),
         }
     }
-    fn fail(message: String) -> Outcome {
-        Outcome {
+    fn fail(message: String) -> Reply {
+        Reply {
             code: 1,
             message: Some(format!("pitcrew: {message}")),
         }
@@ -72,18 +72,18 @@ pub fn invoked_as_hook(argv0: &OsStr) -> bool {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Action {
-    /// prepare/begin: lend the GPU before libvirt touches it.
-    Lend,
-    /// release/end: give it back; `failed` when libvirt reports the start failed.
-    Return { failed: bool },
+    /// prepare/begin: detach the GPU before libvirt touches it.
+    Detach,
+    /// release/end: reattach it; `failed` when libvirt reports the start failed.
+    Reattach { failed: bool },
     /// migrate/begin: a VM holding a host GPU cannot move.
     Migrate,
 }
 
 fn action(args: &HookArgs) -> Option<Action> {
     match (args.op.as_str(), args.subop.as_str()) {
-        ("prepare", "begin") => Some(Action::Lend),
-        ("release", "end") => Some(Action::Return {
+        ("prepare", "begin") => Some(Action::Detach),
+        ("release", "end") => Some(Action::Reattach {
             failed: args.extra.as_deref() == Some("failed"),
         }),
         ("migrate", "begin") => Some(Action::Migrate),
@@ -93,62 +93,62 @@ fn action(args: &HookArgs) -> Option<Action> {
 }
 
 /// Runs the hook. `stdin` is read only when the decision needs the XML.
-pub fn run(host: &Host, args: &HookArgs, stdin: &mut dyn Read) -> Outcome {
+pub fn run(host: &Host, args: &HookArgs, stdin: &mut dyn Read) -> Reply {
     let Some(action) = action(args) else {
-        return Outcome::ok();
+        return Reply::ok();
     };
     let config = match Config::load(host) {
         Ok(Some(config)) => config,
-        Ok(None) => return Outcome::ok(),
-        Err(e) => return Outcome::fail(format!("{e} (VM '{}' not handled)", shown(&args.domain))),
+        Ok(None) => return Reply::ok(),
+        Err(e) => return Reply::fail(format!("{e} (VM '{}' not handled)", shown(&args.vm))),
     };
-    let name = VmName::parse(&args.domain);
+    let name = VmName::parse(&args.vm);
     let listed = name.as_ref().ok().and_then(|vm| config.listed(vm));
     let needs_xml = match listed {
-        Some(vm) => vm.devices.is_empty() && action == Action::Lend,
+        Some(vm) => vm.devices.is_empty() && action == Action::Detach,
         None => config.auto,
     };
     if listed.is_none() && !needs_xml {
-        return Outcome::ok();
+        return Reply::ok();
     }
     let gpus = if needs_xml {
-        match domain::read_xml(stdin).and_then(|xml| domain::gpu_hostdevs(host, &xml)) {
+        match vm::read_xml(stdin).and_then(|xml| vm::gpu_hostdevs(host, &xml)) {
             Ok(gpus) => gpus,
-            Err(e) => return Outcome::fail(format!("VM '{}': {e}", shown(&args.domain))),
+            Err(e) => return Reply::fail(format!("VM '{}': {e}", shown(&args.vm))),
         }
     } else {
         Vec::new()
     };
     if listed.is_none() && gpus.is_empty() {
-        return Outcome::ok();
+        return Reply::ok();
     }
     let vm = match name {
         Ok(vm) => vm,
-        Err(e) => return Outcome::fail(format!("{e}: rename the VM to pass its GPU through")),
+        Err(e) => return Reply::fail(format!("{e}: rename the VM to pass its GPU through")),
     };
     let settings = config.for_vm(&vm);
     match action {
-        Action::Migrate => Outcome::fail(format!(
+        Action::Migrate => Reply::fail(format!(
             "VM '{vm}' passes a host GPU through (managed by pitcrew); migration is refused"
         )),
-        Action::Lend => {
+        Action::Detach => {
             if settings.devices.is_empty() {
                 if gpus.is_empty() {
-                    return Outcome::note(format!(
+                    return Reply::note(format!(
                         "VM '{vm}' is configured but passes no GPU through and the config names no devices; nothing to do"
                     ));
                 }
                 if let Err(e) = request::write(host, &vm, &gpus) {
-                    return Outcome::fail(format!("VM '{vm}' not started: {e}"));
+                    return Reply::fail(format!("VM '{vm}' not started: {e}"));
                 }
             }
-            lend(host, &vm, settings.unit_timeout + HOOK_MARGIN)
+            detach(host, &vm, settings.unit_timeout + HOOK_MARGIN)
         }
-        Action::Return { failed } => {
+        Action::Reattach { failed } => {
             if failed || settings.reattach {
-                give_back(host, &vm)
+                reattach(host, &vm)
             } else {
-                Outcome::ok()
+                Reply::ok()
             }
         }
     }
@@ -157,7 +157,7 @@ pub fn run(host: &Host, args: &HookArgs, stdin: &mut dyn Read) -> Outcome {
 /// Starts the VM's unit and waits for it: a oneshot's `systemctl start` returns when ExecStart
 /// has finished. The wait is bounded; on timeout the start job is cancelled (a queued stop
 /// replaces it, and systemd ends the detach, which rolls back).
-fn lend(host: &Host, vm: &VmName, wait: Duration) -> Outcome {
+fn detach(host: &Host, vm: &VmName, wait: Duration) -> Reply {
     let unit = vm.unit_name();
     let effects = host.effects();
     // An escaped name (`gpu\x2dvm`) is quoted, so the command pastes into a shell as shown.
@@ -167,8 +167,8 @@ fn lend(host: &Host, vm: &VmName, wait: Duration) -> Outcome {
         format!("see `journalctl -u {unit}`")
     };
     match effects.run("systemctl", &["start", "--", &unit], wait) {
-        Ok(out) if out.success => Outcome::ok(),
-        Ok(_) => Outcome::fail(format!(
+        Ok(out) if out.success => Reply::ok(),
+        Ok(_) => Reply::fail(format!(
             "{unit} failed: the GPU stays with the host and VM '{vm}' is not started; {see}"
         )),
         Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
@@ -177,12 +177,12 @@ fn lend(host: &Host, vm: &VmName, wait: Duration) -> Outcome {
                 &["stop", "--no-block", "--", &unit],
                 QUEUE_TIMEOUT,
             );
-            Outcome::fail(format!(
+            Reply::fail(format!(
                 "{unit} did not finish within {}s and was cancelled; VM '{vm}' is not started; {see}",
                 wait.as_secs()
             ))
         }
-        Err(e) => Outcome::fail(format!(
+        Err(e) => Reply::fail(format!(
             "cannot run systemctl start {unit}: {e}; VM '{vm}' is not started"
         )),
     }
@@ -190,18 +190,18 @@ fn lend(host: &Host, vm: &VmName, wait: Duration) -> Outcome {
 
 /// Queues the unit's stop (ExecStop reattaches) without waiting: at shutdown systemd orders
 /// pitcrew's stop after libvirtd's, so waiting here, inside libvirtd, could deadlock.
-fn give_back(host: &Host, vm: &VmName) -> Outcome {
+fn reattach(host: &Host, vm: &VmName) -> Reply {
     let unit = vm.unit_name();
     match host
         .effects()
         .run("systemctl", &["stop", "--no-block", "--", &unit], QUEUE_TIMEOUT)
     {
-        Ok(out) if out.success => Outcome::ok(),
-        Ok(out) => Outcome::fail(format!(
+        Ok(out) if out.success => Reply::ok(),
+        Ok(out) => Reply::fail(format!(
             "cannot queue the stop of {unit}: {}; the GPU stays on vfio-pci, run `systemctl stop {unit}`",
             out.stderr.lines().next().unwrap_or("systemctl failed")
         )),
-        Err(e) => Outcome::fail(format!("cannot run systemctl stop {unit}: {e}")),
+        Err(e) => Reply::fail(format!("cannot run systemctl stop {unit}: {e}")),
     }
 }
 

@@ -5,9 +5,9 @@
 
 use crate::bdf::Bdf;
 use crate::config::{Config, CONFIG_PATH};
-use crate::domain::{NameError, VmName};
 use crate::host::Host;
 use crate::runfile;
+use crate::vm::{NameError, VmName};
 use serde::{Deserialize, Serialize};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::PathBuf;

@@ -9,8 +9,8 @@ mod write;
 pub use manifest::{Entry, Kind, Manifest};
 
 use crate::config::{Config, ConfigError, CONFIG_PATH};
-use crate::domain::{NameError, VmName};
 use crate::host::Host;
+use crate::vm::{NameError, VmName};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use write::Writer;

@@ -1,4 +1,6 @@
-//! The domain XML libvirt hands the hook on stdin: which PCI devices the VM passes through.
+//! VMs as libvirt names and describes them: checked names, and the PCI devices the domain XML
+//! (on the hook's stdin) passes through. libvirt says "domain"; pitcrew says VM, and keeps
+//! "domain" for the PCI domain of an address.
 
 mod name;
 
