@@ -8,14 +8,19 @@ use std::str::FromStr;
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Bdf {
+    /// The PCI domain (segment), 0 on most machines.
     pub domain: u16,
+    /// The bus number.
     pub bus: u8,
+    /// The device (slot) on the bus.
     pub device: u8,
+    /// The function of the device.
     pub function: u8,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("'{input}' is not a PCI address: expected 01:00.0 or 0000:01:00.0 (as lspci -D prints it)")]
+/// Text that is not a PCI address.
 pub struct BdfError {
     input: String,
 }

@@ -12,13 +12,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
+/// What to hand over, which way and how.
 pub struct Request {
+    /// Detach or reattach.
     pub direction: Direction,
     /// As given; the engine widens them to their whole IOMMU groups.
     pub devices: Vec<Bdf>,
+    /// How what stands in the way is treated.
     pub policy: Policy,
     /// The VM the devices are lent to, for the state record and messages.
     pub owner: Option<String>,
+    /// Plan only; change nothing.
     pub dry_run: bool,
     /// Fault injection for crash tests: stop dead right after this step.
     #[cfg(feature = "fault-injection")]
@@ -28,7 +32,9 @@ pub struct Request {
 }
 
 #[derive(Debug)]
+/// What a handover did.
 pub struct Outcome {
+    /// The plan, as a dry run prints it.
     pub plan: Plan,
     /// Empty for a dry run.
     pub timeline: Vec<Timed>,

@@ -1,24 +1,63 @@
-//! GPU Pit Crew: hands a GPU from its host driver to vfio-pci and back.
+//! GPU Pit Crew: hands a GPU from its host driver to vfio-pci when a libvirt VM starts, and back
+//! when it stops.
+//!
+//! # Glossary
+//! One name per concept, in the command line, the code and the docs:
+//! - **function**: one PCI function (`0000:01:00.1`, a [`Bdf`]); a GPU card has several (video,
+//!   audio, USB-C), and a request is widened to every function of their IOMMU groups.
+//! - **detach**: move functions from their host drivers to vfio-pci, so a VM can use them;
+//!   **reattach**: give them back to the drivers they had. Together: a **handover**, whose
+//!   [`Direction`] is one or the other.
+//! - **lent**: a function pitcrew detached and has not reattached yet, as the [`Record`] says.
+//! - **parked**: bound to vfio-pci or pci-stub, the drivers that only hold a function.
+//! - **holder**: a process with one of a card's device nodes open.
+//! - **record**: the state record in /run/pitcrew/state.json (what pitcrew changed);
+//!   **request**: the file the hook leaves for the unit in /run/pitcrew/vm/ (which devices).
+//! - **VM**: what libvirt calls a domain; "domain" in pitcrew is only the PCI domain of an
+//!   address, and libvirt's "domain XML".
+//! - **host**: the machine seen through one root directory ([`Host`]).
+//!
+//! # Layers
+//! Each module uses only those below it: `host` -> `record`, `snapshot` -> `plan` -> `exec` ->
+//! `handover` -> `hook`, `install` -> `error` -> `cli`.
 
-pub mod bdf;
-pub mod cli;
-pub mod config;
-pub mod error;
-pub mod exec;
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod bdf;
+mod cli;
+mod config;
+mod error;
+mod exec;
 #[cfg(feature = "fault-injection")]
 mod fault;
-pub mod handover;
-pub mod hook;
-pub mod host;
-pub mod install;
-pub mod plan;
-pub mod policy;
-pub mod record;
-pub mod runfile;
-pub mod snapshot;
-pub mod status;
-pub mod vendor;
-pub mod vm;
-pub mod wait;
+mod handover;
+mod hook;
+mod host;
+mod install;
+mod plan;
+mod policy;
+mod record;
+mod runfile;
+mod snapshot;
+mod status;
+mod vendor;
+mod vm;
+mod wait;
 
-pub use error::Error;
+pub use bdf::{Bdf, BdfError};
+pub use cli::{command, run as run_command, run_hook, Cli};
+pub use config::{policy_for_vm, Config, ConfigError, VmConfig, HOOK_MARGIN};
+pub use error::{Error, Failed, Input};
+pub use exec::{ExecError, Rollback, StepError, Timed};
+pub use handover::{run as handover, HandoverError, Outcome, Request};
+pub use hook::request::{devices_for_vm, VmDevicesError};
+pub use hook::{invoked_as_hook, run as hook, HookArgs, Reply};
+pub use host::{CmdOutput, Effects, Host, Process, Signal};
+pub use install::{install, uninstall, InstallError, InstallOptions};
+pub use plan::{Direction, Plan, SelectError, Step};
+pub use policy::{DisplayManagerPolicy, Policy};
+pub use record::{Lent, Record};
+pub use snapshot::{ReadError, Snapshot};
+pub use status::Status;
+pub use vm::{NameError, VmName};

@@ -10,12 +10,16 @@ pub enum DisplayManagerPolicy {
     /// Only when one of its processes holds the card.
     #[default]
     Auto,
+    /// Always, even when nothing of the desktop holds the card.
     Always,
+    /// Never; a desktop holding the card makes the detach fail instead.
     Never,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// How a handover treats the display manager and holders, and its deadlines.
 pub struct Policy {
+    /// When the display manager is stopped.
     pub display_manager: DisplayManagerPolicy,
     /// How long a holder has to exit after SIGTERM before it gets SIGKILL.
     pub term_timeout: Duration,

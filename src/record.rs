@@ -12,6 +12,7 @@ pub const DIR: &str = runfile::RUN_DIR;
 const NAME: &str = "state.json";
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// What pitcrew changed and has not undone yet.
 pub struct Record {
     /// Functions pitcrew moved to vfio-pci, with the driver each had before.
     #[serde(default)]
@@ -32,12 +33,16 @@ pub struct Unloaded {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A function pitcrew detached.
 pub struct Lent {
+    /// The driver it goes back to (None: it was unbound).
     pub driver: Option<String>,
+    /// The VM it was lent to.
     pub owner: Option<String>,
 }
 
 impl Record {
+    /// Reads the record; none on disk means pitcrew changed nothing since boot.
     pub fn load(host: &Host) -> io::Result<Record> {
         match std::fs::read(path(host)) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {

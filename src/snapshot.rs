@@ -11,23 +11,31 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 
 #[derive(Debug, Clone)]
+/// Everything a plan depends on, read at one moment.
 pub struct Snapshot {
+    /// Every PCI function.
     pub devices: BTreeMap<Bdf, PciDevice>,
+    /// The loaded modules.
     pub modules: BTreeMap<String, Module>,
     /// Each registered PCI driver and the module it lives in.
     pub driver_modules: BTreeMap<String, String>,
+    /// Modules compiled into the kernel, which cannot be unloaded.
     pub builtin_modules: BTreeSet<String>,
+    /// Processes holding a GPU node.
     pub holders: Vec<Holder>,
     /// NVIDIA cards' own nodes (/dev/nvidiaN).
     pub nvidia_nodes: BTreeMap<Bdf, String>,
+    /// The unit behind display-manager.service, if any.
     pub display_manager: Option<String>,
     /// Among the display manager and the vendors' daemons, those running now.
     pub running_units: BTreeSet<String>,
+    /// What pitcrew changed before.
     pub record: Record,
 }
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot read {what} under {root}: {source}")]
+/// A part of the host that could not be read.
 pub struct ReadError {
     what: &'static str,
     root: String,
@@ -35,6 +43,7 @@ pub struct ReadError {
 }
 
 impl Snapshot {
+    /// Reads the host.
     pub fn read(host: &Host) -> Result<Snapshot, ReadError> {
         let ctx = |what: &'static str| {
             move |source| ReadError {
@@ -92,6 +101,7 @@ impl Snapshot {
             .unwrap_or_else(|| modules::canonical(driver))
     }
 
+    /// Whether vfio-pci is registered (loaded or built in).
     pub fn vfio_available(&self) -> bool {
         self.driver_modules.contains_key(pci::VFIO_DRIVER)
     }

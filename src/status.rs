@@ -10,8 +10,11 @@ use std::collections::BTreeSet;
 use std::fmt::{self, Write};
 
 #[derive(Debug, Serialize)]
+/// What `pitcrew status` shows.
 pub struct Status {
+    /// Each GPU with the functions of its IOMMU group and their holders.
     pub gpus: Vec<Gpu>,
+    /// The display manager and whether it runs.
     pub display_manager: Option<Unit>,
     /// Functions pitcrew has lent to VMs, with the driver each goes back to.
     pub lent: Vec<Lent>,
@@ -41,6 +44,7 @@ pub struct Lent {
 }
 
 impl Status {
+    /// The status of the host in `s`.
     pub fn of(s: &Snapshot) -> Status {
         let gpus = s
             .devices

@@ -1,8 +1,8 @@
 //! The config file: defaults, per-VM tables, and refusals that name the file and the line.
 
-use pitcrew::config::{Config, ConfigError};
-use pitcrew::policy::DisplayManagerPolicy;
-use pitcrew::vm::VmName;
+use pitcrew::DisplayManagerPolicy;
+use pitcrew::VmName;
+use pitcrew::{Config, ConfigError};
 use pitcrew_sim::TestHost;
 use std::path::Path;
 use std::time::Duration;
@@ -56,7 +56,7 @@ reattach = true
     let other = VmName::parse("other").unwrap();
     assert!(config.listed(&other).is_none());
     assert_eq!(
-        pitcrew::config::policy_for_vm(&config, &other).term_timeout,
+        pitcrew::policy_for_vm(&config, &other).term_timeout,
         Duration::from_secs(9)
     );
 }

@@ -2,14 +2,14 @@
 
 use crate::engine::{detach, drivers, reattach, request};
 use pitcrew::handover;
-use pitcrew::plan::Direction;
+use pitcrew::Direction;
 use pitcrew_sim::{fixtures, SimHost};
 
 fn crash(sim: &SimHost, target: Direction, after: usize) {
     let mut req = request(target, &["01:00.0"]);
     req.crash_after = Some(after);
-    match handover::run(&sim.host(), &req) {
-        Err(pitcrew::handover::HandoverError::Interrupted { .. }) => {}
+    match handover(&sim.host(), &req) {
+        Err(pitcrew::HandoverError::Interrupted { .. }) => {}
         other => panic!("expected the injected crash after step {after}, got {other:?}"),
     }
 }
@@ -17,7 +17,7 @@ fn crash(sim: &SimHost, target: Direction, after: usize) {
 fn steps(sim: &SimHost, target: Direction) -> usize {
     let mut req = request(target, &["01:00.0"]);
     req.dry_run = true;
-    handover::run(&sim.host(), &req).unwrap().plan.steps.len()
+    handover(&sim.host(), &req).unwrap().plan.steps.len()
 }
 
 fn assert_lent(sim: &SimHost) {

@@ -1,9 +1,9 @@
 //! Running the engine against a simulated host.
 
-use pitcrew::handover::{self, HandoverError, Outcome, Request};
-use pitcrew::plan::Direction;
-use pitcrew::policy::Policy;
-use pitcrew::snapshot::Snapshot;
+use pitcrew::Direction;
+use pitcrew::Policy;
+use pitcrew::Snapshot;
+use pitcrew::{handover, HandoverError, Outcome, Request};
 use pitcrew_sim::SimHost;
 use std::time::Duration;
 
@@ -29,17 +29,17 @@ pub fn request(target: Direction, devices: &[&str]) -> Request {
 }
 
 pub fn detach(sim: &SimHost, devices: &[&str]) -> Result<Outcome, HandoverError> {
-    handover::run(&sim.host(), &request(Direction::Detach, devices))
+    handover(&sim.host(), &request(Direction::Detach, devices))
 }
 
 pub fn reattach(sim: &SimHost, devices: &[&str]) -> Result<Outcome, HandoverError> {
-    handover::run(&sim.host(), &request(Direction::Reattach, devices))
+    handover(&sim.host(), &request(Direction::Reattach, devices))
 }
 
 pub fn dry_run(sim: &SimHost, target: Direction, devices: &[&str]) -> String {
     let mut request = request(target, devices);
     request.dry_run = true;
-    match handover::run(&sim.host(), &request) {
+    match handover(&sim.host(), &request) {
         Ok(outcome) => outcome.plan.to_string(),
         Err(e) => format!("error: {e}"),
     }

@@ -2,7 +2,7 @@
 
 use crate::engine::{detach, drivers, loaded_modules, policy, request};
 use pitcrew::handover;
-use pitcrew::plan::Direction;
+use pitcrew::Direction;
 use pitcrew_sim::{fixtures, Event, Signal};
 use std::time::{Duration, Instant};
 
@@ -64,7 +64,7 @@ fn a_write_that_blocks_is_cut_off_at_the_deadline_reported_and_rolled_back() {
     let mut req = request(Direction::Detach, &["03:00.0"]);
     req.policy.step_timeout = Duration::from_millis(300);
 
-    let err = handover::run(&sim.host(), &req).unwrap_err().to_string();
+    let err = handover(&sim.host(), &req).unwrap_err().to_string();
     assert!(
         err.contains("(set 0000:03:00.1 driver_override=vfio-pci, unbind it from snd_hda_intel) failed: it did not finish within"),
         "{err}"
@@ -91,8 +91,7 @@ fn a_failure_late_in_the_plan_rolls_back_every_earlier_step() {
     assert_eq!(drivers(&sim), drivers_before);
     assert!(sim.module_loaded("amdgpu"));
     assert!(sim.unit_active("gdm.service"));
-    let status =
-        pitcrew::status::Status::of(&pitcrew::snapshot::Snapshot::read(&sim.host()).unwrap());
+    let status = pitcrew::Status::of(&pitcrew::Snapshot::read(&sim.host()).unwrap());
     assert!(status.lent.is_empty(), "nothing is recorded as lent");
 }
 
@@ -115,7 +114,7 @@ fn a_cancelled_run_stops_before_the_next_step_and_rolls_back() {
     let before = drivers(&sim);
     let mut req = request(Direction::Detach, &["03:00.0"]);
     req.cancel = Some(Arc::new(AtomicBool::new(true)));
-    let err = handover::run(&sim.host(), &req).unwrap_err().to_string();
+    let err = handover(&sim.host(), &req).unwrap_err().to_string();
     assert!(err.contains("cancelled by SIGTERM"), "{err}");
     assert_eq!(drivers(&sim), before);
     assert!(sim.unit_active("sddm.service"));

@@ -98,16 +98,14 @@ fn the_state_record_says_what_is_lent_and_is_private() {
     detach(&sim, &["03:00.0"]).unwrap();
     let dir = sim.root().join("run/pitcrew");
     assert_eq!(dir.metadata().unwrap().permissions().mode() & 0o777, 0o700);
-    let status =
-        pitcrew::status::Status::of(&pitcrew::snapshot::Snapshot::read(&sim.host()).unwrap());
+    let status = pitcrew::Status::of(&pitcrew::Snapshot::read(&sim.host()).unwrap());
     let text = status.to_string();
     assert!(
         text.contains("Lent by pitcrew: 0000:03:00.0 to win11 (returns to amdgpu)"),
         "{text}"
     );
     reattach(&sim, &["03:00.0"]).unwrap();
-    let status =
-        pitcrew::status::Status::of(&pitcrew::snapshot::Snapshot::read(&sim.host()).unwrap());
+    let status = pitcrew::Status::of(&pitcrew::Snapshot::read(&sim.host()).unwrap());
     assert!(status.lent.is_empty());
 }
 

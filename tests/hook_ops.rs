@@ -1,6 +1,6 @@
 //! The hook's decisions, in process, with a recording command runner instead of systemctl.
 
-use pitcrew::hook::{self, HookArgs, Reply};
+use pitcrew::{hook, HookArgs, Reply};
 use pitcrew_sim::{domain_xml, FakeRunner, TestHost, HOOK_OPS};
 use std::io::Read;
 use std::time::Duration;
@@ -24,8 +24,8 @@ impl Read for Untouchable {
 
 fn run(t: &TestHost, a: &HookArgs, xml: Option<&str>) -> Reply {
     match xml {
-        Some(xml) => hook::run(&t.host, a, &mut xml.as_bytes()),
-        None => hook::run(&t.host, a, &mut Untouchable),
+        Some(xml) => hook(&t.host, a, &mut xml.as_bytes()),
+        None => hook(&t.host, a, &mut Untouchable),
     }
 }
 
@@ -110,8 +110,8 @@ fn auto_manages_vms_whose_xml_passes_a_gpu_through() {
         "only the display controller"
     );
     // The unit's `detach --vm games` finds the same devices.
-    let config = pitcrew::config::Config::load(&t.host).unwrap().unwrap();
-    let devices = pitcrew::hook::request::devices_for_vm(&t.host, &config, "games").unwrap();
+    let config = pitcrew::Config::load(&t.host).unwrap().unwrap();
+    let devices = pitcrew::devices_for_vm(&t.host, &config, "games").unwrap();
     assert_eq!(
         devices.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
         ["0000:01:00.0"]
@@ -186,7 +186,7 @@ fn unit_failure_fails_the_start_with_one_line() {
     // Bounded by the VM's unit_timeout plus the hook's margin.
     assert_eq!(
         t.runner.calls.lock().unwrap()[0].1,
-        Duration::from_secs(40) + pitcrew::config::HOOK_MARGIN
+        Duration::from_secs(40) + pitcrew::HOOK_MARGIN
     );
 }
 
@@ -323,9 +323,9 @@ fn argv0_detection() {
         "/etc/libvirt/hooks/qemu.d/pitcrew",
         "/etc/libvirt/hooks/qemu.d/50-gpu",
     ] {
-        assert!(hook::invoked_as_hook(OsStr::new(hook)), "{hook}");
+        assert!(pitcrew::invoked_as_hook(OsStr::new(hook)), "{hook}");
     }
     for cli in ["pitcrew", "/usr/bin/pitcrew", "./target/debug/pitcrew"] {
-        assert!(!hook::invoked_as_hook(OsStr::new(cli)), "{cli}");
+        assert!(!pitcrew::invoked_as_hook(OsStr::new(cli)), "{cli}");
     }
 }

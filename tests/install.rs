@@ -1,6 +1,6 @@
 //! `pitcrew install --root DIR` stages the layout; `uninstall --purge` puts the tree back.
 
-use pitcrew::install::{install, uninstall, InstallOptions};
+use pitcrew::{install, uninstall, InstallOptions};
 use pitcrew_sim::TestHost;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -59,7 +59,7 @@ fn staged(t: &TestHost) -> tempfile::TempDir {
 }
 
 fn run_install(
-    host: &pitcrew::host::Host,
+    host: &pitcrew::Host,
     binary: &Path,
     vms: &[&str],
     dry_run: bool,
@@ -80,7 +80,7 @@ fn run_install(
 fn install_stages_the_layout_with_modes() {
     let t = TestHost::new();
     let root = staged(&t);
-    let host = pitcrew::host::Host::new(root.path(), t.runner.clone());
+    let host = pitcrew::Host::new(root.path(), t.runner.clone());
     let said = run_install(&host, &fake_binary(&t), &["win11"], false).unwrap();
     assert_eq!(
         tree(root.path()),
@@ -109,9 +109,9 @@ fn install_stages_the_layout_with_modes() {
         std::fs::read_to_string(root.path().join("etc/systemd/system/pitcrew@.service")).unwrap();
     assert!(unit.contains("ExecStart=/usr/local/bin/pitcrew detach --vm=%I"));
     // The staged config is valid and lists the VM.
-    let config = pitcrew::config::Config::load(&host).unwrap().unwrap();
+    let config = pitcrew::Config::load(&host).unwrap().unwrap();
     assert!(config
-        .listed(&pitcrew::vm::VmName::parse("win11").unwrap())
+        .listed(&pitcrew::VmName::parse("win11").unwrap())
         .is_some());
     assert!(
         said.contains("skip `systemctl daemon-reload` (staged root)"),
@@ -124,7 +124,7 @@ fn install_stages_the_layout_with_modes() {
 fn uninstall_purge_leaves_the_root_as_before() {
     let t = TestHost::new();
     let root = staged(&t);
-    let host = pitcrew::host::Host::new(root.path(), t.runner.clone());
+    let host = pitcrew::Host::new(root.path(), t.runner.clone());
     // A host with its own libvirt hook script and a config naming another VM.
     let pre = |p: &str, text: &str, mode: u32| {
         let path = root.path().join(p.trim_start_matches('/'));
@@ -172,7 +172,7 @@ fn uninstall_purge_leaves_the_root_as_before() {
 fn uninstall_without_purge_keeps_the_config() {
     let t = TestHost::new();
     let root = staged(&t);
-    let host = pitcrew::host::Host::new(root.path(), t.runner.clone());
+    let host = pitcrew::Host::new(root.path(), t.runner.clone());
     run_install(&host, &fake_binary(&t), &["win11"], false).unwrap();
     uninstall(&host, false, false, &mut Vec::new()).unwrap();
     assert_eq!(
@@ -189,7 +189,7 @@ fn uninstall_without_purge_keeps_the_config() {
 fn dry_run_changes_nothing() {
     let t = TestHost::new();
     let root = staged(&t);
-    let host = pitcrew::host::Host::new(root.path(), t.runner.clone());
+    let host = pitcrew::Host::new(root.path(), t.runner.clone());
     let said = run_install(&host, &fake_binary(&t), &["win11"], true).unwrap();
     assert!(tree(root.path()).is_empty());
     assert!(
@@ -203,7 +203,7 @@ fn dry_run_changes_nothing() {
 fn refusals_change_nothing() {
     let t = TestHost::new();
     let root = staged(&t);
-    let host = pitcrew::host::Host::new(root.path(), t.runner.clone());
+    let host = pitcrew::Host::new(root.path(), t.runner.clone());
     let binary = fake_binary(&t);
     let put = |p: &str, text: &str| {
         let path = root.path().join(p.trim_start_matches('/'));
@@ -250,7 +250,7 @@ fn refusals_change_nothing() {
 fn install_explains_when_libvirt_sees_the_hook() {
     let t = TestHost::new();
     let root = staged(&t);
-    let host = pitcrew::host::Host::new(root.path(), t.runner.clone());
+    let host = pitcrew::Host::new(root.path(), t.runner.clone());
     let said = run_install(&host, &fake_binary(&t), &[], false).unwrap();
     // libvirtd found no QEMU hook when it started: it runs none until it restarts.
     assert!(
@@ -266,7 +266,7 @@ fn install_explains_when_libvirt_sees_the_hook() {
     std::fs::create_dir_all(&hooks).unwrap();
     std::fs::write(hooks.join("qemu"), "#!/bin/sh\n").unwrap();
     std::fs::set_permissions(hooks.join("qemu"), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let host = pitcrew::host::Host::new(root.path(), t.runner.clone());
+    let host = pitcrew::Host::new(root.path(), t.runner.clone());
     let said = run_install(&host, &fake_binary(&t), &[], false).unwrap();
     assert!(said.contains("already has a QEMU hook"), "{said}");
     assert!(!said.contains("restart"), "{said}");
@@ -276,12 +276,12 @@ fn install_explains_when_libvirt_sees_the_hook() {
 fn uninstall_refuses_while_a_card_is_lent() {
     let t = TestHost::new();
     let root = staged(&t);
-    let host = pitcrew::host::Host::new(root.path(), t.runner.clone());
+    let host = pitcrew::Host::new(root.path(), t.runner.clone());
     run_install(&host, &fake_binary(&t), &["win11"], false).unwrap();
-    let mut record = pitcrew::record::Record::default();
+    let mut record = pitcrew::Record::default();
     record.lent.insert(
         "0000:01:00.0".parse().unwrap(),
-        pitcrew::record::Lent {
+        pitcrew::Lent {
             driver: Some("nvidia".into()),
             owner: Some("win11".into()),
         },

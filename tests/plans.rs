@@ -1,7 +1,7 @@
 //! The plans the engine makes for each fixture, as a dry run prints them.
 
 use crate::engine::dry_run;
-use pitcrew::plan::Direction;
+use pitcrew::Direction;
 use pitcrew_sim::fixtures;
 
 #[test]
@@ -102,8 +102,8 @@ fn the_display_manager_policy_is_honoured() {
     let sim = fixtures::apu_and_dgpu_sharing_amdgpu();
     let mut request = crate::engine::request(Direction::Detach, &["03:00.0"]);
     request.dry_run = true;
-    request.policy.display_manager = pitcrew::policy::DisplayManagerPolicy::Never;
-    let plan = pitcrew::handover::run(&sim.host(), &request)
+    request.policy.display_manager = pitcrew::DisplayManagerPolicy::Never;
+    let plan = pitcrew::handover(&sim.host(), &request)
         .unwrap()
         .plan
         .to_string();

@@ -3,7 +3,7 @@
 
 use crate::engine::{drivers, request};
 use pitcrew::handover;
-use pitcrew::plan::Direction;
+use pitcrew::Direction;
 use pitcrew_sim::{fixtures, SimHost};
 use proptest::prelude::*;
 
@@ -19,8 +19,8 @@ fn apply(sim: &SimHost, card: &str, to_vfio: bool, crash_after: Option<usize>) {
     };
     let mut req = request(target, &[card]);
     req.crash_after = crash_after;
-    match handover::run(&sim.host(), &req) {
-        Ok(_) | Err(pitcrew::handover::HandoverError::Interrupted { .. }) => {}
+    match handover(&sim.host(), &req) {
+        Ok(_) | Err(pitcrew::HandoverError::Interrupted { .. }) => {}
         Err(e) => panic!("{target:?} of {card} failed: {e}"),
     }
 }
@@ -46,7 +46,7 @@ proptest! {
         apply(&sim, card, true, None);
         apply(&sim, card, false, None);
         prop_assert_eq!(drivers(&sim), before);
-        let dm = pitcrew::snapshot::Snapshot::read(&sim.host()).unwrap().display_manager.unwrap();
+        let dm = pitcrew::Snapshot::read(&sim.host()).unwrap().display_manager.unwrap();
         prop_assert!(sim.unit_active(&dm), "{} is running", dm);
     }
 }

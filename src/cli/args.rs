@@ -13,6 +13,7 @@ use std::path::PathBuf;
 host driver to vfio-pci when a libvirt VM that passes it through starts, and gives it back when the \
 VM stops. Exit codes: 0 done, 1 failed (rolled back), 2 bad usage or input."
 )]
+/// The command line of `pitcrew`.
 pub struct Cli {
     /// Resolve every system path (/sys, /proc, /dev, /etc, /run) under DIR
     #[arg(long, global = true, value_name = "DIR", default_value = "/")]
@@ -23,6 +24,7 @@ pub struct Cli {
     pub verbose: u8,
 
     #[command(subcommand)]
+    /// What to do.
     pub command: Command,
 }
 

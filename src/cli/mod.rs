@@ -5,7 +5,8 @@ mod args;
 mod handover;
 mod logging;
 
-pub use args::{command, Cli, Command, HandoverArgs};
+use args::Command;
+pub use args::{command, Cli};
 
 use crate::error::{Error, Failed};
 use crate::hook::{self, HookArgs};

@@ -24,25 +24,43 @@ pub const HOOK_MARGIN: Duration = Duration::from_secs(15);
 
 type TermTimeout = Seconds<1, 60>;
 type StepTimeout = Seconds<1, 120>;
-type UnitTimeout = Seconds<10, 285>;
+type UnitTimeout = Seconds<10, { UNIT_CEILING.as_secs() - HOOK_MARGIN.as_secs() }>;
 
 #[derive(Debug, thiserror::Error)]
+/// Why the config cannot be used.
 pub enum ConfigError {
     #[error("{path}: no such file; create it (see /usr/share/doc/pitcrew/examples/pitcrew.toml) or run `pitcrew install --vm NAME`", path = .path.display())]
-    Missing { path: PathBuf },
-    #[error("{path}: cannot read it: {source}", path = .path.display())]
-    Unreadable {
+    /// There is no config file.
+    Missing {
+        /// Where it was looked for.
         path: PathBuf,
+    },
+    #[error("{path}: cannot read it: {source}", path = .path.display())]
+    /// It exists but cannot be read.
+    Unreadable {
+        /// The config file.
+        path: PathBuf,
+        /// Why it cannot be read.
         source: std::io::Error,
     },
     #[error("{path}:{line}: {reason}", path = .path.display())]
+    /// It is not valid TOML or has a bad value.
     Invalid {
+        /// The config file.
         path: PathBuf,
+        /// The 1-based line of the problem.
         line: usize,
+        /// What is wrong there.
         reason: String,
     },
     #[error("{path}: refused because {reason}", path = .path.display())]
-    Insecure { path: PathBuf, reason: String },
+    /// Others could change it.
+    Insecure {
+        /// The file or directory.
+        path: PathBuf,
+        /// What is wrong with its owner or mode.
+        reason: String,
+    },
 }
 
 /// Settings that a `[vm."name"]` table may override; unset ones fall back to `[defaults]`.
@@ -87,16 +105,20 @@ pub struct VmConfig {
     pub devices: Vec<Bdf>,
     /// Give the devices back to the host when the VM stops.
     pub reattach: bool,
+    /// How a handover for this VM treats what stands in its way.
     pub policy: Policy,
     /// How long the whole detach may take; the hook waits this plus [`HOOK_MARGIN`].
     pub unit_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// The whole config file, defaults applied to every VM table.
 pub struct Config {
     /// Also manage VMs that are not listed when their XML passes a GPU through.
     pub auto: bool,
+    /// What VMs without a table of their own get (the `[defaults]` table).
     pub defaults: VmConfig,
+    /// The VMs the config lists, each with its settings.
     pub vms: BTreeMap<VmName, VmConfig>,
 }
 

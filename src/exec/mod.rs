@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 /// A step's share of the run: what it was and how long it took.
 #[derive(Debug, Clone)]
 pub struct Timed {
+    /// The step.
     pub step: Step,
+    /// How long it took.
     pub took: Duration,
 }
 

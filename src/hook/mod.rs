@@ -15,26 +15,28 @@ use std::io::Read;
 use std::path::Path;
 use std::time::Duration;
 
-/// The name of the link in /etc/libvirt/hooks/qemu.d/ that points at the binary.
-pub const HOOK_LINK_NAME: &str = "pitcrew";
-/// libvirt's drop-in directory for QEMU hooks (run by libvirt >= 6.5).
-pub const HOOK_DIR: &str = "/etc/libvirt/hooks/qemu.d";
-
 /// How long the release hook gives systemctl to queue the stop job (it does not wait for it).
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
+/// The arguments libvirt passes its QEMU hook.
 pub struct HookArgs {
+    /// The VM (libvirt domain) name, untrusted until parsed.
     pub vm: String,
+    /// The operation: prepare, start, release, migrate...
     pub op: String,
+    /// The sub-operation: begin or end.
     pub subop: String,
+    /// The extra argument (`failed` on a release after a failed start).
     pub extra: Option<String>,
 }
 
 /// What the hook ends with: the exit code and at most one line for stderr.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
+    /// The hook's exit code: non-zero makes libvirt refuse the operation.
     pub code: i32,
+    /// The line for stderr, which libvirt shows in its error.
     pub message: Option<String>,
 }
 

@@ -80,15 +80,19 @@ pub fn read(host: &Host, vm: &VmName) -> Result<Option<Vec<Bdf>>, RequestError> 
 }
 
 #[derive(Debug, thiserror::Error)]
+/// Why the devices for `--vm NAME` are not known.
 pub enum VmDevicesError {
     #[error(transparent)]
+    /// The name is not one libvirt allows.
     Name(#[from] NameError),
     #[error(transparent)]
+    /// The hook's request exists but cannot be trusted or read.
     Request(#[from] RequestError),
     #[error(
         "VM '{0}': no devices to hand over: list them as `devices = [\"0000:01:00.0\"]` under \
          [vm.\"{0}\"] in {CONFIG_PATH}, or start the VM through libvirt so the hook records its GPUs"
     )]
+    /// Neither the config nor a request names devices.
     NoDevices(String),
 }
 

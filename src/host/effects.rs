@@ -8,30 +8,40 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The signals pitcrew sends a holder.
 pub enum Signal {
+    /// SIGTERM: please exit.
     Term,
+    /// SIGKILL, after the deadline.
     Kill,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// What a finished command left.
 pub struct CmdOutput {
+    /// It exited with 0.
     pub success: bool,
+    /// What it printed on stdout.
     pub stdout: String,
+    /// What it printed on stderr.
     pub stderr: String,
 }
 
 /// A process pinned at the moment it was looked up, so a recycled pid is never signalled.
 pub trait Process: Send {
+    /// Sends `signal` to the pinned process; one that is already gone is not an error.
     fn signal(&self, signal: Signal) -> io::Result<()>;
     /// Waits until the process has exited or `timeout` passed; true when it is gone.
     fn wait_exit(&self, timeout: Duration) -> io::Result<bool>;
 }
 
+/// Everything that changes the machine; tests put a simulated kernel behind it.
 pub trait Effects: Send + Sync {
     /// Writes `value` to an existing attribute at `path` (already resolved under the root).
     fn write(&self, path: &Path, value: &str) -> io::Result<()>;
     /// Runs a command, ending it if it outlives `timeout`.
     fn run(&self, program: &str, args: &[&str], timeout: Duration) -> io::Result<CmdOutput>;
+    /// Pins process `pid` (a pidfd); ESRCH when it is gone.
     fn process(&self, pid: u32) -> io::Result<Box<dyn Process>>;
 }
 

@@ -17,12 +17,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 #[derive(Clone)]
+/// The machine under one root directory, with the effects that change it.
 pub struct Host {
     root: PathBuf,
     effects: Arc<dyn Effects>,
 }
 
 impl Host {
+    /// A host over `root` whose changes go through `effects`.
     pub fn new(root: impl Into<PathBuf>, effects: Arc<dyn Effects>) -> Host {
         Host {
             root: root.into(),
@@ -35,6 +37,7 @@ impl Host {
         Host::new(root, Arc::new(RealEffects))
     }
 
+    /// The directory every host path resolves under.
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -55,6 +58,7 @@ impl Host {
         }
     }
 
+    /// What changes the machine.
     pub fn effects(&self) -> &dyn Effects {
         self.effects.as_ref()
     }

@@ -18,37 +18,63 @@ use write::Writer;
 const SYSTEMCTL_TIMEOUT: Duration = Duration::from_secs(90);
 
 #[derive(Debug, thiserror::Error)]
+/// Why install or uninstall stopped.
 pub enum InstallError {
     #[error(transparent)]
+    /// A `--vm` name libvirt would not accept.
     Name(#[from] NameError),
     #[error("{0}")]
+    /// The bash GPU Pit Crew is installed; the text says how to migrate.
     Legacy(String),
     #[error("{path} exists and was not written by `pitcrew install`; move it away and run install again", path = .0.display())]
+    /// A file install would write is not its own.
     Exists(PathBuf),
     #[error("{path}: {action}: {source}", path = .path.display())]
+    /// A file operation failed.
     Io {
+        /// The file.
         path: PathBuf,
+        /// What was tried.
         action: &'static str,
+        /// Why it failed.
         source: std::io::Error,
     },
     #[error("{0}; fix the config, install never replaces it")]
+    /// The existing config is invalid or insecure.
     Config(#[from] ConfigError),
     #[error("{path}: {reason}", path = .path.display())]
-    Manifest { path: PathBuf, reason: String },
+    /// The install manifest is missing or damaged.
+    Manifest {
+        /// The manifest.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     #[error("`{command}` failed: {reason}")]
-    Command { command: String, reason: String },
+    /// systemctl failed.
+    Command {
+        /// The command line.
+        command: String,
+        /// Why.
+        reason: String,
+    },
     #[error(
         "pitcrew has lent {0} to vfio-pci: stop the VM or run `pitcrew reattach` with those \
          addresses first, then uninstall"
     )]
+    /// Uninstall while a card is lent would leave nothing to give it back.
     Lent(String),
 }
 
+/// What `pitcrew install` was asked for.
 pub struct InstallOptions<'a> {
+    /// VMs to add a config table for.
     pub vms: &'a [String],
     /// The binary to copy (the running one, normally).
     pub binary: &'a Path,
+    /// Print what would be done and change nothing.
     pub dry_run: bool,
+    /// Restart libvirtd afterwards so it sees the hook.
     pub restart_libvirtd: bool,
 }
 

@@ -26,16 +26,20 @@ pub enum Direction {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// An ordered list of steps that carries out a request, printable as a dry run.
 pub struct Plan {
+    /// Detach or reattach.
     pub direction: Direction,
     /// Every function the request covers, after widening to IOMMU groups.
     pub functions: BTreeSet<Bdf>,
     /// The host driver each function had before pitcrew touched it (None: unbound or unknown).
     pub originals: BTreeMap<Bdf, Option<String>>,
+    /// The steps, in order; empty when there is nothing to do.
     pub steps: Vec<Step>,
 }
 
 impl Plan {
+    /// True when the host is already where the request wants it.
     pub fn is_empty(&self) -> bool {
         self.steps.is_empty()
     }

@@ -6,32 +6,48 @@ use crate::snapshot::Snapshot;
 use std::collections::BTreeSet;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
+/// Why the requested devices cannot be handed over; nothing was changed.
 pub enum SelectError {
     #[error("no PCI device {0}: `pitcrew status` or `lspci -D` lists the addresses on this host")]
+    /// No such PCI device.
     Unknown(Bdf),
     #[error(
         "{bdf} is a PCI bridge (class {class:#08x}): bridges stay with the host; give the GPU's \
          address instead"
     )]
-    Bridge { bdf: Bdf, class: u32 },
+    /// A PCI bridge, which stays with the host.
+    Bridge {
+        /// The bridge.
+        bdf: Bdf,
+        /// Its PCI class.
+        class: u32,
+    },
     #[error(
         "{0} is in no IOMMU group, so it cannot be given to a VM: enable the IOMMU in firmware and \
          on the kernel command line (intel_iommu=on or amd_iommu=on) and reboot"
     )]
+    /// The device is in no IOMMU group (the IOMMU is off).
     NoGroup(Bdf),
     #[error(
         "IOMMU group {group} of {requested} also holds {other} ({kind}, driver {driver}), which is \
          in use and not part of this card; a VM can only take the whole group. Move the card to \
          another slot, or unbind {other} yourself if it may go to the VM too"
     )]
+    /// The group holds a device in use that is not part of the card.
     Unrelated {
+        /// The IOMMU group.
         group: u32,
+        /// The device asked for.
         requested: Bdf,
+        /// The unrelated device.
         other: Bdf,
+        /// What kind of device it is.
         kind: &'static str,
+        /// The driver it is bound to.
         driver: String,
     },
     #[error("no device given")]
+    /// No device was given.
     Empty,
 }
 

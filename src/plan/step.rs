@@ -7,45 +7,65 @@ use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "step", rename_all = "snake_case")]
+/// One change to the host; each knows its undo.
 pub enum Step {
+    /// Stop a systemd unit.
     StopUnit {
+        /// The unit.
         unit: String,
+        /// Why, for the plan.
         why: String,
     },
+    /// Start a systemd unit.
     StartUnit {
+        /// The unit.
         unit: String,
     },
     /// SIGTERM through a pidfd, a bounded wait, then SIGKILL.
     EndProcess {
+        /// The holder.
         pid: u32,
+        /// Its name.
         comm: String,
+        /// The card's nodes it holds.
         nodes: BTreeSet<String>,
     },
+    /// Unload a module (modprobe -r).
     UnloadModule {
+        /// The module.
         module: String,
     },
+    /// Load a module (modprobe).
     LoadModule {
+        /// The module.
         module: String,
     },
     /// driver_override=vfio-pci, so nothing else can claim the function, then unbind it from its
     /// driver unless a module unload will do that.
     Release {
+        /// The function.
         bdf: Bdf,
+        /// The host driver it is on, if any.
         driver: Option<String>,
+        /// Unbind it here (false when unloading the driver's module does it).
         unbind: bool,
     },
     /// drivers_probe, then wait for the function to sit on vfio-pci.
     BindVfio {
+        /// The function.
         bdf: Bdf,
     },
     /// Clear driver_override and leave vfio-pci.
     LeaveVfio {
+        /// The function.
         bdf: Bdf,
     },
     /// Put the function back on `driver` (any host driver when unknown): probe, bind if needed,
     /// wait until it is there.
     Restore {
+        /// The function.
         bdf: Bdf,
+        /// The driver it had; None lets the kernel choose.
         driver: Option<String>,
     },
 }

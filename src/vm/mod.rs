@@ -4,7 +4,7 @@
 
 mod name;
 
-pub use name::{systemd_escape, NameError, VmName, MAX_NAME_BYTES, UNIT_TEMPLATE};
+pub use name::{NameError, VmName};
 
 use crate::bdf::Bdf;
 use crate::host::{pci, Host};

@@ -12,25 +12,29 @@ pub const MAX_NAME_BYTES: usize = 200;
 /// systemd refuses unit names longer than this (UNIT_NAME_MAX - 1).
 const MAX_UNIT_NAME: usize = 255;
 
-/// The template unit that lends a GPU to one VM.
-pub const UNIT_TEMPLATE: &str = "pitcrew@.service";
-
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// A VM name that is safe to use in a unit name and a file name (escaped).
 pub struct VmName(String);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a VM name is refused.
 pub enum NameError {
     #[error("a VM name cannot be empty")]
+    /// It is empty.
     Empty,
     #[error("VM name {0:?} is longer than {MAX_NAME_BYTES} bytes")]
+    /// It is too long for a unit name.
     TooLong(String),
     #[error("VM name {0:?} contains '/', which libvirt does not allow")]
+    /// It contains a slash.
     Slash(String),
     #[error("VM name {0:?} contains a control character or NUL")]
+    /// It contains a control character.
     Control(String),
 }
 
 impl VmName {
+    /// Checks a name as libvirt would accept it.
     pub fn parse(name: &str) -> Result<VmName, NameError> {
         if name.is_empty() {
             return Err(NameError::Empty);
@@ -52,6 +56,7 @@ impl VmName {
         Ok(vm)
     }
 
+    /// The name as libvirt knows it.
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -10,7 +10,7 @@ pub fn run() -> Result<()> {
     let completions = out.join("completions");
     std::fs::create_dir_all(&completions)
         .with_context(|| format!("creating {}", completions.display()))?;
-    let command = pitcrew::cli::command();
+    let command = pitcrew::command();
 
     // pitcrew.1 plus pitcrew-<sub>.1 for each subcommand (man pitcrew-install).
     write_man(&out, command.clone())?;

@@ -2,7 +2,7 @@
 //! temp-dir root holding only the files a test puts there, and a command runner that records
 //! calls instead of running them.
 
-use pitcrew::host::{CmdOutput, Effects, Host, Process};
+use pitcrew::{CmdOutput, Effects, Host, Process};
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,6 @@
 //! The commands the engine runs: modprobe and systemctl, with their real messages.
 
-use pitcrew::host::CmdOutput;
+use pitcrew::CmdOutput;
 
 use crate::builder::unit_cgroup;
 use crate::model::Model;

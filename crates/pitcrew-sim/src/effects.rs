@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pitcrew::host::{CmdOutput, Effects, Process};
+use pitcrew::{CmdOutput, Effects, Process};
 
 use crate::errno::{EINVAL, ESRCH};
 use crate::processes::SimProcess;

@@ -2,7 +2,7 @@
 //!
 //! [`Builder`] (or a ready machine from [`fixtures`]) renders a kernel's sysfs, procfs, /dev,
 //! systemd and cgroup layout into a temp dir. [`SimHost::host`] gives the engine a
-//! [`pitcrew::host::Host`] over that root whose effects are simulated: sysfs writes, modprobe
+//! [`pitcrew::Host`] over that root whose effects are simulated: sysfs writes, modprobe
 //! and systemctl change the model the way the kernel would, the tree is re-rendered, and every
 //! call is recorded as an [`Event`]. Faults (blocked or failing writes, failing commands,
 //! processes ignoring SIGTERM) are injected through [`SimHost`].
@@ -38,13 +38,13 @@ pub use builder::{
     unit_cgroup, Builder, DeviceSpec, FdSpec, ModuleSpec, ProcessTemplate, UnitSpec, SESSION_SCOPE,
 };
 pub use faults::WriteBlock;
-pub use pitcrew::host::Signal;
+pub use pitcrew::Signal;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pitcrew::host::{Effects, Host};
+use pitcrew::{Effects, Host};
 
 use effects::SimEffects;
 use model::Model;

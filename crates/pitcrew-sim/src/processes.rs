@@ -4,7 +4,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pitcrew::host::{Process, Signal};
+use pitcrew::{Process, Signal};
 
 use crate::state::Shared;
 use crate::Event;

@@ -1,7 +1,7 @@
 //! modprobe and systemctl as the engine runs them.
 
 use crate::common::{assert_modules_consistent, exists, park_for_vfio, read, run};
-use pitcrew::host::Signal;
+use pitcrew::Signal;
 use pitcrew_sim::{fixtures, Event};
 use std::time::Duration;
 

@@ -35,7 +35,7 @@ pub fn errno(result: std::io::Result<()>) -> Option<i32> {
     result.err().and_then(|e| e.raw_os_error())
 }
 
-pub fn run(sim: &SimHost, program: &str, args: &[&str]) -> pitcrew::host::CmdOutput {
+pub fn run(sim: &SimHost, program: &str, args: &[&str]) -> pitcrew::CmdOutput {
     sim.host()
         .effects()
         .run(program, args, std::time::Duration::from_secs(5))

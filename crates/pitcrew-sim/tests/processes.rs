@@ -4,7 +4,7 @@ use std::thread;
 use std::time::Duration;
 
 use crate::common::exists;
-use pitcrew::host::Signal;
+use pitcrew::Signal;
 use pitcrew_sim::errno::ESRCH;
 use pitcrew_sim::{fixtures, Event};
 
