@@ -1,9 +1,9 @@
-//! Files under /run/pitcrew: a root-only directory, and files replaced atomically so a reader
-//! (or a run after a crash) sees either the old content or the new, never half of it.
+//! Files under /run/pitcrew: a root-only directory, and root-only files in it replaced
+//! atomically.
 
+use crate::atomic;
 use crate::host::Host;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 pub const RUN_DIR: &str = "/run/pitcrew";
@@ -71,25 +71,19 @@ fn one_private_dir(dir: &Path, owner: u32) -> Result<(), RunFileError> {
     }
 }
 
-/// Replaces `dir/name` with `bytes`: a 0600 sibling written and synced, then renamed over it.
+/// Replaces `dir/name` with `bytes`, readable by root only.
 pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, RunFileError> {
     let target = dir.join(name);
-    let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let io = |action, source| RunFileError::Io {
-        path: temp.clone(),
-        action,
-        source,
-    };
-    let _ = std::fs::remove_file(&temp);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(&temp)
-        .map_err(|e| io("cannot create", e))?;
-    file.write_all(bytes).map_err(|e| io("cannot write", e))?;
-    file.sync_all().map_err(|e| io("cannot sync", e))?;
-    std::fs::rename(&temp, &target).map_err(|e| io("cannot rename into place", e))?;
+    atomic::write(&target, 0o600, bytes)?;
     Ok(target)
+}
+
+impl From<atomic::WriteError> for RunFileError {
+    fn from(e: atomic::WriteError) -> RunFileError {
+        RunFileError::Io {
+            path: e.path,
+            action: e.action,
+            source: e.source,
+        }
+    }
 }

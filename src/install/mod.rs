@@ -66,6 +66,16 @@ pub enum InstallError {
     Lent(String),
 }
 
+impl From<crate::atomic::WriteError> for InstallError {
+    fn from(e: crate::atomic::WriteError) -> InstallError {
+        InstallError::Io {
+            path: e.path,
+            action: e.action,
+            source: e.source,
+        }
+    }
+}
+
 /// What `pitcrew install` was asked for.
 pub struct InstallOptions<'a> {
     /// VMs to add a config table for.

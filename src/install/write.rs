@@ -3,10 +3,11 @@
 
 use super::manifest::{Entry, Kind, Manifest};
 use super::InstallError;
+use crate::atomic;
 use crate::host::Host;
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 
 pub struct Writer<'a> {
     host: &'a Host,
@@ -79,7 +80,7 @@ impl<'a> Writer<'a> {
         self.dirs(manifest, path)?;
         self.say(format!("write {path} ({mode:04o}, {} bytes)", bytes.len()));
         if !self.dry_run {
-            atomic_write(&self.host.path(path), mode, bytes)?;
+            atomic::write(&self.host.path(path), mode, bytes)?;
         }
         manifest.record(path, Kind::File);
         Ok(())
@@ -110,7 +111,7 @@ impl<'a> Writer<'a> {
         };
         self.say(format!("{verb} {path} ({mode:04o})"));
         if !self.dry_run {
-            atomic_write(&real, mode, bytes)?;
+            atomic::write(&real, mode, bytes)?;
         }
         Ok(())
     }
@@ -179,24 +180,4 @@ fn set_mode(path: &Path, mode: u32) -> Result<(), InstallError> {
     // Explicit, so the result does not depend on the installing shell's umask.
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .map_err(io(path, "cannot set mode"))
-}
-
-/// Write to a temp file beside `path`, then rename: readers see the old or the new file, never half.
-fn atomic_write(path: &Path, mode: u32, bytes: &[u8]) -> Result<(), InstallError> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temp: PathBuf = path.with_file_name(format!(".{name}.pitcrew-{}", std::process::id()));
-    let _ = std::fs::remove_file(&temp);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&temp)
-        .map_err(io(&temp, "cannot create"))?;
-    file.write_all(bytes).map_err(io(&temp, "cannot write"))?;
-    file.sync_all().map_err(io(&temp, "cannot sync"))?;
-    set_mode(&temp, mode)?;
-    std::fs::rename(&temp, path).map_err(io(path, "cannot rename into place"))
 }
