@@ -10,5 +10,6 @@ mod handover;
 mod hook_binary;
 mod hook_ops;
 mod install;
+mod layers;
 mod plans;
 mod property;
