@@ -1,6 +1,8 @@
+# shellcheck shell=sh
 # Timing, in the same boot: the raw floor (a shell doing the bare kernel operations that move
 # 03.0 and 03.1 to vfio-pci and back) against pitcrew detach / reattach. A benchmark, not a test: it reports
 # BENCH <key> <ms> lines (or BENCH <key> FAIL <why>) and never a verdict.
+# shellcheck disable=SC2034 # read by lib.sh's log
 SCENARIO=bench
 ROUNDS=${BENCH:-3}
 [ "$ROUNDS" -gt 0 ] 2>/dev/null || ROUNDS=3
@@ -8,53 +10,59 @@ ROUNDS=${BENCH:-3}
 # device, so bochs is unloaded; the audio function moves alone), vfio-pci load included: the
 # ratio is what pitcrew itself adds to what the kernel needs.
 raw_detach() {
-	echo vfio-pci >$PCI/$GPU/driver_override
-	echo vfio-pci >$PCI/$AUDIO/driver_override
+	echo vfio-pci >"$PCI/$GPU/driver_override"
+	echo vfio-pci >"$PCI/$AUDIO/driver_override"
 	modprobe -r bochs
-	echo $AUDIO >$PCI/$AUDIO/driver/unbind
+	echo "$AUDIO" >"$PCI/$AUDIO/driver/unbind"
 	modprobe vfio-pci
-	echo $GPU >/sys/bus/pci/drivers_probe
-	echo $AUDIO >/sys/bus/pci/drivers_probe
+	echo "$GPU" >/sys/bus/pci/drivers_probe
+	echo "$AUDIO" >/sys/bus/pci/drivers_probe
 }
 raw_reattach() {
 	for f in $GPU $AUDIO; do
-		echo >$PCI/$f/driver_override
-		echo $f >$PCI/$f/driver/unbind
+		echo >"$PCI/$f/driver_override"
+		echo "$f" >"$PCI/$f/driver/unbind"
 	done
 	modprobe bochs
-	echo $AUDIO >/sys/bus/pci/drivers_probe
+	echo "$AUDIO" >/sys/bus/pci/drivers_probe
 }
-raw_ok() { [ "$(driver_of $GPU)" = "$1" ] && [ "$(driver_of $AUDIO)" = "$2" ]; }
+raw_ok() { [ "$(driver_of "$GPU")" = "$1" ] && [ "$(driver_of "$AUDIO")" = "$2" ]; }
 
 i=1
-while [ $i -le $ROUNDS ]; do
+while [ $i -le "$ROUNDS" ]; do
 	restore_baseline >/dev/null 2>&1
 	t0=$(now_us)
 	raw_detach
 	t1=$(now_us)
-	raw_ok vfio-pci vfio-pci && say "BENCH raw_detach $(us_to_ms $((t1 - t0)))" ||
-		say "BENCH raw_detach FAIL $GPU on $(driver_of $GPU), $AUDIO on $(driver_of $AUDIO)"
+	if raw_ok vfio-pci vfio-pci; then
+		say "BENCH raw_detach $(us_to_ms $((t1 - t0)))"
+	else
+		say "BENCH raw_detach FAIL $GPU on $(driver_of "$GPU"), $AUDIO on $(driver_of "$AUDIO")"
+	fi
 	t0=$(now_us)
 	raw_reattach
 	t1=$(now_us)
-	raw_ok bochs-drm snd_hda_intel && say "BENCH raw_reattach $(us_to_ms $((t1 - t0)))" ||
-		say "BENCH raw_reattach FAIL $GPU on $(driver_of $GPU), $AUDIO on $(driver_of $AUDIO)"
+	if raw_ok bochs-drm snd_hda_intel; then
+		say "BENCH raw_reattach $(us_to_ms $((t1 - t0)))"
+	else
+		say "BENCH raw_reattach FAIL $GPU on $(driver_of "$GPU"), $AUDIO on $(driver_of "$AUDIO")"
+	fi
 	i=$((i + 1))
 done
 
 i=1
-while [ $i -le $ROUNDS ]; do
+while [ $i -le "$ROUNDS" ]; do
 	restore_baseline >/dev/null 2>&1
 	if pc detach 00:03.0 && raw_ok vfio-pci vfio-pci; then
 		say "BENCH pitcrew_detach $PC_MS"
 		if pc reattach 00:03.0 && raw_ok bochs-drm snd_hda_intel; then
 			say "BENCH pitcrew_reattach $PC_MS"
 		else
-			say "BENCH pitcrew_reattach FAIL exit $PC_RC, $GPU on $(driver_of $GPU): $(echo "$PC_OUT" | tail -n 1)"
+			say "BENCH pitcrew_reattach FAIL exit $PC_RC, $GPU on $(driver_of "$GPU"): $(echo "$PC_OUT" | tail -n 1)"
 			break
 		fi
 	else
-		say "BENCH pitcrew_detach FAIL exit $PC_RC, $GPU on $(driver_of $GPU): $(echo "$PC_OUT" | tail -n 1)"
+		say "BENCH pitcrew_detach FAIL exit $PC_RC, $GPU on $(driver_of "$GPU"): $(echo "$PC_OUT" | tail -n 1)"
 		break
 	fi
 	i=$((i + 1))
@@ -64,7 +72,7 @@ done
 # and reading the host (status).
 for what in true version status; do
 	i=1
-	while [ $i -le $ROUNDS ]; do
+	while [ $i -le "$ROUNDS" ]; do
 		case $what in
 		true) cmd="busybox true" ;;
 		version) cmd="pitcrew --version" ;;

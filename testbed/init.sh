@@ -1,4 +1,5 @@
 #!/bin/busybox sh
+# shellcheck shell=sh
 # PID 1 of the test bed guest. Mounts the basics, loads the host drivers, records the baseline,
 # then runs what the kernel command line asks for:
 #   pitcrew.mode=test pitcrew.scenarios=a,b  run testbed/scenarios/a.sh, b.sh
@@ -26,8 +27,9 @@ finish() {
 	poweroff -f
 }
 
-MODE=test SCENARIOS= BENCH=0
-for w in $(cat /proc/cmdline); do
+MODE=test SCENARIOS='' BENCH=0
+read -r cmdline </proc/cmdline
+for w in $cmdline; do
 	case "$w" in
 	pitcrew.mode=*) MODE=${w#*=} ;;
 	pitcrew.scenarios=*) SCENARIOS=$(echo "${w#*=}" | tr , ' ') ;;
@@ -46,10 +48,10 @@ log "drivers loaded in $(us_to_ms $(($(now_us) - t0))) ms; uptime $(cut -d' ' -f
 mkdir -p /run/testbed
 snapshot >$BASELINE
 log "baseline:"
-sed 's/^/    /' $BASELINE
-for d in $PCI/*; do
-	b=$(basename $d)
-	log "  $b class=$(cat $d/class) group=$(group_of $b) driver=$(driver_of $b)"
+sed 's/^/    /' "$BASELINE"
+for d in "$PCI"/*; do
+	b=$(basename "$d")
+	log "  $b class=$(cat "$d"/class) group=$(group_of "$b") driver=$(driver_of "$b")"
 done
 
 case "$MODE" in
@@ -68,13 +70,14 @@ test)
 		log "=== scenario $s"
 		t0=$(now_us)
 		rm -f /run/testbed/verdict
-		(. /testbed/scenarios/$s.sh)
+		# shellcheck source=/dev/null
+		(. "/testbed/scenarios/$s.sh")
 		rc=$?
 		log "=== $s exit $rc after $(us_to_ms $(($(now_us) - t0))) ms"
 		# A scenario that ends without a verdict (a typo, a crash) must not pass silently.
 		[ -e /run/testbed/verdict ] || say "RESULT $s FAIL the script ended (exit $rc) without a verdict"
 	done
-	SCENARIO=
+	SCENARIO=''
 	if [ "$BENCH" -gt 0 ] && [ -z "$SETUP_ERROR" ]; then
 		restore_baseline && (. /testbed/bench.sh)
 	fi

@@ -1,5 +1,8 @@
+# shellcheck shell=sh
 # Shared helpers for the guest scripts (busybox sh). Sourced by init.sh and every scenario.
 # Results go to fd 9 (ttyS1, opened by init.sh); everything else goes to the console (ttyS0).
+# The device names below are used by the scripts sourced after this one.
+# shellcheck disable=SC2034
 
 GPU=0000:00:03.0        # bochs-display, the "GPU"
 AUDIO=0000:00:03.1      # intel-hda, its audio function (same IOMMU group)
@@ -32,7 +35,17 @@ driver_of() {
 }
 group_of() { [ -e "$PCI/$1/iommu_group" ] && basename "$(readlink "$PCI/$1/iommu_group")"; }
 # The DRM card of a PCI device (card0, card1, ...), empty when it has none.
-card_of() { ls "$PCI/$1/drm" 2>/dev/null | grep '^card' | head -n 1; }
+card_of() {
+	for c in "$PCI/$1"/drm/card*; do
+		[ -e "$c" ] && basename "$c" && return
+	done
+}
+# The names in directory $1 on one line, leaving out $2.
+names() {
+	for f in "$1"/*; do
+		[ -e "$f" ] && [ "${f##*/}" != "${2:-}" ] && printf '%s ' "${f##*/}"
+	done
+}
 card_node_ok() { c=$(card_of "$1"); [ -n "$c" ] && [ -c "/dev/dri/$c" ]; }
 has_module() { grep -q "^$1 " /proc/modules; }
 # Alive and not a zombie.
@@ -75,8 +88,8 @@ snapshot() {
 		echo "$b $(driver_of "$b") override=$(cat "$d/driver_override" 2>/dev/null)"
 	done
 	cut -d' ' -f1 /proc/modules | sort
-	echo "vfio groups:" $(ls /dev/vfio 2>/dev/null | grep -v '^vfio$')
-	echo "dri:" $(ls /dev/dri 2>/dev/null)
+	echo "vfio groups: $(names /dev/vfio vfio)"
+	echo "dri: $(names /dev/dri)"
 }
 
 # The state right after boot, recorded by init.sh. vfio-pci staying loaded after a reattach is
@@ -103,11 +116,11 @@ restore_baseline() {
 		echo >"$PCI/$bdf/driver_override"
 		[ -e "$PCI/$bdf/driver" ] && echo "$bdf" >"$PCI/$bdf/driver/unbind"
 		echo "$bdf" >/sys/bus/pci/drivers_probe
-	done <$BASELINE
+	done <"$BASELINE"
 	# Unload what was not loaded at boot (vfio-pci and its helpers), users before their deps.
-	for pass in 1 2 3; do
-		for m in $(cut -d' ' -f1 /proc/modules); do
-			grep -qx "$m" $BASELINE || modprobe -r "$m" 2>/dev/null
+	for _ in 1 2 3; do
+		cut -d' ' -f1 /proc/modules | while read -r m; do
+			grep -qx "$m" "$BASELINE" || modprobe -r "$m" 2>/dev/null
 		done
 	done
 	wait_until 5000 at_baseline

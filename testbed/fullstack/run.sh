@@ -84,7 +84,9 @@ lend_and_return() {
 	need "domain not running" domstate_is gpu-vm running || return 1
 	need "lightdm not active again within 60 s" wait_for 60 unit_is lightdm.service active || return 1
 	j=$(journalctl -q --no-pager -o cat -u "$UNIT")
+	# shellcheck disable=SC2016 # $1 is the inner sh's argument
 	need "the detach's journal shows no display manager stop" sh -c 'echo "$1" | grep -iE "stop.*(lightdm|display-manager)"' - "$j" || return 1
+	# shellcheck disable=SC2016 # $1 is the inner sh's argument
 	need "the detach's journal shows no display manager start" sh -c 'echo "$1" | grep -iE "start.*(lightdm|display-manager)"' - "$j" || return 1
 	t0=$(now_ms)
 	virsh destroy gpu-vm >/tmp/destroy.out 2>&1
