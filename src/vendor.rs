@@ -11,7 +11,8 @@ pub struct Profile {
     pub shared_nodes: &'static [&'static str],
     /// Daemons that keep the driver busy; stopped before a detach.
     pub daemons: &'static [&'static str],
-    /// Host drivers for this vendor's GPUs, for messages and status.
+    /// Host drivers for this vendor's GPUs. Each lives in a module of the same name, which
+    /// planning relies on: a daemon stays down while one of these modules is unloaded.
     pub drivers: &'static [&'static str],
 }
 
