@@ -61,7 +61,7 @@ impl Reply {
     }
 }
 
-/// True when the binary was started by libvirt as a hook rather than as `pitcrew ...`: argv[0]
+/// True when the binary was started by libvirt as a hook rather than as `pitcrew ...`: `argv[0]`
 /// is libvirt's `qemu` hook name, the drop-in's name, or any name inside a `qemu.d` directory.
 pub fn invoked_as_hook(argv0: &OsStr) -> bool {
     let path = Path::new(argv0);
