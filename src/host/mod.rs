@@ -6,6 +6,7 @@
 
 mod effects;
 pub mod holders;
+pub mod libvirt;
 pub mod modules;
 pub mod pci;
 pub mod units;

@@ -108,6 +108,12 @@ fn hex(host: &Host, bdf: &Bdf, attr: &str) -> io::Result<u32> {
     })
 }
 
+/// Where sysfs shows one of a function's attributes or subdirectories (`reset_method`,
+/// `resource`, `sound`), for readers outside this module.
+pub fn device_path(bdf: Bdf, entry: &str) -> String {
+    format!("{DEVICES}/{bdf}/{entry}")
+}
+
 /// Reads one function; `Ok(None)` when no such device exists.
 pub fn read(host: &Host, bdf: Bdf) -> io::Result<Option<PciDevice>> {
     let dir = format!("{DEVICES}/{bdf}");

@@ -70,21 +70,26 @@ pub fn select(snapshot: &Snapshot, requested: &[Bdf]) -> Result<BTreeSet<Bdf>, S
             });
         }
         let group = device.iommu_group.ok_or(SelectError::NoGroup(bdf))?;
-        for member in group_members(snapshot, group) {
-            // A function in another slot is the host's business unless it is unbound or parked.
-            if member.bdf.slot() != bdf.slot() && member.on_host_driver() {
-                return Err(SelectError::Unrelated {
-                    group,
-                    requested: bdf,
-                    other: member.bdf,
-                    kind: member.kind(),
-                    driver: member.driver.clone().unwrap_or_default(),
-                });
-            }
-            chosen.insert(member.bdf);
+        if let Some(member) = in_the_way(snapshot, bdf, group).first() {
+            return Err(SelectError::Unrelated {
+                group,
+                requested: bdf,
+                other: member.bdf,
+                kind: member.kind(),
+                driver: member.driver.clone().unwrap_or_default(),
+            });
         }
+        chosen.extend(group_members(snapshot, group).map(|member| member.bdf));
     }
     Ok(chosen)
+}
+
+/// The functions of `bdf`'s IOMMU group that keep it from going to a VM: in another slot and in
+/// use by the host.
+pub fn in_the_way(snapshot: &Snapshot, bdf: Bdf, group: u32) -> Vec<&PciDevice> {
+    group_members(snapshot, group)
+        .filter(|member| member.bdf.slot() != bdf.slot() && member.on_host_driver())
+        .collect()
 }
 
 fn group_members(snapshot: &Snapshot, group: u32) -> impl Iterator<Item = &PciDevice> {
