@@ -27,6 +27,10 @@ pub struct DeviceSpec {
     pub(crate) boot_vga: bool,
     pub(crate) nvidia_minor: Option<u32>,
     pub(crate) nodes: Vec<String>,
+    pub(crate) reset_method: Option<String>,
+    pub(crate) sound_card: Option<u32>,
+    pub(crate) bars: Vec<(usize, u64)>,
+    pub(crate) resizable: Vec<usize>,
 }
 
 impl DeviceSpec {
@@ -46,6 +50,10 @@ impl DeviceSpec {
             boot_vga: false,
             nvidia_minor: None,
             nodes: Vec::new(),
+            reset_method: None,
+            sound_card: None,
+            bars: Vec::new(),
+            resizable: Vec::new(),
         }
     }
 
@@ -101,6 +109,33 @@ impl DeviceSpec {
         self
     }
 
+    /// ALSA card `n` (HDMI audio): `sound/card<n>` in sysfs and `/dev/snd/controlC<n>`,
+    /// `/dev/snd/pcmC<n>D3p` while the native driver drives it.
+    pub fn sound_card(mut self, n: u32) -> DeviceSpec {
+        self.sound_card = Some(n);
+        self.node(&format!("/dev/snd/controlC{n}"))
+            .node(&format!("/dev/snd/pcmC{n}D3p"))
+    }
+
+    /// `reset_method` as the kernel lists it (`flr bus`); without this the file is absent, as
+    /// for a device the kernel knows no way to reset.
+    pub fn reset_method(mut self, methods: &str) -> DeviceSpec {
+        self.reset_method = Some(methods.to_string());
+        self
+    }
+
+    /// A memory BAR of `size` bytes (a power of two), shown in `resource`.
+    pub fn bar(mut self, index: usize, size: u64) -> DeviceSpec {
+        self.bars.push((index, size));
+        self
+    }
+
+    /// The BAR can be resized (`resource<N>_resize` exists).
+    pub fn resizable(mut self, index: usize) -> DeviceSpec {
+        self.resizable.push(index);
+        self
+    }
+
     pub(crate) fn is_display(&self) -> bool {
         self.class >> 16 == 0x03
     }
@@ -117,6 +152,7 @@ pub struct ModuleSpec {
     pub(crate) builtin: bool,
     pub(crate) loaded: bool,
     pub(crate) size: u64,
+    pub(crate) params: Vec<(String, String)>,
 }
 
 impl ModuleSpec {
@@ -131,6 +167,7 @@ impl ModuleSpec {
             builtin: false,
             loaded: true,
             size: 16384,
+            params: Vec::new(),
         }
     }
 
@@ -174,6 +211,12 @@ impl ModuleSpec {
         self.size = size;
         self
     }
+
+    /// A parameter in `/sys/module/<name>/parameters/` while loaded (`modeset`, `Y`).
+    pub fn param(mut self, name: &str, value: &str) -> ModuleSpec {
+        self.params.push((name.to_string(), value.to_string()));
+        self
+    }
 }
 
 /// What a process holds open, resolved when it starts.
@@ -191,6 +234,7 @@ pub struct ProcessTemplate {
     pub(crate) comm: String,
     pub(crate) cmdline: Vec<String>,
     pub(crate) fds: Vec<FdSpec>,
+    pub(crate) started: Option<u64>,
 }
 
 impl ProcessTemplate {
@@ -200,6 +244,7 @@ impl ProcessTemplate {
             comm: comm.to_string(),
             cmdline: vec![comm.to_string()],
             fds: Vec::new(),
+            started: None,
         }
     }
 
@@ -211,6 +256,13 @@ impl ProcessTemplate {
     /// Holds this node open (when it exists).
     pub fn holds(mut self, node: &str) -> ProcessTemplate {
         self.fds.push(FdSpec::Node(node.to_string()));
+        self
+    }
+
+    /// Started this many seconds after boot (`/proc/<pid>/stat`). Unset: a process present at
+    /// build time started 5 s after boot, one a unit spawns at that moment.
+    pub fn started(mut self, secs_after_boot: u64) -> ProcessTemplate {
+        self.started = Some(secs_after_boot);
         self
     }
 
@@ -260,6 +312,8 @@ pub struct Builder {
     pub(crate) processes: Vec<(u32, String, ProcessTemplate)>,
     pub(crate) units: Vec<UnitSpec>,
     pub(crate) display_manager: Option<String>,
+    pub(crate) cpu_vendor: Option<String>,
+    pub(crate) cmdline: Option<String>,
 }
 
 impl Builder {
@@ -296,6 +350,18 @@ impl Builder {
     /// The unit `display-manager.service` points at (`lightdm.service`).
     pub fn display_manager(mut self, unit: &str) -> Builder {
         self.display_manager = Some(unit.to_string());
+        self
+    }
+
+    /// `vendor_id` in /proc/cpuinfo; GenuineIntel unless set.
+    pub fn cpu_vendor(mut self, vendor: &str) -> Builder {
+        self.cpu_vendor = Some(vendor.to_string());
+        self
+    }
+
+    /// /proc/cmdline; unless set, a distribution kernel's with `intel_iommu=on iommu=pt`.
+    pub fn kernel_cmdline(mut self, cmdline: &str) -> Builder {
+        self.cmdline = Some(cmdline.to_string());
         self
     }
 

@@ -29,6 +29,7 @@ pub(crate) fn run(model: &mut Model, argv: &[String]) -> CmdOutput {
     match program {
         "modprobe" => modprobe(model, args),
         "systemctl" => systemctl(model, args),
+        "journalctl" => journalctl(model, args),
         other => failed("", format!("pitcrew-sim: {other}: command not simulated\n")),
     }
 }
@@ -179,6 +180,16 @@ fn systemctl(model: &mut Model, args: &[String]) -> CmdOutput {
             start(model, &name);
             ok("")
         }
+        "reload" if !known || !model.units[&name].running => failed(
+            "",
+            format!("Failed to reload {given}: Unit {given} is not active.\n"),
+        ),
+        "reload" => {
+            if let Some(u) = model.units.get_mut(&name) {
+                u.reloads.push(std::time::SystemTime::now());
+            }
+            ok("")
+        }
         other => failed("", format!("Unknown command verb {other}.\n")),
     }
 }
@@ -205,4 +216,31 @@ fn start(model: &mut Model, unit: &str) {
     for template in templates {
         model.spawn(&unit_cgroup(unit), &template);
     }
+}
+
+/// The journal's "Reloaded <unit>" lines: `journalctl ... --since @SECS UNIT=<unit>`, the only
+/// query pitcrew makes (other field matches are taken as asking for those lines).
+fn journalctl(model: &Model, args: &[String]) -> CmdOutput {
+    let since = args
+        .iter()
+        .position(|a| a == "--since")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.strip_prefix('@')?.parse::<f64>().ok())
+        .map(|secs| std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(secs));
+    let Some(unit) = args.iter().find_map(|a| a.strip_prefix("UNIT=")) else {
+        return failed(
+            "",
+            "pitcrew-sim: journalctl needs a UNIT= match\n".to_string(),
+        );
+    };
+    let lines: String = model
+        .units
+        .get(unit)
+        .map(|u| u.reloads.iter())
+        .into_iter()
+        .flatten()
+        .filter(|at| since.is_none_or(|since| **at >= since))
+        .map(|_| format!("Reloaded {unit}.\n"))
+        .collect();
+    ok(&lines)
 }

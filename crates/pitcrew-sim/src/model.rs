@@ -32,11 +32,15 @@ pub(crate) struct Proc {
     pub fds: Vec<Fd>,
     pub alive: bool,
     pub ignore_term: bool,
+    /// Seconds after boot.
+    pub started: u64,
 }
 
 pub(crate) struct Unit {
     pub spec: UnitSpec,
     pub running: bool,
+    /// When `systemctl reload` succeeded on it, as the journal's "Reloaded" lines show.
+    pub reloads: Vec<std::time::SystemTime>,
 }
 
 pub(crate) struct Model {
@@ -45,6 +49,10 @@ pub(crate) struct Model {
     pub processes: BTreeMap<u32, Proc>,
     pub units: BTreeMap<String, Unit>,
     pub display_manager: Option<String>,
+    pub cpu_vendor: String,
+    pub cmdline: String,
+    /// Seconds since the epoch (/proc/stat `btime`): an hour before the machine was built.
+    pub boot_time: u64,
     next_pid: u32,
     next_seq: u64,
 }
@@ -57,6 +65,14 @@ impl Model {
             processes: BTreeMap::new(),
             units: BTreeMap::new(),
             display_manager: b.display_manager,
+            cpu_vendor: b.cpu_vendor.unwrap_or_else(|| "GenuineIntel".into()),
+            cmdline: b.cmdline.unwrap_or_else(|| {
+                format!(
+                    "BOOT_IMAGE=/boot/vmlinuz-{} root=/dev/nvme0n1p2 ro quiet intel_iommu=on iommu=pt",
+                    crate::render::RELEASE
+                )
+            }),
+            boot_time: now_secs().saturating_sub(3600),
             next_pid: 4000,
             next_seq: 0,
         };
@@ -100,11 +116,20 @@ impl Model {
         }
         for spec in b.units {
             let running = spec.running;
-            model
-                .units
-                .insert(spec.name.clone(), Unit { spec, running });
+            model.units.insert(
+                spec.name.clone(),
+                Unit {
+                    spec,
+                    running,
+                    reloads: Vec::new(),
+                },
+            );
         }
         for (pid, cgroup, template) in b.processes {
+            let template = ProcessTemplate {
+                started: template.started.or(Some(5)),
+                ..template
+            };
             model.insert_process(pid, &cgroup, &template);
             model.next_pid = model.next_pid.max(pid + 1);
         }
@@ -301,6 +326,9 @@ impl Model {
                 fds,
                 alive: true,
                 ignore_term: false,
+                started: template
+                    .started
+                    .unwrap_or_else(|| now_secs().saturating_sub(self.boot_time)),
             },
         );
     }
@@ -327,4 +355,10 @@ impl Model {
             .map(|p| p.pid)
             .collect()
     }
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }

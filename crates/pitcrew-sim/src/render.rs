@@ -54,6 +54,14 @@ pub(crate) fn render_static(t: &Tree, model: &Model) -> io::Result<()> {
             &format!("{dir}/subsystem_device"),
             &format!("0x{sub_device:04x}\n"),
         )?;
+        if let Some(methods) = &s.reset_method {
+            t.file(&format!("{dir}/reset_method"), &format!("{methods}\n"))?;
+        }
+        t.file(&format!("{dir}/resource"), &resource(&s.bars))?;
+        for bar in &s.resizable {
+            // The sizes the BAR supports, a bitmask of 1 MiB << bit; 256 MiB to 32 GiB.
+            t.file(&format!("{dir}/resource{bar}_resize"), "000000000000ff00\n")?;
+        }
         if s.is_display() {
             let flag = if s.boot_vga { "1\n" } else { "0\n" };
             t.file(&format!("{dir}/boot_vga"), flag)?;
@@ -69,6 +77,7 @@ pub(crate) fn render_static(t: &Tree, model: &Model) -> io::Result<()> {
             )?;
         }
     }
+    render_kernel(t, model)?;
     if let Some(dm) = &model.display_manager {
         t.symlink(
             "/etc/systemd/system/display-manager.service",
@@ -76,6 +85,51 @@ pub(crate) fn render_static(t: &Tree, model: &Model) -> io::Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// The running kernel's identity and its module lists: what `uname -r`, /proc and
+/// /lib/modules/<release> show.
+fn render_kernel(t: &Tree, model: &Model) -> io::Result<()> {
+    t.file("/proc/sys/kernel/osrelease", &format!("{RELEASE}\n"))?;
+    t.file("/proc/cmdline", &format!("{}\n", model.cmdline))?;
+    t.file(
+        "/proc/cpuinfo",
+        &format!("processor\t: 0\nvendor_id\t: {}\n", model.cpu_vendor),
+    )?;
+    t.file(
+        "/proc/stat",
+        &format!("cpu  0 0 0 0 0 0 0 0 0 0\nbtime {}\n", model.boot_time),
+    )?;
+    let path = |m: &str| format!("kernel/drivers/{m}.ko");
+    let (mut dep, mut builtin) = (String::new(), String::new());
+    for m in model.modules.values() {
+        if m.spec.builtin {
+            builtin.push_str(&format!("{}\n", path(&m.spec.name)));
+        } else {
+            let deps: Vec<String> = m.spec.deps.iter().map(|d| path(d)).collect();
+            dep.push_str(&format!("{}: {}\n", path(&m.spec.name), deps.join(" ")));
+        }
+    }
+    t.file(&format!("/lib/modules/{RELEASE}/modules.dep"), &dep)?;
+    t.file(&format!("/lib/modules/{RELEASE}/modules.builtin"), &builtin)
+}
+
+/// `resource`: start, end and flags of BARs 0-5 and the ROM; unused ones are all zero.
+fn resource(bars: &[(usize, u64)]) -> String {
+    let mut next = 0x60_0000_0000u64;
+    (0..7)
+        .map(|n| match bars.iter().find(|(i, _)| *i == n) {
+            Some((_, size)) => {
+                let start = next;
+                next += size;
+                format!(
+                    "0x{start:016x} 0x{:016x} 0x000000000014220c\n",
+                    start + size - 1
+                )
+            }
+            None => format!("0x{0:016x} 0x{0:016x} 0x{0:016x}\n", 0),
+        })
+        .collect()
 }
 
 /// Everything that changes with bindings, modules, processes and units.
@@ -106,6 +160,12 @@ fn render_device(t: &Tree, model: &Model, dev: &Device) -> io::Result<()> {
             &format!("../../../bus/pci/drivers/{d}"),
         )?,
         None => t.remove(&format!("{dir}/driver"))?,
+    }
+    match dev.spec.sound_card {
+        Some(n) if dev.driver.is_some() && dev.driver == dev.spec.native_driver => {
+            t.dir(&format!("{dir}/sound/card{n}"))?
+        }
+        _ => t.remove(&format!("{dir}/sound"))?,
     }
     match dev.spec.drm_card {
         Some(n) if model.has_drm(dev) => {
@@ -176,6 +236,9 @@ fn render_modules(t: &Tree, model: &Model) -> io::Result<()> {
             continue;
         }
         t.dir(&dir)?;
+        for (param, value) in &module.spec.params {
+            t.file(&format!("{dir}/parameters/{param}"), &format!("{value}\n"))?;
+        }
         if module.spec.builtin {
             continue;
         }
@@ -234,6 +297,16 @@ fn render_process(t: &Tree, p: &Proc) -> io::Result<()> {
         let cmdline: String = p.cmdline.iter().map(|a| format!("{a}\0")).collect();
         fs::write(staged.join("cmdline"), cmdline)?;
         fs::write(staged.join("cgroup"), format!("0::{}\n", p.cgroup))?;
+        // Field 22 is the start time in clock ticks after boot (USER_HZ, 100 on Linux).
+        fs::write(
+            staged.join("stat"),
+            format!(
+                "{} ({}) S 1 {0} {0} 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 {} 0 0\n",
+                p.pid,
+                p.comm,
+                p.started * 100
+            ),
+        )?;
         let fd_dir = staged.join("fd");
         fs::create_dir(&fd_dir)?;
         let std_streams = ["/dev/null"; 3].into_iter();
