@@ -1,6 +1,6 @@
 //! `pitcrew install --root DIR` stages the layout; `uninstall --purge` puts the tree back.
 
-use pitcrew::{install, uninstall, InstallOptions};
+use pitcrew::{install, uninstall, InstallOptions, UninstallOptions};
 use pitcrew_sim::TestHost;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -45,6 +45,14 @@ fn contents(root: &Path) -> Vec<(String, String)> {
         .collect()
 }
 
+fn opts(purge: bool) -> UninstallOptions {
+    UninstallOptions {
+        purge,
+        dry_run: false,
+        reload: true,
+    }
+}
+
 fn fake_binary(t: &TestHost) -> std::path::PathBuf {
     let path = t.dir.path().join("build-pitcrew");
     std::fs::write(&path, "#!/bin/sh\n").unwrap();
@@ -70,7 +78,7 @@ fn run_install(
         vms: &vms,
         binary,
         dry_run,
-        restart_libvirtd: false,
+        reload: true,
     };
     install(host, &opts, &mut out).map_err(|e| e.to_string())?;
     Ok(String::from_utf8(out).unwrap())
@@ -159,7 +167,7 @@ fn uninstall_purge_leaves_the_root_as_before() {
     assert!(again.contains("keep /etc/pitcrew/pitcrew.toml"), "{again}");
 
     let mut out = Vec::new();
-    uninstall(&host, true, false, &mut out).unwrap();
+    uninstall(&host, &opts(true), &mut out).unwrap();
     assert_eq!(
         contents(root.path()),
         before,
@@ -174,7 +182,7 @@ fn uninstall_without_purge_keeps_the_config() {
     let root = staged(&t);
     let host = pitcrew::Host::new(root.path(), t.runner.clone());
     run_install(&host, &fake_binary(&t), &["win11"], false).unwrap();
-    uninstall(&host, false, false, &mut Vec::new()).unwrap();
+    uninstall(&host, &opts(false), &mut Vec::new()).unwrap();
     assert_eq!(
         tree(root.path()),
         [
@@ -240,36 +248,67 @@ fn refusals_change_nothing() {
     assert!(e.contains("systemctl disable --now pitcrew.service"), "{e}");
     assert_eq!(contents(root.path()), before);
     // Uninstall with nothing installed.
-    let e = uninstall(&host, false, false, &mut Vec::new())
+    let e = uninstall(&host, &opts(false), &mut Vec::new())
         .unwrap_err()
         .to_string();
     assert!(e.contains("nothing was installed"), "{e}");
 }
 
+/// A simulated host where `unit` (a libvirt daemon) runs.
+fn with_daemon(unit: &str) -> pitcrew_sim::SimHost {
+    use pitcrew_sim::{unit_cgroup, Builder, ProcessTemplate, UnitSpec};
+    let name = unit.trim_end_matches(".service");
+    Builder::new()
+        .unit(UnitSpec::new(unit).running())
+        .process(700, &unit_cgroup(unit), ProcessTemplate::new(name))
+        .build()
+}
+
 #[test]
-fn install_explains_when_libvirt_sees_the_hook() {
+fn a_new_hook_reloads_the_running_libvirt_daemon_and_an_existing_one_does_not() {
     let t = TestHost::new();
-    let root = staged(&t);
-    let host = pitcrew::Host::new(root.path(), t.runner.clone());
-    let said = run_install(&host, &fake_binary(&t), &[], false).unwrap();
-    // libvirtd found no QEMU hook when it started: it runs none until it restarts.
+    for unit in ["libvirtd.service", "virtqemud.service"] {
+        let sim = with_daemon(unit);
+        let host = sim.host();
+        let reload = format!("skip `systemctl reload {unit}` (staged root)");
+        let said = run_install(&host, &fake_binary(&t), &["win11"], false).unwrap();
+        assert!(said.contains(&reload), "{said}");
+        assert!(!said.contains("restart"), "{said}");
+        let again = run_install(&host, &fake_binary(&t), &["win11"], false).unwrap();
+        assert!(
+            !again.contains("reload "),
+            "the hook was there already: {again}"
+        );
+        let mut out = Vec::new();
+        uninstall(&host, &opts(false), &mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(out.contains(&reload), "uninstall removed the hook: {out}");
+        assert!(sim.commands().is_empty(), "a staged root runs nothing");
+    }
+}
+
+#[test]
+fn no_reload_says_what_to_run_and_no_daemon_needs_none() {
+    let t = TestHost::new();
+    let sim = with_daemon("libvirtd.service");
+    let vms = vec!["win11".to_string()];
+    let binary = fake_binary(&t);
+    let opts = InstallOptions {
+        vms: &vms,
+        binary: &binary,
+        dry_run: false,
+        reload: false,
+    };
+    let mut out = Vec::new();
+    install(&sim.host(), &opts, &mut out).unwrap();
+    let said = String::from_utf8(out).unwrap();
     assert!(
-        said.contains("looks for hooks only when it starts"),
+        said.contains("not reloading libvirtd.service (--no-reload): until `systemctl reload libvirtd.service`"),
         "{said}"
     );
-    assert!(said.contains("systemctl restart libvirtd"), "{said}");
-
-    // With a hook already there (a user's dispatcher), the drop-in runs from the next start.
-    let t = TestHost::new();
-    let root = staged(&t);
-    let hooks = root.path().join("etc/libvirt/hooks");
-    std::fs::create_dir_all(&hooks).unwrap();
-    std::fs::write(hooks.join("qemu"), "#!/bin/sh\n").unwrap();
-    std::fs::set_permissions(hooks.join("qemu"), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let host = pitcrew::Host::new(root.path(), t.runner.clone());
-    let said = run_install(&host, &fake_binary(&t), &[], false).unwrap();
-    assert!(said.contains("already has a QEMU hook"), "{said}");
-    assert!(!said.contains("restart"), "{said}");
+    let idle = pitcrew_sim::Builder::new().build();
+    let said = run_install(&idle.host(), &binary, &["win11"], false).unwrap();
+    assert!(said.contains("no libvirt daemon runs now"), "{said}");
 }
 
 #[test]
@@ -289,7 +328,7 @@ fn uninstall_refuses_while_a_card_is_lent() {
     record.save(&host).unwrap();
     let before = tree(root.path());
 
-    let err = uninstall(&host, true, false, &mut Vec::new()).unwrap_err();
+    let err = uninstall(&host, &opts(true), &mut Vec::new()).unwrap_err();
     assert!(
         err.to_string()
             .contains("pitcrew has lent 0000:01:00.0 (VM 'win11') to vfio-pci"),

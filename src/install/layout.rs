@@ -4,8 +4,6 @@
 pub const BINARY: &str = "/usr/local/bin/pitcrew";
 pub const UNIT: &str = "/etc/systemd/system/pitcrew@.service";
 pub const HOOK: &str = "/etc/libvirt/hooks/qemu.d/pitcrew";
-/// libvirt's single-script hook, often a user's or VFIO-Tools' dispatcher: never touched.
-pub const LEGACY_HOOK_SCRIPT: &str = "/etc/libvirt/hooks/qemu";
 pub const MANIFEST: &str = "/var/lib/pitcrew/install.json";
 
 /// The unit as shipped in the .deb, which runs /usr/bin/pitcrew.

@@ -4,6 +4,7 @@
 pub mod layout;
 mod legacy;
 mod manifest;
+mod reload;
 mod write;
 
 pub use manifest::{Entry, Kind, Manifest};
@@ -84,8 +85,18 @@ pub struct InstallOptions<'a> {
     pub binary: &'a Path,
     /// Print what would be done and change nothing.
     pub dry_run: bool,
-    /// Restart libvirtd afterwards so it sees the hook.
-    pub restart_libvirtd: bool,
+    /// Reload the running libvirt daemon when the hook is new, so it runs it.
+    pub reload: bool,
+}
+
+/// What `uninstall` does besides removing what install wrote.
+pub struct UninstallOptions {
+    /// Also remove the config (or put back what it was before install).
+    pub purge: bool,
+    /// Print what would be done and change nothing.
+    pub dry_run: bool,
+    /// Reload the running libvirt daemon when the hook was removed.
+    pub reload: bool,
 }
 
 /// Installs under the host's root, printing each action to `out`.
@@ -104,7 +115,6 @@ pub fn install(
         return Err(InstallError::Legacy(legacy::migration_help(&found)));
     }
     let mut manifest = read_manifest(host)?.unwrap_or_default();
-    let hook_seen = libvirt_has_qemu_hook(host);
     let mut w = Writer::new(host, opts.dry_run, out);
 
     // Refuse before writing anything: every file install writes must be new or its own.
@@ -113,6 +123,7 @@ pub fn install(
             return Err(InstallError::Exists(host.path(path)));
         }
     }
+    let hook_is_new = !w.exists(layout::HOOK);
     let binary = std::fs::read(opts.binary).map_err(|source| InstallError::Io {
         path: opts.binary.to_path_buf(),
         action: "cannot read the binary to install",
@@ -129,42 +140,11 @@ pub fn install(
     let json = serde_json::to_string_pretty(&manifest).expect("manifest serializes") + "\n";
     w.file(&mut manifest, layout::MANIFEST, 0o644, json.as_bytes())?;
 
-    let mut commands = vec![vec!["daemon-reload"]];
-    if opts.restart_libvirtd {
-        commands.push(vec!["try-restart", "libvirtd.service"]);
-    }
-    for args in commands {
-        systemctl(host, opts.dry_run, &args, w.out())?;
-    }
-    if !opts.restart_libvirtd && hook_seen {
-        let _ = writeln!(
-            w.out(),
-            "libvirt already has a QEMU hook, so libvirt 6.5 and later run {} from the next VM start.",
-            layout::HOOK
-        );
-    } else if !opts.restart_libvirtd {
-        let _ = writeln!(
-            w.out(),
-            "libvirtd looks for hooks only when it starts and found none: run `systemctl restart \
-             libvirtd` (running VMs keep running) or install again with --restart-libvirtd, \
-             otherwise starting a VM does not run {}.",
-            layout::HOOK
-        );
+    systemctl(host, opts.dry_run, &["daemon-reload"], w.out())?;
+    if hook_is_new {
+        reload::reload_daemons(host, opts.reload, opts.dry_run, w.out())?;
     }
     Ok(())
-}
-
-/// Whether libvirt has a QEMU hook to run (an executable /etc/libvirt/hooks/qemu or an executable
-/// in qemu.d). libvirtd looks for hooks only when it starts (virHookInitialize): a first hook is
-/// not run until libvirtd restarts, one added next to an existing hook is.
-fn libvirt_has_qemu_hook(host: &Host) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    let executable = |p: &Path| {
-        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
-    let dropins = host.path(layout::HOOK).with_file_name("");
-    executable(&host.path(layout::LEGACY_HOOK_SCRIPT))
-        || std::fs::read_dir(dropins).is_ok_and(|d| d.flatten().any(|e| executable(&e.path())))
 }
 
 /// Removing the unit while a card is lent would leave nothing to give it back when its VM stops.
@@ -191,10 +171,10 @@ fn refuse_while_lent(host: &Host) -> Result<(), InstallError> {
 /// Removes what install recorded; with `purge` also the config (or its pre-install contents).
 pub fn uninstall(
     host: &Host,
-    purge: bool,
-    dry_run: bool,
+    opts: &UninstallOptions,
     out: &mut dyn std::io::Write,
 ) -> Result<(), InstallError> {
+    let UninstallOptions { purge, dry_run, .. } = *opts;
     let Some(manifest) = read_manifest(host)? else {
         return Err(InstallError::Manifest {
             path: host.path(layout::MANIFEST),
@@ -235,7 +215,12 @@ pub fn uninstall(
     {
         w.remove(dir)?;
     }
-    systemctl(host, dry_run, &["daemon-reload"], w.out())
+    let hook_removed = manifest.owns(layout::HOOK) && (dry_run || !w.exists(layout::HOOK));
+    systemctl(host, dry_run, &["daemon-reload"], w.out())?;
+    if hook_removed {
+        reload::reload_daemons(host, opts.reload, dry_run, w.out())?;
+    }
+    Ok(())
 }
 
 /// Creates the config, or appends tables for the VMs it does not list yet; never replaces it.

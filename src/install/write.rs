@@ -128,6 +128,12 @@ impl<'a> Writer<'a> {
         target: &str,
     ) -> Result<(), InstallError> {
         self.dirs(manifest, path)?;
+        // Left alone when right already: its ctime tells doctor when libvirt got the hook.
+        if std::fs::read_link(self.host.path(path)).is_ok_and(|t| t == Path::new(target)) {
+            self.say(format!("keep {path} -> {target}"));
+            manifest.record(path, Kind::Symlink);
+            return Ok(());
+        }
         self.say(format!("link {path} -> {target}"));
         if !self.dry_run {
             let real = self.host.path(path);
