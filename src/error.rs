@@ -68,6 +68,9 @@ pub enum Failed {
     /// The running binary could not be found to copy it.
     #[error("cannot find the running binary to install: {0}")]
     Binary(#[source] std::io::Error),
+    /// `pitcrew doctor` found checks that fail (the report says which).
+    #[error("doctor: {0} failed, see the lines marked fail")]
+    Doctor(usize),
     /// Writing the report to stdout failed.
     #[error("cannot write to stdout: {0}")]
     Stdout(#[source] std::io::Error),

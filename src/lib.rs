@@ -19,7 +19,7 @@
 //!
 //! # Layers
 //! Each module uses only those below it: `host` -> `record`, `snapshot` -> `plan` -> `exec` ->
-//! `handover` -> `hook`, `install` -> `error` -> `cli`.
+//! `handover` -> `hook`, `install` -> `doctor` -> `error` -> `cli`.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -28,6 +28,7 @@ mod atomic;
 mod bdf;
 mod cli;
 mod config;
+mod doctor;
 mod error;
 mod exec;
 #[cfg(feature = "fault-injection")]
@@ -49,13 +50,14 @@ mod wait;
 pub use bdf::{Bdf, BdfError};
 pub use cli::{command, run as run_command, run_hook, Cli};
 pub use config::{policy_for_vm, Config, ConfigError, VmConfig, HOOK_MARGIN};
+pub use doctor::{run as doctor, Check, Level, Report};
 pub use error::{Error, Failed, Input};
 pub use exec::{ExecError, Rollback, StepError, Timed};
 pub use handover::{run as handover, HandoverError, Outcome, Request};
 pub use hook::request::{devices_for_vm, VmDevicesError};
 pub use hook::{invoked_as_hook, run as hook, HookArgs, Reply};
 pub use host::{CmdOutput, Effects, Host, Process, Signal};
-pub use install::{install, uninstall, InstallError, InstallOptions};
+pub use install::{install, uninstall, InstallError, InstallOptions, UninstallOptions};
 pub use plan::{Direction, Plan, SelectError, Step};
 pub use policy::{DisplayManagerPolicy, Policy};
 pub use record::{Lent, Record};

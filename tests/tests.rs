@@ -5,6 +5,7 @@ mod engine;
 mod cli;
 mod config;
 mod crash;
+mod doctor;
 mod faults;
 mod handover;
 mod hook_binary;

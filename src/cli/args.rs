@@ -36,6 +36,17 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check what would keep a VM from getting its GPU: IOMMU, vfio-pci, each GPU's group, holders,
+    /// reset and BARs, the hook, the libvirt daemon, the unit, the config and the VM definitions.
+    /// Reads only. Exit 0 when no check fails, 1 otherwise
+    Doctor {
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+        /// Check only this VM and its GPUs
+        #[arg(long, value_name = "NAME")]
+        vm: Option<String>,
+    },
     /// Move GPUs (with their whole IOMMU groups) to vfio-pci
     Detach(HandoverArgs),
     /// Give GPUs back to the drivers they had before the detach
@@ -55,9 +66,9 @@ pub enum Command {
         /// Print what would be done and change nothing
         #[arg(long)]
         dry_run: bool,
-        /// Restart libvirtd afterwards so it picks up the hook
+        /// Do not reload the running libvirt daemon (libvirtd or virtqemud) when the hook is new
         #[arg(long)]
-        restart_libvirtd: bool,
+        no_reload: bool,
     },
     /// Remove exactly what install wrote
     Uninstall {
@@ -67,6 +78,9 @@ pub enum Command {
         /// Print what would be done and change nothing
         #[arg(long)]
         dry_run: bool,
+        /// Do not reload the running libvirt daemon after removing the hook
+        #[arg(long)]
+        no_reload: bool,
     },
 }
 

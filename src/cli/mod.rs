@@ -2,6 +2,7 @@
 //! library, prints the result, and turns an error into its exit code.
 
 mod args;
+mod doctor;
 mod handover;
 mod logging;
 
@@ -11,7 +12,7 @@ pub use args::{command, Cli};
 use crate::error::{Error, Failed};
 use crate::hook::{self, HookArgs};
 use crate::host::Host;
-use crate::install::{self, InstallOptions};
+use crate::install::{self, InstallOptions, UninstallOptions};
 use crate::snapshot::Snapshot;
 use crate::status::Status;
 use std::process::ExitCode;
@@ -40,14 +41,23 @@ pub fn run(cli: Cli) -> ExitCode {
                 },
             )
         }
+        Command::Doctor { json, vm } => doctor::run(&host, json, vm.as_deref()),
         Command::Install {
             vms,
             dry_run,
-            restart_libvirtd,
-        } => install(&host, &vms, dry_run, restart_libvirtd),
-        Command::Uninstall { purge, dry_run } => {
-            install::uninstall(&host, purge, dry_run, &mut std::io::stdout().lock())
-                .map_err(Error::from)
+            no_reload,
+        } => install(&host, &vms, dry_run, no_reload),
+        Command::Uninstall {
+            purge,
+            dry_run,
+            no_reload,
+        } => {
+            let options = UninstallOptions {
+                purge,
+                dry_run,
+                reload: !no_reload,
+            };
+            install::uninstall(&host, &options, &mut std::io::stdout().lock()).map_err(Error::from)
         }
     };
     match result {
@@ -83,7 +93,7 @@ fn status(host: &Host, json: bool) -> Result<(), Error> {
 }
 
 /// Prints to stdout; a reader that went away (`pitcrew status | head`) is not an error.
-fn print_out(text: &str) -> Result<(), Error> {
+pub(super) fn print_out(text: &str) -> Result<(), Error> {
     use std::io::Write;
     match std::io::stdout().lock().write_all(text.as_bytes()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Failed::Stdout(e).into()),
@@ -91,18 +101,13 @@ fn print_out(text: &str) -> Result<(), Error> {
     }
 }
 
-fn install(
-    host: &Host,
-    vms: &[String],
-    dry_run: bool,
-    restart_libvirtd: bool,
-) -> Result<(), Error> {
+fn install(host: &Host, vms: &[String], dry_run: bool, no_reload: bool) -> Result<(), Error> {
     let binary = std::env::current_exe().map_err(Failed::Binary)?;
     let options = InstallOptions {
         vms,
         binary: &binary,
         dry_run,
-        restart_libvirtd,
+        reload: !no_reload,
     };
     install::install(host, &options, &mut std::io::stdout().lock())?;
     Ok(())

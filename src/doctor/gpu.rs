@@ -1,0 +1,340 @@
+//! One GPU: can it go to a VM, what goes with it, what a lend would do to the host, and what
+//! the guest will meet (reset, BARs, NVIDIA's daemons and module options).
+
+use super::Check;
+use crate::bdf::Bdf;
+use crate::host::pci::{self, PciDevice};
+use crate::host::Host;
+use crate::plan::{self, select, Direction, Step};
+use crate::policy::Policy;
+use crate::snapshot::Snapshot;
+use crate::vendor;
+
+/// The udev rules `pitcrew keep-off` writes: the cards the desktop must never open.
+pub const KEEP_OFF_RULES: &str = "/etc/udev/rules.d/73-pitcrew-keep-off.rules";
+/// A BAR this large is the resizable-BAR kind; OVMF before edk2-stable202211 maps 32 GiB of
+/// 64-bit MMIO in all, and guests then fail the card (Windows: code 12 or 43).
+const LARGE_BAR: u64 = 8 << 30;
+
+pub(super) fn checks(host: &Host, s: &Snapshot, bdf: Bdf, policy: &Policy) -> Vec<Check> {
+    let gpu = &s.devices[&bdf];
+    let name = |what: &str| format!("gpu {bdf} {what}");
+    let lend = plan::plan(s, Direction::Detach, &[bdf], policy).ok();
+    let mut checks = vec![
+        group(s, gpu, name("group")),
+        companions(s, gpu, name("slot")),
+        holders(s, gpu, lend.as_ref(), name("lend")),
+        super::sound::check(host, s, gpu, name("sound")),
+        keep_off(host, s, gpu, lend.as_ref(), name("keep-off")),
+        reset(host, gpu, name("reset")),
+        bars(host, gpu, name("bars")),
+    ];
+    if gpu.vendor == vendor::NVIDIA.vendor {
+        checks.extend(nvidia(host, s, name("nvidia")));
+    }
+    checks
+}
+
+fn describe(d: &PciDevice) -> String {
+    format!(
+        "{} ({}, {})",
+        d.bdf,
+        d.kind(),
+        d.driver.as_deref().unwrap_or("no driver")
+    )
+}
+
+fn group(s: &Snapshot, gpu: &PciDevice, name: String) -> Check {
+    let Some(group) = gpu.iommu_group else {
+        return Check::fail(
+            name,
+            "in no IOMMU group, so no VM can have it",
+            "turn the IOMMU on (see the iommu line) and reboot",
+        );
+    };
+    let blockers = select::in_the_way(s, gpu.bdf, group);
+    if !blockers.is_empty() {
+        let list: Vec<String> = blockers.iter().map(|d| describe(d)).collect();
+        return Check::fail(
+            name,
+            format!(
+                "IOMMU group {group} also holds {}, in use by the host",
+                list.join(", ")
+            ),
+            "move the card to a slot with its own group (usually the first, CPU-attached one) or give those devices to the VM too",
+        );
+    }
+    let members: Vec<String> = s
+        .devices
+        .values()
+        .filter(|d| d.iommu_group == Some(group) && !d.is_bridge())
+        .map(|d| d.bdf.to_string())
+        .collect();
+    Check::ok(
+        name,
+        format!(
+            "IOMMU group {group} is viable: {} go together",
+            members.join(", ")
+        ),
+    )
+}
+
+/// The other functions in the card's slot (HDMI audio, USB-C, UCSI): they go with it only when
+/// they share its group.
+fn companions(s: &Snapshot, gpu: &PciDevice, name: String) -> Check {
+    let others: Vec<&PciDevice> = s
+        .devices
+        .values()
+        .filter(|d| d.bdf.slot() == gpu.bdf.slot() && d.bdf != gpu.bdf)
+        .collect();
+    if others.is_empty() {
+        return Check::ok(name, "no other functions in the slot");
+    }
+    let apart: Vec<String> = others
+        .iter()
+        .filter(|d| d.iommu_group != gpu.iommu_group)
+        .map(|d| format!("{} (group {})", describe(d), group_text(d.iommu_group)))
+        .collect();
+    let list: Vec<String> = others.iter().map(|d| describe(d)).collect();
+    if apart.is_empty() {
+        return Check::ok(name, format!("{} move with it", list.join(", ")));
+    }
+    Check::warn(
+        name,
+        format!(
+            "{} sit in other IOMMU groups than the GPU",
+            apart.join(", ")
+        ),
+        "list them under `devices` for the VM as well, or the guest gets the card without them",
+    )
+}
+
+fn group_text(group: Option<u32>) -> String {
+    group.map_or("none".into(), |g| g.to_string())
+}
+
+/// Who holds the card now and what a lend would do to them, from the plan a detach would run.
+fn holders(s: &Snapshot, gpu: &PciDevice, lend: Option<&plan::Plan>, name: String) -> Check {
+    if gpu.on_vfio() {
+        let owner = s
+            .record
+            .lent
+            .get(&gpu.bdf)
+            .and_then(|l| l.owner.as_deref())
+            .map_or(String::new(), |vm| format!(" (lent to VM '{vm}')"));
+        return Check::ok(name, format!("on vfio-pci now{owner}"));
+    }
+    let Some(lend) = lend else {
+        return Check::fail(name, "a lend would be refused", "fix the group line first");
+    };
+    let mut effects = Vec::new();
+    let mut unloads = Vec::new();
+    let mut disruptive = false;
+    for step in &lend.steps {
+        match step {
+            Step::StopUnit { unit, .. } if s.display_manager.as_deref() == Some(unit) => {
+                disruptive = true;
+                effects.push(format!(
+                    "the display manager {unit} will be stopped: the sessions on it end"
+                ));
+            }
+            Step::StopUnit { unit, .. } => {
+                effects.push(format!("{unit} will be stopped until the card is back"))
+            }
+            Step::EndProcess { pid, comm, .. } => {
+                disruptive = true;
+                effects.push(format!(
+                    "{comm} (pid {pid}) will be ended (SIGTERM, then SIGKILL)"
+                ));
+            }
+            Step::UnloadModule { module } => unloads.push(module.as_str()),
+            _ => {}
+        }
+    }
+    match unloads.as_slice() {
+        [] => {}
+        [one] => effects.push(format!("module {one} will be unloaded")),
+        many => effects.push(format!("modules {} will be unloaded", many.join(", "))),
+    }
+    if effects.is_empty() {
+        return Check::ok(name, "nothing holds it: a lend only rebinds its functions");
+    }
+    let finding = effects.join("; ");
+    if disruptive {
+        Check::warn(
+            name,
+            finding,
+            format!(
+                "save work and close those programs before starting the VM; `pitcrew detach {} --dry-run` shows every step",
+                gpu.bdf
+            ),
+        )
+    } else {
+        Check::ok(name, finding)
+    }
+}
+
+/// Whether `pitcrew keep-off` has told udev to keep the desktop off this card.
+fn keep_off(
+    host: &Host,
+    s: &Snapshot,
+    gpu: &PciDevice,
+    lend: Option<&plan::Plan>,
+    name: String,
+) -> Check {
+    let rules = host.read(KEEP_OFF_RULES).unwrap_or_default();
+    let address = gpu.bdf.to_string();
+    if rules
+        .lines()
+        .any(|l| !l.trim_start().starts_with('#') && l.contains(&address))
+    {
+        return Check::ok(name, format!("kept off the desktop by {KEEP_OFF_RULES}"));
+    }
+    let stops_desktop = lend.is_some_and(|p| {
+        p.steps.iter().any(|step| {
+            matches!(step, Step::StopUnit { unit, .. } if s.display_manager.as_ref() == Some(unit))
+        })
+    });
+    if stops_desktop {
+        return Check::warn(
+            name,
+            "not kept off: the desktop uses the card, so each lend ends its sessions",
+            format!(
+                "if the host has another display, run `pitcrew keep-off {address}` so the desktop leaves this card alone"
+            ),
+        );
+    }
+    Check::ok(name, format!("not in {KEEP_OFF_RULES}"))
+}
+
+/// How the kernel can reset the card between guests (reset_method, Linux >= 5.15).
+fn reset(host: &Host, gpu: &PciDevice, name: String) -> Check {
+    let methods = host
+        .read(pci::device_path(gpu.bdf, "reset_method"))
+        .unwrap_or_default();
+    let amd = gpu.vendor == vendor::AMD.vendor;
+    let amd_fix = "for Polaris, Vega and Navi 10 cards load the vendor-reset module; otherwise shut the guest down instead of rebooting it";
+    if methods.trim().is_empty() {
+        let fix = if amd {
+            amd_fix
+        } else {
+            "shut the guest down instead of rebooting it, and expect a host reboot to recover the card after a guest crash"
+        };
+        return Check::warn(
+            name,
+            "no reset method: the card cannot be reset between guest runs",
+            fix,
+        );
+    }
+    if amd && methods.split_whitespace().all(|m| m == "bus") {
+        return Check::warn(
+            name,
+            format!("reset_method: {methods} (AMD cards often do not come back from a bus reset)"),
+            amd_fix,
+        );
+    }
+    Check::ok(name, format!("reset_method: {methods}"))
+}
+
+/// BAR sizes from `resource`; a BAR far above the classic 256 MiB means resizable BAR is on.
+fn bars(host: &Host, gpu: &PciDevice, name: String) -> Check {
+    let Ok(text) = host.read(pci::device_path(gpu.bdf, "resource")) else {
+        return Check::ok(name, "no resource file to read BAR sizes from");
+    };
+    let sizes: Vec<(usize, u64)> = text
+        .lines()
+        .take(6)
+        .enumerate()
+        .filter_map(|(n, line)| {
+            let mut fields = line
+                .split_whitespace()
+                .map(|f| u64::from_str_radix(f.trim_start_matches("0x"), 16));
+            let (Some(Ok(start)), Some(Ok(end))) = (fields.next(), fields.next()) else {
+                return None;
+            };
+            (end > start).then(|| (n, end - start + 1))
+        })
+        .collect();
+    let resizable: Vec<usize> = (0..6)
+        .filter(|n| {
+            host.path(pci::device_path(gpu.bdf, &format!("resource{n}_resize")))
+                .exists()
+        })
+        .collect();
+    let shown: Vec<String> = sizes
+        .iter()
+        .map(|(n, size)| {
+            let mark = if resizable.contains(n) {
+                " (resizable)"
+            } else {
+                ""
+            };
+            format!("BAR{n} {}{mark}", human(*size))
+        })
+        .collect();
+    let finding = if shown.is_empty() {
+        "no memory BARs".to_string()
+    } else {
+        shown.join(", ")
+    };
+    match sizes.iter().find(|(_, size)| *size > LARGE_BAR) {
+        Some((n, size)) => Check::warn(
+            name,
+            format!("{finding}: BAR{n} of {} needs a large 64-bit window in the guest", human(*size)),
+            "if the guest shows the card with error 12/43 or no memory, turn Resizable BAR off in the firmware or give OVMF a larger window (-fw_cfg opt/ovmf/X-PciMmio64Mb,string=65536)",
+        ),
+        None => Check::ok(name, finding),
+    }
+}
+
+fn human(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 30 && b % (1 << 30) == 0 => format!("{} GiB", b >> 30),
+        b if b >= 1 << 20 => format!("{} MiB", b >> 20),
+        b => format!("{} KiB", b >> 10),
+    }
+}
+
+/// NVIDIA: the persistence daemon keeps the driver open; nvidia_drm's fbdev puts the kernel
+/// console on the card, which then keeps nvidia_drm in use.
+fn nvidia(host: &Host, s: &Snapshot, name: String) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let daemon = vendor::NVIDIA.daemons[0];
+    if s.running_units.contains(daemon) {
+        checks.push(Check::warn(
+            format!("{name} persistenced"),
+            format!("{daemon} runs and holds the driver open: each lend stops it"),
+            "unless CUDA jobs need persistence mode, `systemctl disable --now nvidia-persistenced`",
+        ));
+    } else {
+        checks.push(Check::ok(
+            format!("{name} persistenced"),
+            format!("{daemon} not running"),
+        ));
+    }
+    let param = |p: &str| {
+        host.read(format!("/sys/module/nvidia_drm/parameters/{p}"))
+            .ok()
+    };
+    let Some(modeset) = param("modeset") else {
+        checks.push(Check::ok(format!("{name} drm"), "nvidia_drm not loaded"));
+        return checks;
+    };
+    let fbdev = param("fbdev");
+    let finding = format!(
+        "nvidia_drm modeset={modeset}{}",
+        fbdev
+            .as_deref()
+            .map_or(String::new(), |f| format!(" fbdev={f}"))
+    );
+    if fbdev.as_deref() == Some("Y") {
+        checks.push(Check::warn(
+            format!("{name} drm"),
+            format!("{finding}: the kernel console sits on the card and keeps nvidia_drm in use"),
+            "add `options nvidia-drm fbdev=0` to a file in /etc/modprobe.d/, run update-initramfs -u and reboot",
+        ));
+    } else {
+        checks.push(Check::ok(format!("{name} drm"), finding));
+    }
+    checks
+}
