@@ -51,17 +51,40 @@ verdict() {
 	fi
 }
 
+# doctor LABEL [ARGS]: run pitcrew doctor, show its lines, leave its output in /tmp/doctor.out
+# and its exit status in $doctor_rc.
+doctor() {
+	label=$1
+	shift
+	"$HERE/pitcrew" doctor "$@" >/tmp/doctor.out 2>&1
+	doctor_rc=$?
+	sed "s/^/  doctor ($label): /" /tmp/doctor.out >&9
+	say "  doctor ($label): exit $doctor_rc"
+}
+has() { grep -qF -- "$1" /tmp/doctor.out; }
+
 setup() {
 	need "desktop not up: lightdm not active within 180 s" wait_for 180 unit_is lightdm.service active || return 1
 	need "Xorg never opened $CARD within 120 s" wait_for 120 held_by_xorg || return 1
 	say "desktop up: Xorg holds $CARD ($(fuser "$CARD" 2>&1 | tr -s ' '))"
-	# libvirtd looks for hooks only when it starts and found none at boot: the installer restarts it.
-	"$HERE/pitcrew" install --vm gpu-vm --restart-libvirtd >/tmp/install.out 2>&1 || {
+	# The daemon runs before the hook exists, as on a user's host: install must reload it.
+	need "libvirtd.service did not start" systemctl start libvirtd.service || return 1
+	doctor "before install"
+	doctor_before_rc=$doctor_rc
+	has "fail  hook: /etc/libvirt/hooks/qemu.d/pitcrew missing" && doctor_before=ok || doctor_before="no failing hook line"
+	"$HERE/pitcrew" install --vm gpu-vm >/tmp/install.out 2>&1 || {
 		why="pitcrew install failed: $(tail -n 1 /tmp/install.out)"
 		return 1
 	}
 	sed 's/^/  install: /' /tmp/install.out >&9
+	doctor "after install"
+	doctor_after_rc=$doctor_rc
+	has "ok    libvirt libvirtd.service: reloaded since the hook was installed" &&
+		has "fail  vm gpu-vm: not defined" && doctor_after=ok || doctor_after="no reload or undefined-VM line"
 	need "virsh define failed" virsh define "$HERE/gpu-vm.xml" || return 1
+	doctor "VM defined" --vm gpu-vm
+	doctor_vm_rc=$doctor_rc
+	has "ok    vm gpu-vm: defined; passes GPU 0000:00:03.0 through" && doctor_vm=ok || doctor_vm="no line for the defined VM"
 	sed 's/gpu-vm/gpu-vm-bad/' "$HERE/gpu-vm.xml" >/tmp/gpu-vm-bad.xml
 	need "virsh define gpu-vm-bad failed" virsh define /tmp/gpu-vm-bad.xml || return 1
 	# The bad VM names the PCIe root port: `pitcrew detach --vm` refuses it (exit 2).
@@ -127,14 +150,24 @@ failed_start_rolls_back() {
 	need "$BAD_UNIT is active" not_active "$BAD_UNIT"
 }
 
-say "full stack: $(uname -r), $(virsh --version 2>&1 | head -n 1 | sed 's/^/libvirt /'), $(drivers)"
+doctor_verdict() {
+	why="exit codes before install / after install / VM defined: $doctor_before_rc/$doctor_after_rc/$doctor_vm_rc, want 1/1/0"
+	[ "$doctor_before_rc/$doctor_after_rc/$doctor_vm_rc" = 1/1/0 ] || return 1
+	for seen in "$doctor_before" "$doctor_after" "$doctor_vm"; do
+		[ "$seen" = ok ] || { why=$seen; return 1; }
+	done
+}
+
+say "full stack: $(. /etc/os-release; echo "$PRETTY_NAME"), $(uname -r), $(virsh --version 2>&1 | head -n 1 | sed 's/^/libvirt /'), $(drivers)"
 if setup; then
+	doctor_verdict
+	verdict doctor $? "doctor fails before install (hook) and after (VM undefined), passes with the VM defined"
 	lend_and_return
 	verdict libvirt_lend_and_return $? "virsh start/destroy lent and returned 03.0+03.1, lightdm stopped and back"
 	failed_start_rolls_back
 	verdict libvirt_failed_start_rolls_back $? "virsh start failed with pitcrew's line; card on bochs-drm, lightdm active"
 else
-	for s in libvirt_lend_and_return libvirt_failed_start_rolls_back; do
+	for s in doctor libvirt_lend_and_return libvirt_failed_start_rolls_back; do
 		say "RESULT $s FAIL setup: $why"
 	done
 fi

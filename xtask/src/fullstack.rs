@@ -1,12 +1,13 @@
-//! The full stack (`cargo xtask full-test`): a Debian 12 system with systemd, libvirtd and LightDM,
-//! built once with debootstrap and cached as a bootable ext4 image under
-//! ~/.cache/pitcrew-testbed/full-<recipe-hash>/. Each run puts the fresh static pitcrew and
+//! The full stack (`cargo xtask full-test --suite bookworm|trixie`): a Debian 12 or 13 system with
+//! systemd, libvirt and LightDM, built once with debootstrap and cached as a bootable ext4 image
+//! under ~/.cache/pitcrew-testbed/full-<recipe-hash>/. Each run puts the fresh static pitcrew and
 //! testbed/fullstack/ on a small second disk; the image's pitcrew-fulltest.service runs its
 //! run.sh once the desktop is up, which starts and destroys a nested libvirt domain passing the
 //! emulated GPU through, reports on ttyS1 and powers off.
 
 use crate::kernel::{cache_root, fnv1a};
 use crate::report::{self, Verdict};
+use crate::suite::Suite;
 use crate::{pitcrew_bin, prereqs, qemu};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
@@ -17,8 +18,8 @@ use std::time::{Duration, Instant};
 
 /// Bump when the way the image is built changes.
 const RECIPE_REV: &str = "full-1";
-const SUITE: &str = "bookworm";
-/// What debootstrap installs on top of minbase: systemd, libvirt with QEMU, LightDM with Xorg.
+/// What debootstrap installs on top of minbase in every suite (see [`Suite::extra_packages`]):
+/// systemd, libvirt with QEMU, LightDM with Xorg.
 const PACKAGES: &[&str] = &[
     "linux-image-amd64",
     "initramfs-tools",
@@ -64,14 +65,23 @@ pub struct Image {
     pub initrd: PathBuf,
 }
 
-/// Builds (or reuses) the image, boots it with a fresh pitcrew and returns the scenarios' verdicts.
+/// What the guest's run.sh reports, each as `<suite>/<name>` in the verdicts.
+const SCENARIOS: &[&str] = &[
+    "doctor",
+    "libvirt_lend_and_return",
+    "libvirt_failed_start_rolls_back",
+];
+
+/// Builds (or reuses) the suite's image, boots it with a fresh pitcrew and returns the scenarios'
+/// verdicts.
 pub fn run(
     workspace: &Path,
+    suite: Suite,
     timeout: Duration,
     pitcrew: Option<&Path>,
 ) -> Result<BTreeMap<String, Verdict>> {
     prereqs::ensure()?;
-    let image = prepare()?;
+    let image = prepare(suite)?;
     let pitcrew = pitcrew_bin::get(workspace, pitcrew)?;
     let out = workspace.join("target/testbed");
     fs::create_dir_all(&out)?;
@@ -84,7 +94,7 @@ pub fn run(
     )?;
 
     let machine = qemu::machine("full-stack")?;
-    let console_log = out.join("console-full-stack.log");
+    let console_log = out.join(format!("console-full-stack-{}.log", suite.name()));
     let drives = [
         format!(
             "file={},format=raw,if=virtio,cache=unsafe,snapshot=on",
@@ -93,7 +103,8 @@ pub fn run(
         format!("file={},format=raw,if=virtio,readonly=on", extra.display()),
     ];
     eprintln!(
-        "xtask: booting full-stack (console: {})",
+        "xtask: booting full-stack {} (console: {})",
+        suite.name(),
         console_log.display()
     );
     let mut verdicts = BTreeMap::new();
@@ -110,6 +121,7 @@ pub fn run(
         |line| {
             if let Some((name, v)) = report::parse_result(line) {
                 let word = if v.pass { "PASS" } else { "FAIL" };
+                let name = format!("{}/{name}", suite.name());
                 println!("{word} {name}: {}", v.reason);
                 verdicts.insert(name, v);
             } else if !line.trim().is_empty() && line.trim() != "DONE" {
@@ -117,8 +129,9 @@ pub fn run(
             }
         },
     )?;
-    for name in ["libvirt_lend_and_return", "libvirt_failed_start_rolls_back"] {
-        verdicts.entry(name.to_string()).or_insert_with(|| Verdict {
+    for name in SCENARIOS {
+        let name = format!("{}/{name}", suite.name());
+        verdicts.entry(name).or_insert_with(|| Verdict {
             pass: false,
             reason: "no result from the guest (full-stack boot)".into(),
         });
@@ -126,11 +139,17 @@ pub fn run(
     Ok(verdicts)
 }
 
-/// Returns the cached image for the current recipe, building it when absent.
-pub fn prepare() -> Result<Image> {
+/// Returns the cached image for the suite's current recipe, building it when absent.
+pub fn prepare(suite: Suite) -> Result<Image> {
+    let packages: Vec<&str> = PACKAGES
+        .iter()
+        .chain(suite.extra_packages())
+        .copied()
+        .collect();
     let recipe = format!(
-        "{RECIPE_REV}\nsuite={SUITE}\npackages={}\nmasked={}\nsize={IMAGE_SIZE}\n{TEST_UNIT}",
-        PACKAGES.join(","),
+        "{RECIPE_REV}\nsuite={}\npackages={}\nmasked={}\nsize={IMAGE_SIZE}\n{TEST_UNIT}",
+        suite.name(),
+        packages.join(","),
         MASKED.join(",")
     );
     let root = cache_root()?;
@@ -146,7 +165,8 @@ pub fn prepare() -> Result<Image> {
     }
     let started = Instant::now();
     eprintln!(
-        "xtask: building the full-stack image ({SUITE}) in {}",
+        "xtask: building the full-stack image ({}) in {}",
+        suite.name(),
         dir.display()
     );
     if dir.exists() {
@@ -155,7 +175,7 @@ pub fn prepare() -> Result<Image> {
     fs::create_dir_all(&dir)?;
     fs::write(dir.join("recipe.txt"), &recipe)?;
     let rootfs = dir.join("rootfs");
-    debootstrap(&rootfs, &root.join("full-debs"))?;
+    debootstrap(suite, &packages, &rootfs, &root.join(suite.debs_dir()))?;
     configure(&rootfs)?;
     copy_boot_files(&rootfs, &image)?;
     mkfs(&rootfs, &image.disk, IMAGE_SIZE)?;
@@ -168,20 +188,21 @@ pub fn prepare() -> Result<Image> {
     Ok(image)
 }
 
-fn debootstrap(rootfs: &Path, debs: &Path) -> Result<()> {
+fn debootstrap(suite: Suite, packages: &[&str], rootfs: &Path, debs: &Path) -> Result<()> {
     let tool = prereqs::ensure_tool("debootstrap", "debootstrap")?;
-    let mirror = mirror()?;
+    let mirror = suite.mirror()?;
     fs::create_dir_all(debs)?;
     let debs = fs::canonicalize(debs)?;
     eprintln!(
-        "xtask: debootstrap {SUITE} from {mirror} (.debs cached in {})",
+        "xtask: debootstrap {} from {mirror} (.debs cached in {})",
+        suite.name(),
         debs.display()
     );
     let status = Command::new(tool)
         .arg("--variant=minbase")
-        .arg(format!("--include={}", PACKAGES.join(",")))
+        .arg(format!("--include={}", packages.join(",")))
         .arg(format!("--cache-dir={}", debs.display()))
-        .arg(SUITE)
+        .arg(suite.name())
         .arg(rootfs)
         .arg(&mirror)
         .stdout(std::process::Stdio::null())
@@ -194,64 +215,6 @@ fn debootstrap(rootfs: &Path, debs: &Path) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// The Debian mirror this machine's apt uses ($PITCREW_DEBIAN_MIRROR overrides it): the first
-/// `URIs:` of a deb822 source, or the first `deb` line, that serves the suite itself.
-fn mirror() -> Result<String> {
-    if let Ok(m) = std::env::var("PITCREW_DEBIAN_MIRROR") {
-        return Ok(m);
-    }
-    let mut files: Vec<PathBuf> = fs::read_dir("/etc/apt/sources.list.d")
-        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
-    files.sort();
-    files.insert(0, PathBuf::from("/etc/apt/sources.list"));
-    for f in files {
-        let Ok(text) = fs::read_to_string(&f) else {
-            continue;
-        };
-        let found = if f.extension().is_some_and(|e| e == "sources") {
-            mirror_deb822(&text)
-        } else {
-            mirror_one_line(&text)
-        };
-        if let Some(m) = found {
-            return Ok(m);
-        }
-    }
-    bail!("no apt source for {SUITE} in /etc/apt/sources.list*; set PITCREW_DEBIAN_MIRROR")
-}
-
-fn mirror_deb822(text: &str) -> Option<String> {
-    text.split("\n\n").find_map(|stanza| {
-        let field = |name: &str| {
-            stanza
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .map(str::trim)
-                .unwrap_or("")
-        };
-        let serves = field("Types:").split_whitespace().any(|t| t == "deb")
-            && field("Suites:").split_whitespace().any(|s| s == SUITE);
-        serves
-            .then(|| field("URIs:").split_whitespace().next().map(str::to_string))
-            .flatten()
-    })
-}
-
-fn mirror_one_line(text: &str) -> Option<String> {
-    text.lines().find_map(|l| {
-        let mut words = l.split_whitespace().peekable();
-        if words.next()? != "deb" {
-            return None;
-        }
-        if words.peek()?.starts_with('[') {
-            while !words.next()?.ends_with(']') {}
-        }
-        let uri = words.next()?;
-        (words.next()? == SUITE).then(|| uri.to_string())
-    })
 }
 
 /// Masks the slow timers, names the host, and enables the test unit (all as files: no chroot).
@@ -330,22 +293,4 @@ fn inject(pitcrew: &Path, scripts: &Path, staging: &Path, image: &Path) -> Resul
         }
     }
     mkfs(staging, image, "64M")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finds_the_suite_mirror() {
-        let deb822 = "Types: deb\nURIs: http://m.example/debian-security\nSuites: bookworm-security\n\n\
-                      Types: deb\n# comment\nURIs: http://m.example/debian\nSuites: bookworm bookworm-updates\n";
-        assert_eq!(
-            mirror_deb822(deb822).as_deref(),
-            Some("http://m.example/debian")
-        );
-        let list = "# x\ndeb-src http://a/ bookworm main\ndeb [arch=amd64 signed-by=/k] http://b/debian bookworm main\n";
-        assert_eq!(mirror_one_line(list).as_deref(), Some("http://b/debian"));
-        assert_eq!(mirror_one_line("deb http://c/ jammy main\n"), None);
-    }
 }

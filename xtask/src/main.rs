@@ -13,6 +13,7 @@ mod pitcrew_bin;
 mod prereqs;
 mod qemu;
 mod report;
+mod suite;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -68,6 +69,15 @@ enum Cmd {
         /// Use this statically linked pitcrew instead of building one
         #[arg(long, value_name = "PATH")]
         pitcrew: Option<PathBuf>,
+        /// The Debian release to build the system from
+        #[arg(long, value_enum, default_value = "bookworm")]
+        suite: suite::Suite,
+    },
+    /// Build (or find) the full stack's cached image for a suite, without booting it
+    FullImage {
+        /// The Debian release to build the system from
+        #[arg(long, value_enum, default_value = "bookworm")]
+        suite: suite::Suite,
     },
     /// Generate the man pages and shell completions into target/dist (packaged by cargo deb)
     Dist,
@@ -170,13 +180,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => vm_test(&common, &scenarios, !no_bench),
         Cmd::Demo { common } => demo(&common),
         Cmd::Bench { common, rounds } => bench(&common, rounds),
-        Cmd::FullTest { timeout, pitcrew } => {
+        Cmd::FullTest {
+            timeout,
+            pitcrew,
+            suite,
+        } => {
             let verdicts = fullstack::run(
                 &workspace(),
+                suite,
                 Duration::from_secs(timeout),
                 pitcrew.as_deref(),
             )?;
             Ok(summary(&verdicts))
+        }
+        Cmd::FullImage { suite } => {
+            prereqs::ensure()?;
+            let image = fullstack::prepare(suite)?;
+            println!("{}", image.disk.display());
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Dist => dist::run().map(|()| ExitCode::SUCCESS),
         Cmd::Test => test(),
@@ -370,10 +391,13 @@ fn test() -> Result<ExitCode> {
         pitcrew: None,
     };
     let mut verdicts = vm_verdicts(&common, &[], true)?;
-    verdicts.extend(fullstack::run(
-        &ws,
-        Duration::from_secs(FULL_TIMEOUT),
-        None,
-    )?);
+    for suite in suite::ALL {
+        verdicts.extend(fullstack::run(
+            &ws,
+            suite,
+            Duration::from_secs(FULL_TIMEOUT),
+            None,
+        )?);
+    }
     Ok(summary(&verdicts))
 }
