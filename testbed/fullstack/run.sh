@@ -158,7 +158,7 @@ doctor_verdict() {
 	done
 }
 
-say "full stack: $(. /etc/os-release; echo "$PRETTY_NAME"), $(uname -r), $(virsh --version 2>&1 | head -n 1 | sed 's/^/libvirt /'), $(drivers)"
+say "full stack: $(sed -n 's/^PRETTY_NAME="\(.*\)"$/\1/p' /etc/os-release), $(uname -r), $(virsh --version 2>&1 | head -n 1 | sed 's/^/libvirt /'), $(drivers)"
 if setup; then
 	doctor_verdict
 	verdict doctor $? "doctor fails before install (hook) and after (VM undefined), passes with the VM defined"
