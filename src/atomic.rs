@@ -14,6 +14,20 @@ pub struct WriteError {
     pub source: std::io::Error,
 }
 
+/// The longest file name Linux file systems take (NAME_MAX).
+pub const NAME_MAX: usize = 255;
+
+/// The sibling `name` is written to before the rename: `.<name>.<pid>.tmp`, the name cut so the
+/// whole fits [`NAME_MAX`] (an escaped VM name alone may take 239 bytes, a pid 7 digits).
+pub fn temp_name(name: &str, pid: u32) -> String {
+    let suffix = format!(".{pid}.tmp");
+    let mut end = name.len().min(NAME_MAX - 1 - suffix.len());
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(".{}{suffix}", &name[..end])
+}
+
 /// Writes `bytes` to a sibling temp file (never following a planted link), gives it `mode`,
 /// syncs it, then renames it over `path`.
 pub fn write(path: &Path, mode: u32, bytes: &[u8]) -> Result<(), WriteError> {
@@ -21,7 +35,7 @@ pub fn write(path: &Path, mode: u32, bytes: &[u8]) -> Result<(), WriteError> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let temp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let temp = path.with_file_name(temp_name(&name, std::process::id()));
     let failed = |path: &Path, action| {
         let path = path.to_path_buf();
         move |source| WriteError {

@@ -19,7 +19,7 @@ pub struct Bdf {
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("'{input}' is not a PCI address: expected 01:00.0 or 0000:01:00.0 (as lspci -D prints it)")]
+#[error("'{}' is not a PCI address: expected 01:00.0 or 0000:01:00.0 (as lspci -D prints it)", crate::text::shown(.input))]
 /// Text that is not a PCI address.
 pub struct BdfError {
     input: String,

@@ -45,6 +45,14 @@ pub enum Input {
         .0.display()
     )]
     StagedRoot(PathBuf),
+    /// A `--root` that is no tree to work on.
+    #[error("--root {}: {reason}", .root.display())]
+    BadRoot {
+        /// The root given.
+        root: PathBuf,
+        /// What is wrong with it, and what to give instead.
+        reason: String,
+    },
     /// A timeout that is not a duration.
     #[error("--term-timeout {0}: not a number of seconds")]
     TermTimeout(f64),

@@ -43,19 +43,23 @@ mod record;
 mod runfile;
 mod snapshot;
 mod status;
+mod text;
+mod untrusted;
 mod vendor;
 mod vm;
 mod wait;
 
 pub use bdf::{Bdf, BdfError};
 pub use cli::{command, run as run_command, run_hook, Cli};
-pub use config::{policy_for_vm, Config, ConfigError, VmConfig, HOOK_MARGIN};
+pub use config::{
+    policy_for_vm, vm_table_header, Config, ConfigError, VmConfig, HOOK_MARGIN, UNIT_CEILING,
+};
 pub use doctor::{run as doctor, Check, Level, Report};
 pub use error::{Error, Failed, Input};
 pub use exec::{ExecError, Rollback, StepError, Timed};
 pub use handover::{run as handover, HandoverError, Outcome, Request};
 pub use hook::request::{devices_for_vm, VmDevicesError};
-pub use hook::{invoked_as_hook, run as hook, HookArgs, Reply};
+pub use hook::{invoked_as_hook, run as hook, HookArgs, Reply, MAX_MESSAGE};
 pub use host::{CmdOutput, Effects, Host, Process, Signal};
 pub use install::{install, uninstall, InstallError, InstallOptions, UninstallOptions};
 pub use plan::{Direction, Plan, SelectError, Step};
@@ -63,4 +67,4 @@ pub use policy::{DisplayManagerPolicy, Policy};
 pub use record::{Lent, Record};
 pub use snapshot::{ReadError, Snapshot};
 pub use status::Status;
-pub use vm::{NameError, VmName};
+pub use vm::{pci_hostdevs, read_xml, systemd_escape, NameError, VmName, XmlError};

@@ -2,6 +2,7 @@
 
 use clap::Parser;
 use pitcrew::{invoked_as_hook, run_command, run_hook, Cli, HookArgs, Host};
+use std::io::Write;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -11,7 +12,11 @@ fn main() -> ExitCode {
     if argv.next().is_some_and(|argv0| invoked_as_hook(&argv0)) {
         let args: Vec<String> = argv.map(|a| a.to_string_lossy().into_owned()).collect();
         let [vm, op, subop, rest @ ..] = args.as_slice() else {
-            eprintln!("pitcrew: as a libvirt hook, expected <vm> <op> <subop> [extra]");
+            // A closed stderr loses the line, never the exit code.
+            let _ = writeln!(
+                std::io::stderr(),
+                "pitcrew: as a libvirt hook, expected <vm> <op> <subop> [extra]"
+            );
             return ExitCode::from(2);
         };
         let args = HookArgs {
@@ -22,5 +27,12 @@ fn main() -> ExitCode {
         };
         return run_hook(&Host::real("/"), &args);
     }
-    run_command(Cli::parse())
+    match Cli::try_parse() {
+        Ok(cli) => run_command(cli),
+        Err(e) => {
+            // --help and --version too: printed without panicking on a closed stdout.
+            let _ = e.print();
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
 }

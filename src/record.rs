@@ -10,6 +10,8 @@ use std::io;
 
 pub const DIR: &str = runfile::RUN_DIR;
 const NAME: &str = "state.json";
+/// A record names a few functions and modules; this is far beyond any real one.
+const MAX_BYTES: u64 = 1024 * 1024;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 /// What pitcrew changed and has not undone yet.
@@ -44,18 +46,23 @@ pub struct Lent {
 impl Record {
     /// Reads the record; none on disk means pitcrew changed nothing since boot.
     pub fn load(host: &Host) -> io::Result<Record> {
-        match std::fs::read(path(host)) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "{} is damaged ({e}); remove it if no device is lent to a VM",
-                        path(host).display()
-                    ),
-                )
-            }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Record::default()),
-            Err(e) => Err(e),
+        let path = path(host);
+        let damaged = |reason: String| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{} is damaged ({reason}); remove it if no device is lent to a VM",
+                    path.display()
+                ),
+            )
+        };
+        match runfile::read_private(host, &path, MAX_BYTES) {
+            // serde's messages quote what they met verbatim: cut and escaped, it is one line.
+            Ok(Some(bytes)) => serde_json::from_slice(&bytes)
+                .map_err(|e| damaged(crate::text::one_line(&e.to_string(), 200))),
+            Ok(None) => Ok(Record::default()),
+            Err(RunFileError::Io { source, .. }) => Err(source),
+            Err(e) => Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
         }
     }
 

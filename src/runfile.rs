@@ -3,6 +3,7 @@
 
 use crate::atomic;
 use crate::host::Host;
+use crate::untrusted::{self, Last};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -69,6 +70,51 @@ fn one_private_dir(dir: &Path, owner: u32) -> Result<(), RunFileError> {
         }
         Err(e) => Err(io("cannot create", e)),
     }
+}
+
+/// Reads a file pitcrew wrote under /run/pitcrew, `Ok(None)` when there is none. It steers what
+/// runs as root, so it must be a regular file (not a link, FIFO or device, which are refused
+/// without blocking) of the expected owner that nobody else can write, and at most `limit` bytes.
+pub fn read_private(host: &Host, path: &Path, limit: u64) -> Result<Option<Vec<u8>>, RunFileError> {
+    let refused = |reason: String| RunFileError::Refused {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let (file, meta) = match untrusted::open_any(path, Last::NoFollow) {
+        Ok(opened) => opened,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        // O_NOFOLLOW refused it (ELOOP); say why in words.
+        Err(_) if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) => {
+            return Err(refused(
+                "it is a symbolic link, which pitcrew never writes there; delete it".into(),
+            ))
+        }
+        Err(source) => {
+            return Err(RunFileError::Io {
+                path: path.to_path_buf(),
+                action: "cannot open",
+                source,
+            })
+        }
+    };
+    let owner = host.owner();
+    if !meta.is_file() || meta.uid() != owner || meta.mode() & 0o022 != 0 {
+        return Err(refused(format!(
+            "{} of uid {} and mode {:04o}, where pitcrew writes a regular file of uid {owner} \
+             that only it can write; delete it",
+            untrusted::kind_or_file(&meta),
+            meta.uid(),
+            meta.mode() & 0o7777
+        )));
+    }
+    untrusted::Opened::new(file, path.to_path_buf())
+        .read(limit)
+        .map(Some)
+        .map_err(|source| RunFileError::Io {
+            path: path.to_path_buf(),
+            action: "cannot read",
+            source,
+        })
 }
 
 /// Replaces `dir/name` with `bytes`, readable by root only.

@@ -20,6 +20,8 @@ pub(super) fn init(verbose: u8) {
             .with(
                 tracing_subscriber::fmt::layer()
                     .with_writer(std::io::stderr)
+                    // Its own complaint about a closed stderr would go to stderr and panic.
+                    .log_internal_errors(false)
                     .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                     .without_time()
                     .with_target(false),

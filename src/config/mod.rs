@@ -2,6 +2,7 @@
 //! treats them. Every refusal names the file, the line and what to change.
 
 mod perms;
+pub(crate) use perms::MAX_BYTES as MAX_CONFIG_BYTES;
 mod values;
 
 use crate::bdf::Bdf;
@@ -35,7 +36,7 @@ pub enum ConfigError {
         /// Where it was looked for.
         path: PathBuf,
     },
-    #[error("{path}: cannot read it: {source}", path = .path.display())]
+    #[error("{path}: cannot read it: {cause}", path = .path.display(), cause = crate::untrusted::plain(.source))]
     /// It exists but cannot be read.
     Unreadable {
         /// The config file.
@@ -137,24 +138,37 @@ impl Default for Config {
     }
 }
 
+/// The header of a VM's table, `[vm."<name>"]`, the name quoted by the toml crate itself so any
+/// name libvirt allows reads back as exactly that name.
+pub fn vm_table_header(name: &str) -> String {
+    // The serializer quotes keys as keys (a string value may come out as a multi-line literal,
+    // which is no key); an empty table prints as its header alone.
+    let table = BTreeMap::from([("vm", BTreeMap::from([(name, toml::Table::new())]))]);
+    toml::to_string(&table)
+        .expect("a table with a string key serializes")
+        .trim()
+        .to_string()
+}
+
 impl Config {
     /// Reads the config of `host`; `Ok(None)` when there is none (nothing is managed).
     pub fn load(host: &Host) -> Result<Option<Config>, ConfigError> {
         let path = host.path(CONFIG_PATH);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(ConfigError::Unreadable { path, source }),
+        let bytes = match perms::read_trusted(host, &path) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Ok(None),
+            Err(perms::Refusal::Unreadable(source)) => {
+                return Err(ConfigError::Unreadable { path, source })
+            }
+            Err(perms::Refusal::Insecure(reason)) => {
+                return Err(ConfigError::Insecure { path, reason })
+            }
         };
-        let owner = host.owner();
-        let insecure = |path: &Path, reason| ConfigError::Insecure {
-            path: path.to_path_buf(),
-            reason,
-        };
-        perms::check(&path, owner, false).map_err(|reason| insecure(&path, reason))?;
-        if let Some(dir) = path.parent() {
-            perms::check(dir, owner, true).map_err(|reason| insecure(dir, reason))?;
-        }
+        let text = String::from_utf8(bytes).map_err(|e| ConfigError::Invalid {
+            path: path.clone(),
+            line: line_of_bytes(e.as_bytes(), e.utf8_error().valid_up_to()),
+            reason: "not UTF-8 text: save it as UTF-8".into(),
+        })?;
         Config::parse(&text, &path).map(Some)
     }
 
@@ -170,7 +184,8 @@ impl Config {
         let file: File = toml::from_str(text).map_err(|e| ConfigError::Invalid {
             path: path.to_path_buf(),
             line: e.span().map(|span| line_of(text, span.start)).unwrap_or(1),
-            reason: e.message().trim().to_string(),
+            // toml quotes the offending value verbatim (an unknown variant, say): one short line.
+            reason: crate::text::one_line(e.message().trim(), 300),
         })?;
         let base = Config::default().defaults;
         let defaults = resolve(
@@ -247,10 +262,10 @@ fn resolve(
 
 /// 1-based line of a byte offset.
 fn line_of(text: &str, offset: usize) -> usize {
-    let offset = offset.min(text.len());
-    text.as_bytes()[..offset]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
+    line_of_bytes(text.as_bytes(), offset)
+}
+
+fn line_of_bytes(bytes: &[u8], offset: usize) -> usize {
+    let offset = offset.min(bytes.len());
+    bytes[..offset].iter().filter(|&&b| b == b'\n').count() + 1
 }

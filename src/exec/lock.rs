@@ -41,13 +41,15 @@ pub fn acquire(host: &Host, limit: Duration) -> Result<Lock, LockError> {
         .create(true)
         .truncate(false)
         .mode(0o600)
+        // Whatever else might sit there (a link, a FIFO) is refused or never waited on.
+        .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32)
         .open(&path)
         .map_err(io_err)?;
     let taken = crate::wait::until("the lock", limit, || {
         flock(&file, FlockOperation::NonBlockingLockExclusive).is_ok()
     });
     if let Err(timeout) = taken {
-        let holder = std::fs::read_to_string(&path)
+        let holder = crate::untrusted::read_text(&path, 64)
             .ok()
             .map(|pid| format!("pid {}", pid.trim()))
             .unwrap_or_else(|| "unknown pid".into());

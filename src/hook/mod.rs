@@ -9,6 +9,7 @@ pub mod request;
 
 use crate::config::{Config, HOOK_MARGIN};
 use crate::host::Host;
+use crate::text::shown;
 use crate::vm::{self, VmName};
 use std::ffi::OsStr;
 use std::io::Read;
@@ -30,6 +31,9 @@ pub struct HookArgs {
     /// The extra argument (`failed` on a release after a failed start).
     pub extra: Option<String>,
 }
+
+/// The most the hook writes to stderr: libvirt puts it into the error of `virsh start`.
+pub const MAX_MESSAGE: usize = 512;
 
 /// What the hook ends with: the exit code and at most one line for stderr.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +60,13 @@ impl Reply {
     fn fail(message: String) -> Reply {
         Reply {
             code: 1,
+            message: Some(format!("pitcrew: {message}")),
+        }
+    }
+    /// Bad input (the config): nothing was changed.
+    fn refuse(message: String) -> Reply {
+        Reply {
+            code: 2,
             message: Some(format!("pitcrew: {message}")),
         }
     }
@@ -94,15 +105,24 @@ fn action(args: &HookArgs) -> Option<Action> {
     }
 }
 
-/// Runs the hook. `stdin` is read only when the decision needs the XML.
+/// Runs the hook. `stdin` is read only when the decision needs the XML. The message is one line
+/// of at most [`MAX_MESSAGE`] bytes, whatever the XML, the names or the config hold.
 pub fn run(host: &Host, args: &HookArgs, stdin: &mut dyn Read) -> Reply {
+    let mut reply = decide(host, args, stdin);
+    reply.message = reply
+        .message
+        .map(|message| crate::text::one_line(&message, MAX_MESSAGE));
+    reply
+}
+
+fn decide(host: &Host, args: &HookArgs, stdin: &mut dyn Read) -> Reply {
     let Some(action) = action(args) else {
         return Reply::ok();
     };
     let config = match Config::load(host) {
         Ok(Some(config)) => config,
         Ok(None) => return Reply::ok(),
-        Err(e) => return Reply::fail(format!("{e} (VM '{}' not handled)", shown(&args.vm))),
+        Err(e) => return Reply::refuse(format!("{e} (VM '{}' not handled)", shown(&args.vm))),
     };
     let name = VmName::parse(&args.vm);
     let listed = name.as_ref().ok().and_then(|vm| config.listed(vm));
@@ -170,6 +190,8 @@ fn detach(host: &Host, vm: &VmName, wait: Duration) -> Reply {
     };
     match effects.run("systemctl", &["start", "--", &unit], wait) {
         Ok(out) if out.success => Reply::ok(),
+        // A staged root: say what was not run (the tree is not this machine).
+        Err(e) if e.kind() == std::io::ErrorKind::Unsupported => Reply::note(e.to_string()),
         Ok(_) => Reply::fail(format!(
             "{unit} failed: the GPU stays with the host and VM '{vm}' is not started; {see}"
         )),
@@ -199,15 +221,11 @@ fn reattach(host: &Host, vm: &VmName) -> Reply {
         .run("systemctl", &["stop", "--no-block", "--", &unit], QUEUE_TIMEOUT)
     {
         Ok(out) if out.success => Reply::ok(),
+        Err(e) if e.kind() == std::io::ErrorKind::Unsupported => Reply::note(e.to_string()),
         Ok(out) => Reply::fail(format!(
             "cannot queue the stop of {unit}: {}; the GPU stays on vfio-pci, run `systemctl stop {unit}`",
             out.stderr.lines().next().unwrap_or("systemctl failed")
         )),
         Err(e) => Reply::fail(format!("cannot run systemctl stop {unit}: {e}")),
     }
-}
-
-/// An untrusted name, cut and with control characters made visible, for messages.
-fn shown(name: &str) -> String {
-    name.chars().take(64).flat_map(char::escape_debug).collect()
 }

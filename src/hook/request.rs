@@ -9,7 +9,6 @@ use crate::host::Host;
 use crate::runfile;
 use crate::vm::{NameError, VmName};
 use serde::{Deserialize, Serialize};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::PathBuf;
 
 const REQUEST_DIR: &str = "/run/pitcrew/vm";
@@ -42,42 +41,31 @@ pub fn write(host: &Host, vm: &VmName, devices: &[Bdf]) -> Result<PathBuf, Reque
 /// The devices recorded for `vm`, `None` when the hook recorded none.
 pub fn read(host: &Host, vm: &VmName) -> Result<Option<Vec<Bdf>>, RequestError> {
     let target = path(host, vm);
-    let file = match std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(&target)
-    {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(RequestError::Io {
-                path: target,
-                action: "cannot open",
-                source,
-            })
-        }
+    let Some(bytes) = runfile::read_private(host, &target, MAX_BYTES)? else {
+        return Ok(None);
     };
     let refused = |reason: String| RequestError::Refused {
         path: target.clone(),
         reason,
     };
-    let meta = file.metadata().map_err(|e| refused(e.to_string()))?;
-    let owner = host.owner();
-    if !meta.is_file() || meta.uid() != owner || meta.mode() & 0o022 != 0 {
-        return Err(refused(format!(
-            "not a regular file owned by uid {owner} and writable only by it; delete it and start the VM again"
-        )));
-    }
-    let request: RequestFile = serde_json::from_reader(std::io::BufReader::new(file).take_limit())
-        .map_err(|e| refused(format!("not a pitcrew request: {e}")))?;
+    // serde's messages quote what they met verbatim: cut and escaped, it is one short line.
+    let request: RequestFile = serde_json::from_slice(&bytes).map_err(|e| {
+        refused(format!(
+            "not a pitcrew request ({}); delete it and start the VM again",
+            crate::text::one_line(&e.to_string(), 200)
+        ))
+    })?;
     if request.vm != vm.as_str() {
         return Err(refused(format!(
-            "it is for VM '{}', not '{vm}'",
-            request.vm
+            "it is for VM '{}', not '{vm}'; delete it and start the VM again",
+            crate::text::shown(&request.vm)
         )));
     }
     Ok(Some(request.devices))
 }
+
+/// Requests are a few hundred bytes; never read an unbounded file.
+const MAX_BYTES: u64 = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 /// Why the devices for `--vm NAME` are not known.
@@ -90,7 +78,8 @@ pub enum VmDevicesError {
     Request(#[from] RequestError),
     #[error(
         "VM '{0}': no devices to hand over: list them as `devices = [\"0000:01:00.0\"]` under \
-         [vm.\"{0}\"] in {CONFIG_PATH}, or start the VM through libvirt so the hook records its GPUs"
+         {header} in {CONFIG_PATH}, or start the VM through libvirt so the hook records its GPUs",
+        header = crate::config::vm_table_header(.0)
     )]
     /// Neither the config nor a request names devices.
     NoDevices(String),
@@ -115,10 +104,63 @@ pub fn devices_for_vm(
     }
 }
 
-/// Requests are a few hundred bytes; never read an unbounded file.
-trait TakeLimit: std::io::Read + Sized {
-    fn take_limit(self) -> std::io::Take<Self> {
-        self.take(64 * 1024)
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::atomic::{temp_name, NAME_MAX};
+
+    /// Names whose escaped forms walk up to and past the unit-name limit: plain bytes (1 escaped
+    /// byte each), bytes escaped to 4 (`-`), two-byte characters (8) and a leading '.'.
+    fn boundary_names() -> Vec<String> {
+        let mut names = Vec::new();
+        for plain in 0..=4 {
+            for dashes in 50..=61 {
+                names.push(format!("{}{}", "a".repeat(plain), "-".repeat(dashes)));
+                names.push(format!(".{}{}", "-".repeat(dashes), "a".repeat(plain)));
+            }
+        }
+        for n in 180..=260 {
+            names.push("a".repeat(n));
+        }
+        for n in 25..=31 {
+            names.push(format!("{}{}", "é".repeat(n), "b".repeat(n % 8)));
+        }
+        names
+    }
+
+    #[test]
+    fn request_and_temporary_names_fit_name_max_for_every_accepted_name() {
+        let mut longest = 0;
+        for name in boundary_names() {
+            let Ok(vm) = VmName::parse(&name) else {
+                continue;
+            };
+            let file = format!("{}.json", vm.escaped());
+            longest = longest.max(vm.escaped().len());
+            assert!(file.len() <= NAME_MAX, "{name}: {file}");
+            // pid_max is at most 4194304: 7 digits.
+            for pid in [1, 99_999, 999_999, 4_194_304, 9_999_999] {
+                let temp = temp_name(&file, pid);
+                assert!(temp.len() <= NAME_MAX, "{name} pid {pid}: {}", temp.len());
+                assert!(temp.starts_with('.') && temp.ends_with(&format!(".{pid}.tmp")));
+            }
+        }
+        // systemd's limit on a unit name, less the template around the escaped name.
+        let limit = 255 - "pitcrew@.service".len();
+        assert_eq!(longest, limit, "the boundary was not reached");
+    }
+
+    #[test]
+    fn the_longest_names_are_written_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = Host::real(dir.path());
+        for name in ["a".repeat(3) + &"-".repeat(59), "a".repeat(200)] {
+            let vm = VmName::parse(&name).unwrap();
+            write(&host, &vm, &[]).unwrap();
+            assert_eq!(read(&host, &vm).unwrap(), Some(vec![]));
+            // The file system itself takes the longest temporary name.
+            let temp = temp_name(&format!("{}.json", vm.escaped()), 9_999_999);
+            std::fs::write(dir.path().join(temp), "").unwrap();
+        }
     }
 }
-impl<R: std::io::Read> TakeLimit for R {}

@@ -1,6 +1,7 @@
 //! Processes that hold GPU device nodes open, found by walking /proc/*/fd.
 
 use super::Host;
+use crate::untrusted::{self, Last};
 use serde::Serialize;
 use std::collections::BTreeSet;
 use std::io;
@@ -59,7 +60,9 @@ pub fn held_nodes(host: &Host, pid: u32) -> BTreeSet<String> {
 }
 
 fn cmdline(host: &Host, pid: u32) -> String {
-    std::fs::read(host.path(format!("/proc/{pid}/cmdline")))
+    // Only shown to the user: a huge argument list is cut, not refused.
+    untrusted::open(&host.path(format!("/proc/{pid}/cmdline")), Last::Follow)
+        .and_then(|file| file.read_at_most(untrusted::ATTRIBUTE_LIMIT))
         .map(|raw| {
             String::from_utf8_lossy(&raw)
                 .split('\0')

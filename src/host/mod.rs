@@ -11,8 +11,9 @@ pub mod modules;
 pub mod pci;
 pub mod units;
 
-pub use effects::{CmdOutput, Effects, Process, RealEffects, Signal};
+pub use effects::{CmdOutput, Effects, Process, RealEffects, Signal, StagedEffects};
 
+use crate::untrusted;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -33,9 +34,17 @@ impl Host {
         }
     }
 
-    /// The running machine under `root`; with a root other than `/` only reading is meaningful.
+    /// The running machine under `root`. With a root other than `/` the paths describe a staged
+    /// tree, not this machine: every change (a unit started, a process signalled, a module or
+    /// sysfs attribute touched) is refused, whatever the command.
     pub fn real(root: impl Into<PathBuf>) -> Host {
-        Host::new(root, Arc::new(RealEffects))
+        let root = root.into();
+        if root == Path::new("/") {
+            Host::new(root, Arc::new(RealEffects))
+        } else {
+            let effects = Arc::new(StagedEffects { root: root.clone() });
+            Host::new(root, effects)
+        }
     }
 
     /// The directory every host path resolves under.
@@ -71,9 +80,10 @@ impl Host {
             .join(absolute.strip_prefix("/").unwrap_or(absolute))
     }
 
-    /// Reads a small text file (a sysfs attribute), trimmed of its trailing newline.
+    /// Reads a small text file (a sysfs attribute), trimmed of its trailing newline. Errors name
+    /// the file, and so the device whose directory it is in.
     pub fn read(&self, absolute: impl AsRef<Path>) -> io::Result<String> {
-        let text = std::fs::read_to_string(self.path(absolute))?;
+        let text = untrusted::read_text(&self.path(absolute), untrusted::ATTRIBUTE_LIMIT)?;
         Ok(text.trim_end_matches('\n').to_string())
     }
 

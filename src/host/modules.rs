@@ -1,6 +1,7 @@
 //! Kernel modules: what is loaded, what depends on what, which module a driver lives in.
 
 use super::Host;
+use crate::untrusted;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io;
@@ -13,6 +14,9 @@ pub struct Module {
     pub used_by: Vec<String>,
 }
 
+/// /proc/modules is a line per module: a few KiB, never near this.
+const MODULES_LIMIT: u64 = 1024 * 1024;
+
 /// modprobe treats `-` and `_` alike; sysfs and /proc/modules use `_`.
 pub fn canonical(name: &str) -> String {
     name.replace('-', "_")
@@ -20,7 +24,7 @@ pub fn canonical(name: &str) -> String {
 
 /// Parses /proc/modules; a missing file (a kernel without modules) means none loaded.
 pub fn loaded(host: &Host) -> io::Result<BTreeMap<String, Module>> {
-    let text = match std::fs::read_to_string(host.path("/proc/modules")) {
+    let text = match untrusted::read_text(&host.path("/proc/modules"), MODULES_LIMIT) {
         Ok(text) => text,
         Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(e),

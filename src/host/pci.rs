@@ -101,8 +101,9 @@ fn hex(host: &Host, bdf: &Bdf, attr: &str) -> io::Result<u32> {
         io::Error::new(
             io::ErrorKind::InvalidData,
             format!(
-                "{}: '{text}' is not a hex number",
-                host.path(&path).display()
+                "{}: {:?} is not a hex number",
+                host.path(&path).display(),
+                text.chars().take(32).collect::<String>()
             ),
         )
     })

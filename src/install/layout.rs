@@ -18,16 +18,9 @@ pub fn unit_text(binary: &str) -> String {
 
 /// A `[vm."name"]` table appended for `pitcrew install --vm NAME`.
 pub fn vm_table(name: &str) -> String {
-    let key: String = name
-        .chars()
-        .flat_map(|c| match c {
-            '"' => vec!['\\', '"'],
-            '\\' => vec!['\\', '\\'],
-            c => vec![c],
-        })
-        .collect();
     format!(
-        "\n[vm.\"{key}\"]\n# Added by `pitcrew install`. Without `devices`, the GPUs in the VM's XML are used.\n\
-         # devices = [\"0000:01:00.0\"]\n# reattach = true\n"
+        "\n{}\n# Added by `pitcrew install`. Without `devices`, the GPUs in the VM's XML are used.\n\
+         # devices = [\"0000:01:00.0\"]\n# reattach = true\n",
+        crate::config::vm_table_header(name)
     )
 }

@@ -11,6 +11,7 @@ pub use manifest::{Entry, Kind, Manifest};
 
 use crate::config::{Config, ConfigError, CONFIG_PATH};
 use crate::host::Host;
+use crate::untrusted::{self, Last};
 use crate::vm::{NameError, VmName};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -230,7 +231,9 @@ fn config(
     manifest: &mut Manifest,
     vms: &[VmName],
 ) -> Result<(), InstallError> {
-    let existing = match std::fs::read_to_string(host.path(CONFIG_PATH)) {
+    let existing = match untrusted::open(&host.path(CONFIG_PATH), Last::Follow)
+        .and_then(|file| file.read_text(crate::config::MAX_CONFIG_BYTES))
+    {
         Ok(text) => Some(text),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(source) => {
@@ -282,7 +285,7 @@ fn config(
 
 fn read_manifest(host: &Host) -> Result<Option<Manifest>, InstallError> {
     let path = host.path(layout::MANIFEST);
-    match std::fs::read_to_string(&path) {
+    match untrusted::open(&path, Last::Follow).and_then(|file| file.read_text(1024 * 1024)) {
         Ok(text) => serde_json::from_str(&text)
             .map(Some)
             .map_err(|e| InstallError::Manifest {

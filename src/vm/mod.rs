@@ -4,26 +4,33 @@
 
 mod name;
 
-pub use name::{NameError, VmName};
+pub use name::{systemd_escape, NameError, VmName};
 
 use crate::bdf::Bdf;
 use crate::host::{pci, Host};
+use crate::text::shown;
 use std::io::Read;
 
 /// libvirt's XML for a VM is a few KiB; anything this large is not a domain definition.
 pub const MAX_XML_BYTES: u64 = 4 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
+/// Why the domain XML on the hook's stdin is not used.
 pub enum XmlError {
     #[error("cannot read the domain XML from stdin: {0}")]
+    /// Reading stdin failed (or it was not UTF-8).
     Read(#[from] std::io::Error),
     #[error("the domain XML on stdin is larger than {} MiB", MAX_XML_BYTES / 1024 / 1024)]
+    /// It is larger than any domain definition.
     TooLarge,
-    #[error("the domain XML on stdin is not valid XML: {0}")]
+    #[error("the domain XML on stdin is not valid XML: {}", crate::text::one_line(&.0.to_string(), 300))]
+    /// It is not well-formed XML.
     Parse(#[from] roxmltree::Error),
     #[error("the domain XML on stdin has no <domain> root element")]
+    /// Its root element is not `<domain>`.
     NotDomain,
-    #[error("<hostdev> source address {0:?} in the domain XML is not a PCI address")]
+    #[error("<hostdev> source address <address {0}/> in the domain XML is not a PCI address")]
+    /// A PCI hostdev's address is not one (the attributes as written, cut and escaped).
     Address(String),
 }
 
@@ -71,10 +78,12 @@ pub fn pci_hostdevs(xml: &str) -> Result<Vec<Bdf>, XmlError> {
 /// `<address domain='0x0000' bus='0x01' slot='0x00' function='0x0'/>` (domain may be absent).
 fn address_to_bdf(address: &roxmltree::Node) -> Result<Bdf, XmlError> {
     let attr = |name: &str| address.attribute(name).map(|v| v.trim_start_matches("0x"));
+    // The attributes as written, each cut and escaped: the XML is untrusted.
     let shown = || {
         address
             .attributes()
-            .map(|a| format!("{}='{}'", a.name(), a.value()))
+            .take(8)
+            .map(|a| format!("{}='{}'", shown(a.name()), shown(a.value())))
             .collect::<Vec<_>>()
             .join(" ")
     };

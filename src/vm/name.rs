@@ -23,8 +23,20 @@ pub enum NameError {
     /// It is empty.
     Empty,
     #[error("VM name {0:?} is longer than {MAX_NAME_BYTES} bytes")]
-    /// It is too long for a unit name.
+    /// It is longer than any name libvirt keeps.
     TooLong(String),
+    #[error(
+        "VM name {name:?} escapes to a unit name of {length} bytes, and systemd allows at most \
+         {MAX_UNIT_NAME}: use a shorter name, or fewer characters outside A-Z, a-z, 0-9, ':', '_' \
+         and '.' (each of those bytes takes 4)"
+    )]
+    /// Its escaped unit name is longer than systemd allows.
+    UnitTooLong {
+        /// The name, cut.
+        name: String,
+        /// The length of `pitcrew@<escaped>.service`.
+        length: usize,
+    },
     #[error("VM name {0:?} contains '/', which libvirt does not allow")]
     /// It contains a slash.
     Slash(String),
@@ -50,8 +62,12 @@ impl VmName {
             return Err(NameError::Control(shown()));
         }
         let vm = VmName(name.to_string());
-        if vm.unit_name().len() > MAX_UNIT_NAME {
-            return Err(NameError::TooLong(shown()));
+        let length = vm.unit_name().len();
+        if length > MAX_UNIT_NAME {
+            return Err(NameError::UnitTooLong {
+                name: shown(),
+                length,
+            });
         }
         Ok(vm)
     }
@@ -134,8 +150,13 @@ mod tests {
             assert!(VmName::parse(bad).is_err(), "{bad:?} accepted");
         }
         assert!(VmName::parse(&"x".repeat(MAX_NAME_BYTES + 1)).is_err());
-        // 60 multi-byte characters: within the byte limit but escaped past systemd's limit.
-        assert!(VmName::parse(&"é".repeat(60)).is_err());
+        // 60 multi-byte characters: within the byte limit but escaped past systemd's limit,
+        // which is the one the message names.
+        let message = VmName::parse(&"é".repeat(60)).unwrap_err().to_string();
+        assert!(
+            message.contains("unit name of 496 bytes") && message.contains("at most 255"),
+            "{message}"
+        );
         assert!(VmName::parse(&"x".repeat(MAX_NAME_BYTES)).is_ok());
     }
 
