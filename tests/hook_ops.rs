@@ -311,7 +311,7 @@ fn hostile_domain_names_never_reach_a_path_or_unit() {
 fn a_bad_config_fails_the_start_with_its_line() {
     let t = gpu_host("[vm.win11]\nreattach = maybe\n");
     let outcome = run(&t, &args("win11", "prepare", "begin"), None);
-    assert_eq!(outcome.code, 1);
+    assert_eq!(outcome.code, 2, "bad input: nothing was changed");
     assert!(outcome.message.unwrap().contains("pitcrew.toml:2:"));
 }
 

@@ -8,6 +8,7 @@ mod crash;
 mod doctor;
 mod faults;
 mod handover;
+mod hardening;
 mod hook_binary;
 mod hook_ops;
 mod install;
