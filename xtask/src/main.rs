@@ -81,6 +81,16 @@ enum Cmd {
     },
     /// Generate the man pages and shell completions into target/dist (packaged by cargo deb)
     Dist,
+    /// Fuzz the parsers and the hook (release build) for this long; `cargo xtask test` runs a
+    /// fixed number of cases of the same harness
+    Fuzz {
+        /// How long to fuzz, shared between the targets
+        #[arg(long, default_value_t = 60, value_name = "SECS")]
+        seconds: u64,
+        /// Start from this seed (a run with the same seed and length repeats itself)
+        #[arg(long)]
+        seed: Option<u64>,
+    },
     /// Every test: cargo test, the unit file checks, the real-kernel scenarios, then the full stack
     Test,
 }
@@ -200,6 +210,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Dist => dist::run().map(|()| ExitCode::SUCCESS),
+        Cmd::Fuzz { seconds, seed } => fuzz(seconds, seed),
         Cmd::Test => test(),
     }
 }
@@ -352,6 +363,27 @@ fn bench(common: &Common, rounds: u32) -> Result<ExitCode> {
     })?;
     println!("{}", bench.table());
     Ok(if outcome.finished {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn fuzz(seconds: u64, seed: Option<u64>) -> Result<ExitCode> {
+    let seconds = seconds.to_string();
+    let seed = seed.map(|s| s.to_string());
+    let mut args = vec!["run", "--quiet", "--release", "-p", "pitcrew-fuzz", "--"];
+    args.extend(["--seconds", &seconds]);
+    if let Some(seed) = &seed {
+        args.extend(["--seed", seed]);
+    }
+    eprintln!("xtask: fuzz: cargo {}", args.join(" "));
+    let status = std::process::Command::new("cargo")
+        .args(&args)
+        .current_dir(workspace())
+        .status()
+        .context("running cargo")?;
+    Ok(if status.success() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
