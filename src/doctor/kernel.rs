@@ -4,6 +4,10 @@ use super::Check;
 use crate::host::modules;
 use crate::host::Host;
 use crate::snapshot::Snapshot;
+use crate::untrusted;
+
+/// modules.dep and modules.builtin list a kernel's modules: a few MiB at most.
+const MODULE_LIST_LIMIT: u64 = 64 * 1024 * 1024;
 
 const GROUPS: &str = "/sys/kernel/iommu_groups";
 
@@ -63,8 +67,11 @@ pub(super) fn vfio(host: &Host, snapshot: &Snapshot) -> Check {
         );
     };
     let listed = |file: &str| {
-        std::fs::read_to_string(host.path(format!("/lib/modules/{release}/{file}")))
-            .is_ok_and(|text| text.lines().any(names_vfio_pci))
+        untrusted::read_text(
+            &host.path(format!("/lib/modules/{release}/{file}")),
+            MODULE_LIST_LIMIT,
+        )
+        .is_ok_and(|text| text.lines().any(names_vfio_pci))
     };
     if listed("modules.builtin") {
         return Check::ok(NAME, "built into the kernel");

@@ -134,7 +134,8 @@ fn unit(host: &Host) -> Check {
     else {
         return Check::fail("unit", format!("{UNIT_NAME} is not installed"), INSTALL);
     };
-    let text = std::fs::read_to_string(host.path(&path)).unwrap_or_default();
+    let text = crate::untrusted::read_text(&host.path(&path), crate::untrusted::ATTRIBUTE_LIMIT)
+        .unwrap_or_default();
     let binary = text
         .lines()
         .find_map(|l| l.strip_prefix("ExecStart="))

@@ -4,9 +4,10 @@
 use super::setup::INSTALL;
 use super::{Check, ManagedVm};
 use crate::bdf::Bdf;
-use crate::config::{Config, CONFIG_PATH};
+use crate::config::{vm_table_header, Config, CONFIG_PATH};
 use crate::host::libvirt::DOMAIN_DIR;
 use crate::host::{pci, Host};
+use crate::untrusted;
 use crate::vm::{self, VmName};
 
 /// The config check; the config itself when it is valid.
@@ -86,7 +87,10 @@ pub(super) fn vms(
             checks.push(Check::fail(
                 format!("vm {only}"),
                 format!("not managed: {CONFIG_PATH} does not list it, so its start lends nothing"),
-                format!("run `sudo pitcrew install --vm {only}` or add [vm.\"{only}\"] to {CONFIG_PATH}"),
+                format!(
+                    "run `sudo pitcrew install --vm {only}` or add {} to {CONFIG_PATH}",
+                    vm_table_header(only.as_str())
+                ),
             ));
             return Vec::new();
         }
@@ -125,14 +129,15 @@ fn defined_vms(host: &Host) -> Vec<VmName> {
 fn vm(host: &Host, name: &VmName, configured: &[Bdf], listed: bool) -> (Check, Vec<Bdf>) {
     let label = format!("vm {name}");
     let path = format!("{DOMAIN_DIR}/{name}.xml");
-    let xml = match std::fs::read_to_string(host.path(&path)) {
+    // libvirt's own file, but read the way every file under a --root is: bounded, never blocking.
+    let xml = match untrusted::read_text(&host.path(&path), vm::MAX_XML_BYTES) {
         Ok(xml) => xml,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return (
                 Check::fail(
                     label,
                     format!("not defined: no {path}"),
-                    format!("define it with `virsh define` (or virt-manager), or remove [vm.\"{name}\"] from {CONFIG_PATH}"),
+                    format!("define it with `virsh define` (or virt-manager), or remove {} from {CONFIG_PATH}", vm_table_header(name.as_str())),
                 ),
                 configured.to_vec(),
             );
