@@ -8,7 +8,7 @@ use crate::config::ConfigError;
 use crate::handover::HandoverError;
 use crate::hook::request::VmDevicesError;
 use crate::install::InstallError;
-use crate::plan::SelectError;
+use crate::plan::PlanError;
 use crate::snapshot::ReadError;
 use crate::vm::NameError;
 use std::path::PathBuf;
@@ -27,9 +27,10 @@ pub enum Error {
 /// Input that cannot be acted on.
 #[derive(Debug, thiserror::Error)]
 pub enum Input {
-    /// The devices cannot be handed over (unknown, a bridge, no IOMMU group...).
+    /// The devices cannot be handed over (unknown, a bridge, no IOMMU group, a card pitcrew
+    /// did not lend...).
     #[error(transparent)]
-    Devices(#[from] SelectError),
+    Devices(PlanError),
     /// The config file is missing, unreadable, invalid or insecure.
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -56,6 +57,9 @@ pub enum Input {
     /// A timeout that is not a duration.
     #[error("--term-timeout {0}: not a number of seconds")]
     TermTimeout(f64),
+    /// `--force` given to a detach.
+    #[error("--force only applies to reattach")]
+    ForceDetach,
 }
 
 /// A command that was carried out and failed.
@@ -87,7 +91,7 @@ pub enum Failed {
 impl From<HandoverError> for Error {
     fn from(e: HandoverError) -> Error {
         match e {
-            HandoverError::Select(e) => Input::Devices(e).into(),
+            HandoverError::Plan(e) if e.is_input() => Input::Devices(e).into(),
             e => Failed::Handover(e).into(),
         }
     }

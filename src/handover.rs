@@ -4,7 +4,7 @@ use crate::bdf::Bdf;
 use crate::exec::lock::{self, LockError};
 use crate::exec::{ExecError, Executor, RunError, Timed};
 use crate::host::Host;
-use crate::plan::{self, Direction, Plan, SelectError};
+use crate::plan::{self, Direction, Plan, PlanError};
 use crate::policy::Policy;
 use crate::snapshot::{ReadError, Snapshot};
 use std::sync::atomic::AtomicBool;
@@ -24,6 +24,11 @@ pub struct Request {
     pub owner: Option<String>,
     /// Plan only; change nothing.
     pub dry_run: bool,
+    /// A reattach of exactly the functions the record says were lent to `owner`, whatever
+    /// `devices` says (the unit's stop).
+    pub lent_only: bool,
+    /// A reattach also hands functions pitcrew did not lend to the driver the kernel picks.
+    pub force: bool,
     /// Fault injection for crash tests: stop dead right after this step.
     #[cfg(feature = "fault-injection")]
     pub crash_after: Option<usize>,
@@ -40,12 +45,12 @@ pub struct Outcome {
     pub timeline: Vec<Timed>,
 }
 
-/// Why a handover did not happen; `Select` means nothing was changed.
+/// Why a handover did not happen; `Plan` means nothing was changed.
 #[derive(Debug, thiserror::Error)]
 pub enum HandoverError {
-    /// The request names devices that cannot be handed over.
+    /// No plan could be made: the request or the host's state does not allow it.
     #[error(transparent)]
-    Select(#[from] SelectError),
+    Plan(#[from] PlanError),
     /// Another run kept the lock.
     #[error(transparent)]
     Lock(#[from] LockError),
@@ -77,7 +82,7 @@ impl From<RunError> for HandoverError {
 /// How long a run waits for another one (the same or another VM's) to finish.
 const LOCK_WAIT: Duration = Duration::from_secs(120);
 
-/// Plans the request and, unless it is a dry run, carries it out. `Err(Select)` means nothing was
+/// Plans the request and, unless it is a dry run, carries it out. `Err(Plan)` means nothing was
 /// changed; `Err(Step)` that the run failed and says whether its rollback succeeded.
 pub fn run(host: &Host, request: &Request) -> Result<Outcome, HandoverError> {
     if request.dry_run {
@@ -91,7 +96,13 @@ pub fn run(host: &Host, request: &Request) -> Result<Outcome, HandoverError> {
     // Read under the lock, so the record and the host are those the previous run left.
     let snapshot = Snapshot::read(host)?;
     let plan = make_plan(&snapshot, request)?;
-    if plan.is_empty() {
+    // A reattach with nothing left to do still clears the record of what it covers.
+    let stale_record = plan.direction == Direction::Reattach
+        && plan
+            .functions
+            .iter()
+            .any(|bdf| snapshot.record.lent.contains_key(bdf));
+    if plan.is_empty() && !stale_record {
         return Ok(Outcome {
             plan,
             timeline: Vec::new(),
@@ -111,11 +122,15 @@ pub fn run(host: &Host, request: &Request) -> Result<Outcome, HandoverError> {
     })
 }
 
-fn make_plan(snapshot: &Snapshot, request: &Request) -> Result<Plan, SelectError> {
-    plan::plan(
-        snapshot,
-        request.direction,
-        &request.devices,
-        &request.policy,
-    )
+fn make_plan(snapshot: &Snapshot, request: &Request) -> Result<Plan, PlanError> {
+    let ask = plan::Ask {
+        direction: request.direction,
+        devices: &request.devices,
+        lent_to: request
+            .owner
+            .as_deref()
+            .filter(|_| request.lent_only && request.direction == Direction::Reattach),
+        force: request.force,
+    };
+    plan::plan(snapshot, &ask, &request.policy)
 }

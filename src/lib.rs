@@ -60,9 +60,11 @@ pub use exec::{ExecError, Rollback, StepError, Timed};
 pub use handover::{run as handover, HandoverError, Outcome, Request};
 pub use hook::request::{devices_for_vm, VmDevicesError};
 pub use hook::{invoked_as_hook, run as hook, HookArgs, Reply, MAX_MESSAGE};
-pub use host::{CmdOutput, Effects, Host, Process, Signal};
+pub use host::{
+    write_here, CmdOutput, Effects, Host, Process, RealEffects, Signal, StuckWrite, WRITE_HELPER,
+};
 pub use install::{install, uninstall, InstallError, InstallOptions, UninstallOptions};
-pub use plan::{Direction, Plan, SelectError, Step};
+pub use plan::{Direction, Plan, PlanError, ReattachError, SelectError, Step};
 pub use policy::{DisplayManagerPolicy, Policy};
 pub use record::{Lent, Record};
 pub use snapshot::{ReadError, Snapshot};

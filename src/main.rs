@@ -1,7 +1,9 @@
 //! `pitcrew`: the command line, or libvirt's QEMU hook when started under that name.
 
 use clap::Parser;
-use pitcrew::{invoked_as_hook, run_command, run_hook, Cli, HookArgs, Host};
+use pitcrew::{
+    invoked_as_hook, run_command, run_hook, write_here, Cli, HookArgs, Host, WRITE_HELPER,
+};
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -26,6 +28,20 @@ fn main() -> ExitCode {
             extra: rest.first().cloned(),
         };
         return run_hook(&Host::real("/"), &args);
+    }
+    // The write helper (`pitcrew __write PATH VALUE`, see RealEffects) runs once per sysfs
+    // write: it skips the command-line parser and logging, and prints only the errno.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).take(4).collect();
+    if let [helper, path, value] = args.as_slice() {
+        if helper == WRITE_HELPER {
+            return match write_here(path.as_ref(), &value.to_string_lossy()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(errno) => {
+                    let _ = writeln!(std::io::stderr(), "{errno}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
     }
     match Cli::try_parse() {
         Ok(cli) => run_command(cli),

@@ -25,6 +25,10 @@ pub struct Record {
     /// Units pitcrew stopped and has not started again yet.
     #[serde(default)]
     pub stopped_units: Vec<String>,
+    /// Functions a write of pitcrew's was still stuck on in the kernel, with the pid of the
+    /// write helper waiting there: left alone until that process is gone.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub stuck: BTreeMap<Bdf, u32>,
 }
 
 /// A module unloaded for some functions: it comes back when they do.

@@ -42,6 +42,15 @@ pub struct ReadError {
     source: io::Error,
 }
 
+/// Whether `pid` is still a pitcrew write helper (not a process that reused the pid).
+fn is_write_helper(host: &Host, pid: u32) -> bool {
+    std::fs::read(host.path(format!("/proc/{pid}/cmdline"))).is_ok_and(|cmdline| {
+        cmdline
+            .split(|b| *b == 0)
+            .any(|arg| arg == crate::host::WRITE_HELPER.as_bytes())
+    })
+}
+
 impl Snapshot {
     /// Reads the host.
     pub fn read(host: &Host) -> Result<Snapshot, ReadError> {
@@ -52,7 +61,11 @@ impl Snapshot {
                 source,
             }
         };
-        let devices = pci::read_all(host).map_err(ctx("PCI devices (/sys/bus/pci)"))?;
+        let mut record = Record::load(host).map_err(ctx("the state record"))?;
+        // A stuck write helper that is gone has finished: the device is free again.
+        record.stuck.retain(|_, pid| is_write_helper(host, *pid));
+        let devices =
+            pci::read_all(host, &record.stuck).map_err(ctx("PCI devices (/sys/bus/pci)"))?;
         let modules = modules::loaded(host).map_err(ctx("loaded modules (/proc/modules)"))?;
         let driver_modules: BTreeMap<String, String> = pci::drivers(host)
             .into_iter()
@@ -68,7 +81,7 @@ impl Snapshot {
         let holders = holders::scan(host).map_err(ctx("processes (/proc)"))?;
         let nvidia_nodes = devices
             .values()
-            .filter(|d| d.vendor == vendor::NVIDIA.vendor && d.is_display())
+            .filter(|d| d.vendor == vendor::NVIDIA.vendor && d.is_gpu())
             .filter_map(|d| Some((d.bdf, vendor::nvidia_node(host, d.bdf)?)))
             .collect();
         let display_manager = units::display_manager(host);
@@ -79,7 +92,6 @@ impl Snapshot {
             .filter(|unit| units::is_running(host, unit))
             .map(str::to_string)
             .collect();
-        let record = Record::load(host).map_err(ctx("the state record"))?;
         Ok(Snapshot {
             devices,
             modules,
@@ -106,19 +118,22 @@ impl Snapshot {
         self.driver_modules.contains_key(pci::VFIO_DRIVER)
     }
 
-    /// Nodes that belong to one function: its DRM minors and, for NVIDIA, /dev/nvidiaN.
+    /// Nodes that belong to one function: DRM minors, sound card nodes, i2c-dev nodes of its
+    /// buses, /dev/vfio/<group> while on vfio-pci and, for NVIDIA, /dev/nvidiaN.
     pub fn own_nodes(&self, bdf: Bdf) -> BTreeSet<String> {
-        let mut nodes: BTreeSet<String> = self
+        let mut nodes = self
             .devices
             .get(&bdf)
-            .map(|d| {
-                d.drm_nodes
-                    .iter()
-                    .map(|n| format!("/dev/dri/{n}"))
-                    .collect()
-            })
+            .map(|d| d.nodes.clone())
             .unwrap_or_default();
         nodes.extend(self.nvidia_nodes.get(&bdf).cloned());
         nodes
+    }
+
+    /// The other functions of `bdf`'s slot (domain:bus:device.*), bridges aside.
+    pub fn slot_companions(&self, bdf: Bdf) -> impl Iterator<Item = &PciDevice> {
+        self.devices
+            .values()
+            .filter(move |d| d.bdf != bdf && d.same_slot(bdf) && !d.is_bridge())
     }
 }

@@ -1,8 +1,9 @@
 //! `pitcrew status`: what the host has, in words or JSON.
 
 use crate::bdf::Bdf;
-use crate::host::holders::Holder;
+use crate::host::holders::{self, Holder};
 use crate::host::pci::PciDevice;
+use crate::plan::{self, select};
 use crate::snapshot::Snapshot;
 use crate::vendor;
 use serde::Serialize;
@@ -26,7 +27,9 @@ pub struct Gpu {
     pub vendor: String,
     pub iommu_group: Option<u32>,
     pub boot_vga: bool,
+    /// The functions a detach moves: its IOMMU group and the rest of its PCI slot.
     pub functions: Vec<PciDevice>,
+    /// Every process holding a node a detach would need closed.
     pub holders: Vec<Holder>,
 }
 
@@ -49,37 +52,31 @@ impl Status {
         let gpus = s
             .devices
             .values()
-            .filter(|d| d.is_display())
+            .filter(|d| d.is_gpu())
             .map(|gpu| {
-                let functions: Vec<PciDevice> = s
-                    .devices
-                    .values()
-                    .filter(|d| match gpu.iommu_group {
-                        Some(group) => d.iommu_group == Some(group) && !d.is_bridge(),
-                        None => d.bdf == gpu.bdf,
-                    })
-                    .cloned()
-                    .collect();
-                let nodes: BTreeSet<String> =
-                    functions.iter().flat_map(|f| s.own_nodes(f.bdf)).collect();
+                // What a detach of this GPU would take; a group it cannot take (the host uses
+                // part of it) still shows its slot and group.
+                let functions: BTreeSet<Bdf> = select::select(s, &[gpu.bdf]).unwrap_or_else(|_| {
+                    s.devices
+                        .values()
+                        .filter(|d| {
+                            !d.is_bridge()
+                                && (d.same_slot(gpu.bdf)
+                                    || (gpu.iommu_group.is_some()
+                                        && d.iommu_group == gpu.iommu_group))
+                        })
+                        .map(|d| d.bdf)
+                        .collect()
+                });
+                let mut nodes = plan::watched_nodes(s, &functions);
+                nodes.extend(functions.iter().flat_map(|bdf| s.own_nodes(*bdf)));
                 Gpu {
                     address: gpu.bdf,
                     vendor: vendor::vendor_name(gpu.vendor),
                     iommu_group: gpu.iommu_group,
                     boot_vga: gpu.boot_vga,
-                    holders: s
-                        .holders
-                        .iter()
-                        .filter_map(|h| {
-                            let mine: BTreeSet<String> =
-                                h.nodes.intersection(&nodes).cloned().collect();
-                            (!mine.is_empty()).then(|| Holder {
-                                nodes: mine,
-                                ..h.clone()
-                            })
-                        })
-                        .collect(),
-                    functions,
+                    holders: holders::holding(&s.holders, &nodes),
+                    functions: functions.iter().map(|bdf| s.devices[bdf].clone()).collect(),
                 }
             })
             .collect();
@@ -108,7 +105,7 @@ impl fmt::Display for Status {
         if self.gpus.is_empty() {
             writeln!(
                 f,
-                "No GPU found: no PCI display controller (class 0x03) under /sys/bus/pci/devices."
+                "No GPU found: no PCI display or 3D controller (class 0x03) under /sys/bus/pci/devices."
             )?;
         }
         for gpu in &self.gpus {
@@ -126,11 +123,18 @@ impl fmt::Display for Status {
                     func.kind(),
                     func.driver.as_deref().unwrap_or("(no driver)")
                 );
+                if let Some(pid) = func.stuck_helper {
+                    let _ = write!(line, "  [stuck in the kernel: write helper pid {pid}]");
+                }
                 if let Some(over) = &func.driver_override {
                     let _ = write!(line, "  [driver_override={over}]");
                 }
-                if !func.drm_nodes.is_empty() {
-                    let _ = write!(line, "  {}", func.drm_nodes.join(" "));
+                if let Some(group) = func.iommu_group.filter(|g| Some(*g) != gpu.iommu_group) {
+                    let _ = write!(line, "  [IOMMU group {group}]");
+                }
+                if !func.nodes.is_empty() {
+                    let nodes: Vec<&str> = func.nodes.iter().map(String::as_str).collect();
+                    let _ = write!(line, "  {}", nodes.join(" "));
                 }
                 writeln!(f, "{line}")?;
             }

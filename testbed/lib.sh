@@ -7,6 +7,7 @@
 GPU=0000:00:03.0        # bochs-display, the "GPU"
 AUDIO=0000:00:03.1      # intel-hda, its audio function (same IOMMU group)
 GPU2=0000:00:04.0       # second bochs-display, own group (machine two-gpus only)
+NIC=0000:00:03.2        # e1000e in the GPU's slot, own group (machine split-slot only)
 BRIDGE=0000:00:05.0     # pcie-root-port
 HOSTBRIDGE=0000:00:00.0 # q35 host bridge
 PCI=/sys/bus/pci/devices
@@ -108,8 +109,9 @@ expect_baseline() {
 # Put every PCI device back on its boot-time driver with raw sysfs writes, whatever a failed
 # scenario left behind, so the next scenario starts clean.
 restore_baseline() {
-	rm -rf /run/pitcrew
+	rm -rf /run/pitcrew /etc/pitcrew
 	for m in bochs snd_hda_intel; do modprobe "$m" 2>/dev/null; done
+	[ -e "$PCI/$NIC" ] && modprobe e1000e 2>/dev/null
 	while read -r bdf drv rest; do
 		case "$bdf" in 0000:*) ;; *) continue ;; esac
 		[ "$(driver_of "$bdf")" = "$drv" ] && continue
@@ -124,4 +126,58 @@ restore_baseline() {
 		done
 	done
 	wait_until 5000 at_baseline
+}
+
+# pc_start ARGS...: run pitcrew in the background (PC_PID), for scenarios where it may hang.
+pc_start() {
+	log "\$ pitcrew $* (in the background)"
+	PC_T0=$(now_us)
+	pitcrew "$@" >/tmp/pc.out 2>&1 &
+	PC_PID=$!
+}
+pc_gone() { ! alive "$PC_PID"; }
+# pc_wait MS: wait up to MS ms for it to exit, then set PC_RC / PC_OUT / PC_MS like pc.
+# Returns 1, leaving it running, when it did not exit in time.
+pc_wait() {
+	if ! wait_until "$1" pc_gone; then
+		log "pitcrew (pid $PC_PID) still runs after $1 ms: state $(awk '{ print $3 }' "/proc/$PC_PID/stat"), wchan $(cat "/proc/$PC_PID/wchan" 2>/dev/null)"
+		return 1
+	fi
+	wait "$PC_PID"
+	PC_RC=$?
+	PC_MS=$(us_to_ms $(($(now_us) - PC_T0)))
+	PC_OUT=$(cat /tmp/pc.out)
+	sed 's/^/    /' /tmp/pc.out
+	log "exit $PC_RC after $PC_MS ms"
+}
+
+# Processes in uninterruptible sleep (D), as "pid comm" lines; kernel threads excluded.
+d_state() {
+	for s in /proc/[0-9]*/stat; do
+		awk '$3 == "D" { print $1, $2 }' "$s" 2>/dev/null
+	done | while read -r pid comm; do
+		[ -n "$(cat "/proc/$pid/cmdline" 2>/dev/null)" ] && echo "$pid $comm"
+	done
+}
+
+# short_steps SECS: a config whose steps time out after SECS, so a write that hangs is cut
+# off within the scenario's budget. Removed by restore_baseline.
+short_steps() {
+	mkdir -p /etc/pitcrew
+	printf '[defaults]\nstep_timeout = %s\n' "$1" >/etc/pitcrew/pitcrew.toml
+	chmod 0644 /etc/pitcrew/pitcrew.toml
+}
+
+# The sound card of a PCI function (card0), empty when it has none.
+sound_card_of() {
+	for c in "$PCI/$1"/sound/card*; do
+		[ -e "$c" ] && basename "$c" && return
+	done
+}
+has_sound_card() { [ -n "$(sound_card_of "$1")" ]; }
+# The first PCM node of sound card number $1 (pcmC0D0p), empty when it has none.
+pcm_of() {
+	for p in /dev/snd/pcmC"$1"D*; do
+		[ -c "$p" ] && basename "$p" && return
+	done
 }

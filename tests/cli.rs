@@ -25,8 +25,8 @@ fn status_shows_the_gpu_its_group_drivers_and_holders() {
     for expected in [
         "GPU 0000:01:00.0 (NVIDIA), IOMMU group 12",
         "0000:01:00.1  10de:22ba  audio      snd_hda_intel",
-        "held by pid 2300 (python3) in session-2.scope: /dev/nvidia0",
-        "held by pid 1200 (Xorg) in lightdm.service: /dev/dri/card1, /dev/nvidia0",
+        "held by pid 2300 (python3) in session-2.scope: /dev/nvidia-uvm, /dev/nvidia0, /dev/nvidiactl",
+        "held by pid 1200 (Xorg) in lightdm.service: /dev/dri/card1, /dev/nvidia-modeset, /dev/nvidia0, /dev/nvidiactl",
         "Display manager: lightdm.service (running)",
     ] {
         assert!(

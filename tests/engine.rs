@@ -23,6 +23,8 @@ pub fn request(target: Direction, devices: &[&str]) -> Request {
         policy: policy(),
         owner: Some("win11".into()),
         dry_run: false,
+        lent_only: false,
+        force: false,
         crash_after: None,
         cancel: None,
     }
@@ -71,4 +73,16 @@ pub fn assert_no_forbidden_actions(sim: &SimHost) {
         assert!(!text.contains("\"-f\""), "forced an unload: {text}");
         assert!(!text.contains("disable"), "disabled a unit: {text}");
     }
+}
+
+/// Polls `done` for up to 5 s: for what the simulated kernel completes on another thread.
+pub fn wait_until(mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !done() {
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(2)); // poll interval
+    }
+    true
 }

@@ -1,9 +1,8 @@
 //! What the engine does when the host fights back, asserted on the simulated kernel's state.
 
-use crate::engine::{detach, drivers, loaded_modules, policy, request};
-use pitcrew::handover;
-use pitcrew::Direction;
-use pitcrew_sim::{fixtures, Event, Signal};
+use crate::engine::{detach, drivers, loaded_modules, policy, reattach, request};
+use pitcrew::{handover, Direction};
+use pitcrew_sim::{fixtures, Event, ProcessTemplate, Signal, SESSION_SCOPE};
 use std::time::{Duration, Instant};
 
 #[test]
@@ -58,23 +57,50 @@ fn a_module_still_in_use_fails_the_detach_and_everything_is_rolled_back() {
 }
 
 #[test]
-fn a_write_that_blocks_is_cut_off_at_the_deadline_reported_and_rolled_back() {
+fn a_write_that_blocks_is_cut_off_at_the_deadline_never_repeated_and_the_rest_rolled_back() {
     let sim = fixtures::apu_and_dgpu_sharing_amdgpu();
-    let block = sim.block_writes("/sys/bus/pci/drivers/snd_hda_intel/unbind");
+    let unbind = "/sys/bus/pci/drivers/snd_hda_intel/unbind";
+    let block = sim.block_writes(unbind);
     let mut req = request(Direction::Detach, &["03:00.0"]);
     req.policy.step_timeout = Duration::from_millis(300);
 
-    let err = handover(&sim.host(), &req).unwrap_err().to_string();
+    let start = Instant::now();
+    let err = pitcrew::Error::from(handover(&sim.host(), &req).unwrap_err());
+    assert_eq!(err.exit_code(), 1);
     assert!(
-        err.contains("(set 0000:03:00.1 driver_override=vfio-pci, unbind it from snd_hda_intel) failed: it did not finish within"),
-        "{err}"
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
     );
-    assert!(err.contains("Rolled back"), "{err}");
+    let err = err.to_string();
+    for expected in [
+        "(set 0000:03:00.1 driver_override=vfio-pci, unbind it from snd_hda_intel) failed",
+        "did not return within 300ms (the writer waits in an injected block)",
+        "pitcrew does not touch 0000:03:00.1 again",
+        "Rolled back everything else",
+    ] {
+        assert!(err.contains(expected), "{expected:?} missing from {err}");
+    }
+    // Everything else is back; the stuck function got no second write.
     assert_eq!(sim.driver("0000:03:00.0").as_deref(), Some("amdgpu"));
     assert_eq!(sim.driver_override("0000:03:00.0"), None);
-    assert_eq!(sim.driver_override("0000:03:00.1"), None);
     assert!(sim.unit_active("sddm.service"));
+    let about_audio = sim
+        .events()
+        .into_iter()
+        .filter(|e| format!("{e:?}").contains("03:00.1"))
+        .count();
+    assert_eq!(about_audio, 2, "{:?}", sim.events());
+    // The record still holds it, so a reattach gives it back once the kernel lets go.
     block.release();
+    assert!(wait_until(|| sim.driver("0000:03:00.1").is_none()));
+    reattach(&sim, &["03:00.0"]).unwrap();
+    assert_eq!(sim.driver("0000:03:00.1").as_deref(), Some("snd_hda_intel"));
+    assert_eq!(sim.driver_override("0000:03:00.1"), None);
+}
+
+fn wait_until(mut done: impl FnMut() -> bool) -> bool {
+    crate::engine::wait_until(&mut done)
 }
 
 #[test]
@@ -118,4 +144,53 @@ fn a_cancelled_run_stops_before_the_next_step_and_rolls_back() {
     assert!(err.contains("cancelled by SIGTERM"), "{err}");
     assert_eq!(drivers(&sim), before);
     assert!(sim.unit_active("sddm.service"));
+}
+
+#[test]
+fn a_later_run_leaves_a_function_alone_while_a_stuck_write_helper_still_waits_on_it() {
+    let sim = fixtures::apu_and_dgpu_sharing_amdgpu();
+    // What a run whose unbind of the audio function got stuck leaves: the record names the
+    // helper, which still lives.
+    let helper = sim.spawn(
+        SESSION_SCOPE,
+        ProcessTemplate::new("pitcrew").cmdline(&[
+            "/usr/bin/pitcrew",
+            "__write",
+            "/sys/bus/pci/drivers/snd_hda_intel/unbind",
+            "0000:03:00.1",
+        ]),
+    );
+    let record = sim.root().join("run/pitcrew/state.json");
+    std::fs::create_dir_all(record.parent().unwrap()).unwrap();
+    std::fs::set_permissions(
+        record.parent().unwrap(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    std::fs::write(
+        &record,
+        format!(r#"{{"stuck": {{"0000:03:00.1": {helper}}}}}"#),
+    )
+    .unwrap();
+
+    let err = pitcrew::Error::from(detach(&sim, &["03:00.0"]).unwrap_err());
+    assert_eq!(err.exit_code(), 1);
+    assert!(
+        err.to_string().contains(&format!(
+            "0000:03:00.1 is still busy in the kernel: a write of an earlier run waits there \
+             (helper pid {helper}"
+        )),
+        "{err}"
+    );
+    assert!(sim
+        .events()
+        .iter()
+        .all(|e| !matches!(e, Event::Write { .. })));
+
+    // Once the helper is gone the write has returned, and the function is fair game again.
+    sim.exit_process(helper);
+    detach(&sim, &["03:00.0"]).unwrap();
+    assert_eq!(sim.driver("0000:03:00.1").as_deref(), Some("vfio-pci"));
+    let text = std::fs::read_to_string(&record).unwrap();
+    assert!(!text.contains("stuck"), "{text}");
 }

@@ -116,6 +116,6 @@ fn reattach_of_a_card_never_detached_is_empty() {
     let sim = fixtures::nvidia_with_audio_and_usbc();
     assert_eq!(
         dry_run(&sim, Direction::Reattach, &["01:00.0"]),
-        "0000:01:00.0, 0000:01:00.1, 0000:01:00.2, 0000:01:00.3 already back to the host drivers: nothing to do\n"
+        "pitcrew has lent none of these: nothing to give back\n"
     );
 }

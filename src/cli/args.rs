@@ -99,6 +99,10 @@ pub struct HandoverArgs {
     /// Seconds a process holding the card has to exit after SIGTERM before SIGKILL
     #[arg(long, value_name = "SECONDS")]
     pub term_timeout: Option<f64>,
+    /// reattach: also give back functions pitcrew did not lend (parked on vfio-pci by the
+    /// kernel command line or driverctl), to the driver the kernel picks
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// The clap command, for generating the man page and completions.

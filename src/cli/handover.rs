@@ -18,8 +18,16 @@ pub(super) fn run(host: &Host, direction: Direction, args: HandoverArgs) -> Resu
     if host.is_staged() && !args.dry_run {
         return Err(Input::StagedRoot(host.root().to_path_buf()).into());
     }
+    if args.force && direction == Direction::Detach {
+        return Err(Input::ForceDetach.into());
+    }
     let config = Config::load(host).map_err(Input::from)?.unwrap_or_default();
     let (devices, mut policy) = match &args.vm {
+        // The unit's stop gives back what the record says was lent to the VM, nothing else.
+        Some(name) if direction == Direction::Reattach => {
+            let vm = VmName::parse(name).map_err(Input::from)?;
+            (Vec::new(), config::policy_for_vm(&config, &vm))
+        }
         Some(name) => {
             let vm = VmName::parse(name).map_err(Input::from)?;
             let devices = request::devices_for_vm(host, &config, name).map_err(Input::from)?;
@@ -40,6 +48,8 @@ pub(super) fn run(host: &Host, direction: Direction, args: HandoverArgs) -> Resu
         direction,
         devices,
         policy,
+        lent_only: args.vm.is_some() && direction == Direction::Reattach,
+        force: args.force,
         owner: args.vm,
         dry_run: args.dry_run,
         #[cfg(feature = "fault-injection")]

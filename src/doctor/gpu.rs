@@ -19,7 +19,13 @@ const LARGE_BAR: u64 = 8 << 30;
 pub(super) fn checks(host: &Host, s: &Snapshot, bdf: Bdf, policy: &Policy) -> Vec<Check> {
     let gpu = &s.devices[&bdf];
     let name = |what: &str| format!("gpu {bdf} {what}");
-    let lend = plan::plan(s, Direction::Detach, &[bdf], policy).ok();
+    let ask = plan::Ask {
+        direction: Direction::Detach,
+        devices: &[bdf],
+        lent_to: None,
+        force: false,
+    };
+    let lend = plan::plan(s, &ask, policy).ok();
     let mut checks = vec![
         group(s, gpu, name("group")),
         companions(s, gpu, name("slot")),
@@ -147,7 +153,7 @@ fn holders(s: &Snapshot, gpu: &PciDevice, lend: Option<&plan::Plan>, name: Strin
                     "{comm} (pid {pid}) will be ended (SIGTERM, then SIGKILL)"
                 ));
             }
-            Step::UnloadModule { module } => unloads.push(module.as_str()),
+            Step::UnloadModule { module, .. } => unloads.push(module.as_str()),
             _ => {}
         }
     }

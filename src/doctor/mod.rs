@@ -176,13 +176,13 @@ fn targets(snapshot: &Snapshot, vms: &[ManagedVm], asked_for_vm: bool) -> Vec<Bd
     let mut gpus: Vec<Bdf> = vms
         .iter()
         .flat_map(|v| v.gpus.iter().copied())
-        .filter(|bdf| snapshot.devices.get(bdf).is_some_and(|d| d.is_display()))
+        .filter(|bdf| snapshot.devices.get(bdf).is_some_and(|d| d.is_gpu()))
         .collect();
     if gpus.is_empty() && !asked_for_vm {
         gpus = snapshot
             .devices
             .values()
-            .filter(|d| d.is_display())
+            .filter(|d| d.is_gpu())
             .map(|d| d.bdf)
             .collect();
     }

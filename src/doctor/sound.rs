@@ -1,5 +1,5 @@
 //! The card's HDMI/DP audio: a sound server (PipeWire, PulseAudio) keeps its ALSA devices open,
-//! and the unbind of its function waits until it lets go.
+//! and the unbind of its function would wait until it lets go, so a lend ends it.
 
 use super::Check;
 use crate::host::pci::{self, PciDevice};
@@ -39,7 +39,10 @@ pub(super) fn check(host: &Host, s: &Snapshot, gpu: &PciDevice, name: String) ->
     }
     Check::warn(
         name,
-        format!("{}: a lend waits until it lets go", users.join("; ")),
+        format!(
+            "{}: a lend ends it (SIGTERM, then SIGKILL) before the unbind, which would wait for it",
+            users.join("; ")
+        ),
         "set the card's audio profile to Off in the sound settings (or keep the sound server off it) before starting the VM",
     )
 }

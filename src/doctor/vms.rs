@@ -217,7 +217,7 @@ fn vm(host: &Host, name: &VmName, configured: &[Bdf], listed: bool) -> (Check, V
     let gpus: Vec<Bdf> = hostdevs
         .iter()
         .copied()
-        .filter(|b| pci::class(host, *b).is_ok_and(pci::is_display_class))
+        .filter(|b| pci::class(host, *b).is_ok_and(pci::is_gpu_class))
         .collect();
     if gpus.is_empty() {
         let check = if listed {

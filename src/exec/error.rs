@@ -96,16 +96,40 @@ pub enum StepError {
         /// What it printed on stderr.
         stderr: String,
     },
-    /// The step's thread did not come back: a write or command blocked in the kernel.
-    #[error(
-        "it did not finish within {limit:?} (blocked in the kernel; `cat \
-         /proc/{pid}/task/*/stack` shows where)"
-    )]
-    Blocked {
-        /// The deadline it missed.
-        limit: Duration,
-        /// This process, whose stuck thread the stack shows.
-        pid: u32,
+    /// The kernel did not return from a write or a modprobe: `devices` (and `module`) may
+    /// still be locked by it, so nothing touches them again in this run.
+    #[error("{message}")]
+    Stuck {
+        /// What was written, where the writer waits and who holds the device.
+        message: String,
+        /// The functions the kernel is busy with.
+        devices: Vec<Bdf>,
+        /// The module being unloaded, for a stuck modprobe -r.
+        module: Option<String>,
+        /// The write helper still waiting, recorded so later runs leave the device alone
+        /// until it is gone.
+        helper: Option<u32>,
+    },
+    /// /proc could not be read to look for holders.
+    #[error("cannot read /proc to find holders: {0}")]
+    Holders(#[source] std::io::Error),
+    /// A VM opened the group's /dev/vfio node since the plan.
+    #[error("{holder} opened {what} since the plan: a VM uses it; stop it first")]
+    VmHolds {
+        /// The process, as `pid N (comm) holding ...`.
+        holder: String,
+        /// What it opened.
+        what: String,
+    },
+    /// A holder that appeared since the plan could not be ended.
+    #[error("{holder} opened {what} since the plan: {source}")]
+    LateHolder {
+        /// The process, as `pid N (comm) holding ...`.
+        holder: String,
+        /// What it opened.
+        what: String,
+        /// Why ending it failed.
+        source: Box<StepError>,
     },
     /// SIGTERM arrived before the step started.
     #[error("cancelled by SIGTERM before it started")]
@@ -118,7 +142,7 @@ fn hint_text(hint: &Option<String>) -> String {
 
 /// A failed run: which step, why, and how the rollback went.
 #[derive(Debug, thiserror::Error)]
-#[error("step {number} of {total} ({step}) failed: {cause}. {rollback}")]
+#[error("step {number} of {total} ({step}) failed: {cause}. {}{rollback}", left_alone(.stuck))]
 pub struct ExecError {
     /// 1-based position of the failed step.
     pub number: usize,
@@ -129,8 +153,23 @@ pub struct ExecError {
     /// Why it failed.
     #[source]
     pub cause: StepError,
+    /// Functions the kernel was still busy with: not touched again, still in the record.
+    pub stuck: Vec<Bdf>,
     /// What the rollback did.
     pub rollback: Rollback,
+}
+
+fn left_alone(stuck: &[Bdf]) -> String {
+    let Some(first) = stuck.first() else {
+        return String::new();
+    };
+    let shown: Vec<String> = stuck.iter().map(Bdf::to_string).collect();
+    format!(
+        "pitcrew does not touch {} again: the kernel may still be writing to it, and another \
+         write would wait behind it. Once nothing holds it, `pitcrew reattach {first}` gives it \
+         back. ",
+        shown.join(", ")
+    )
 }
 
 /// The outcome of undoing the steps done before a failure.
@@ -138,6 +177,8 @@ pub struct ExecError {
 pub enum Rollback {
     /// Every undo succeeded: the host is as it was.
     Done,
+    /// Every undo succeeded but those of what the kernel is stuck on.
+    Partly,
     /// These undos failed.
     Failed(Vec<(Step, StepError)>),
 }
@@ -146,6 +187,7 @@ impl std::fmt::Display for Rollback {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Rollback::Done => write!(f, "Rolled back: the host is as it was before"),
+            Rollback::Partly => write!(f, "Rolled back everything else"),
             Rollback::Failed(errors) => {
                 let errors: Vec<String> = errors
                     .iter()

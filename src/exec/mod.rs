@@ -2,6 +2,7 @@
 //! and undone in reverse when a later one fails.
 
 mod error;
+mod guard;
 pub mod lock;
 mod perform;
 
@@ -12,8 +13,9 @@ use crate::host::{pci, Host};
 use crate::plan::{Direction, Plan, Step};
 use crate::policy::Policy;
 use crate::record::{self, Lent, Record, Unloaded};
+use std::cell::RefCell;
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// A step's share of the run: what it was and how long it took.
@@ -37,6 +39,47 @@ pub struct Executor<'a> {
     pub cancel: Option<&'a AtomicBool>,
 }
 
+/// What the kernel did not return from during a run.
+#[derive(Default)]
+struct Stuck {
+    devices: BTreeSet<Bdf>,
+    modules: BTreeSet<String>,
+}
+
+impl Stuck {
+    /// Also written to the record with the helper's pid: while it lives, later runs neither
+    /// read nor write the device (even reading driver_override waits on the device lock).
+    fn note(&mut self, failure: &StepError, record: &mut Record) {
+        if let StepError::Stuck {
+            devices,
+            module,
+            helper,
+            ..
+        } = failure
+        {
+            self.devices.extend(devices.iter().copied());
+            self.modules.extend(module.iter().cloned());
+            if let Some(pid) = helper {
+                record.stuck.extend(devices.iter().map(|bdf| (*bdf, *pid)));
+            }
+        }
+    }
+
+    /// Whether a step would write to something the kernel is stuck on.
+    fn touches(&self, step: &Step) -> bool {
+        match step {
+            Step::Release { bdf, .. }
+            | Step::BindVfio { bdf }
+            | Step::LeaveVfio { bdf }
+            | Step::Restore { bdf, .. } => self.devices.contains(bdf),
+            Step::LoadModule { module } | Step::UnloadModule { module, .. } => {
+                self.modules.contains(module)
+            }
+            _ => false,
+        }
+    }
+}
+
 impl Executor<'_> {
     /// Runs `plan`, keeping `record` (as read with the plan's snapshot) up to date on disk.
     pub fn run(&self, plan: &Plan, mut record: Record) -> Result<Vec<Timed>, RunError> {
@@ -51,6 +94,7 @@ impl Executor<'_> {
         self.save(&record);
         let total = plan.steps.len();
         let mut timeline = Vec::new();
+        let stuck = RefCell::new(Stuck::default());
         for (index, step) in plan.steps.iter().enumerate() {
             let number = index + 1;
             let cancelled = self.cancel.is_some_and(|c| c.load(Ordering::SeqCst));
@@ -75,14 +119,16 @@ impl Executor<'_> {
                 }
                 Err(cause) => {
                     tracing::error!("[{number}/{total}] {step} failed: {cause}");
+                    stuck.borrow_mut().note(&cause, &mut record);
                     // A failed step is undone too: it may have done half its work.
                     let end = if cancelled { index } else { index + 1 };
-                    let rollback = self.roll_back(&plan.steps[..end], &mut record, plan);
+                    let rollback = self.roll_back(&plan.steps[..end], &mut record, plan, &stuck);
                     return Err(RunError::Failed(Box::new(ExecError {
                         number,
                         total,
                         step: step.clone(),
                         cause,
+                        stuck: stuck.into_inner().devices.into_iter().collect(),
                         rollback,
                     })));
                 }
@@ -97,10 +143,20 @@ impl Executor<'_> {
         Ok(timeline)
     }
 
-    fn roll_back(&self, done: &[Step], record: &mut Record, plan: &Plan) -> Rollback {
+    fn roll_back(
+        &self,
+        done: &[Step],
+        record: &mut Record,
+        plan: &Plan,
+        stuck: &RefCell<Stuck>,
+    ) -> Rollback {
         let mut errors = Vec::new();
         for step in done.iter().rev() {
             for undo in step.undo() {
+                if stuck.borrow().touches(&undo) {
+                    tracing::warn!("rollback: {undo}: left alone, the kernel is stuck on it");
+                    continue;
+                }
                 match self.timed(&undo) {
                     Ok(took) => {
                         tracing::info!("rollback: {undo} ({} ms)", took.as_millis());
@@ -108,52 +164,38 @@ impl Executor<'_> {
                     }
                     Err(cause) => {
                         tracing::error!("rollback: {undo} failed: {cause}");
+                        stuck.borrow_mut().note(&cause, record);
                         errors.push((undo, cause));
                     }
                 }
             }
         }
+        let stuck = stuck.borrow();
         if errors.is_empty() {
             if plan.direction == Direction::Detach {
-                for bdf in &plan.functions {
+                // What the kernel is stuck on stays recorded: a later reattach gives it back.
+                for bdf in plan.functions.iter().filter(|b| !stuck.devices.contains(b)) {
                     record.lent.remove(bdf);
                 }
             }
             self.save(record);
-            Rollback::Done
+            if stuck.devices.is_empty() && stuck.modules.is_empty() {
+                Rollback::Done
+            } else {
+                Rollback::Partly
+            }
         } else {
             self.save(record);
             Rollback::Failed(errors)
         }
     }
 
-    /// Runs a step on a thread of its own, so a write the kernel never returns from (an unbind
-    /// stuck in a driver) still ends the run at the deadline; that thread is left behind.
+    /// Every call that can wait in the kernel (a sysfs write, modprobe, systemctl) runs in a
+    /// process of its own under the step timeout, so the step itself runs here: a write the
+    /// kernel never returns from leaves its helper behind, not a thread of pitcrew.
     fn timed(&self, step: &Step) -> Result<Duration, StepError> {
-        let limit = self.deadline(step);
-        let (tx, rx) = mpsc::channel();
-        let (host, policy, job) = (self.host.clone(), self.policy.clone(), step.clone());
         let start = Instant::now();
-        std::thread::spawn(move || {
-            let _ = tx.send(perform::perform(&host, &job, &policy));
-        });
-        match rx.recv_timeout(limit) {
-            Ok(result) => result.map(|()| start.elapsed()),
-            Err(_) => Err(StepError::Blocked {
-                limit,
-                pid: std::process::id(),
-            }),
-        }
-    }
-
-    /// Inner waits use the step timeout and report precisely; this outer bound is a little
-    /// longer so it only fires on a call that blocks.
-    fn deadline(&self, step: &Step) -> Duration {
-        let margin = Duration::from_secs(1);
-        match step {
-            Step::EndProcess { .. } => self.policy.term_timeout + perform::KILL_GRACE + margin,
-            _ => self.policy.step_timeout + margin,
-        }
+        perform::perform(self.host, step, self.policy).map(|()| start.elapsed())
     }
 
     fn save(&self, record: &Record) {
@@ -170,7 +212,7 @@ fn note(record: &mut Record, step: &Step, plan: &Plan) {
             record.stopped_units.push(unit.clone())
         }
         Step::StartUnit { unit } => record.stopped_units.retain(|u| u != unit),
-        Step::UnloadModule { module } if module != pci::VFIO_MODULE => {
+        Step::UnloadModule { module, .. } if module != pci::VFIO_MODULE => {
             record.unloaded_modules.push(Unloaded {
                 module: module.clone(),
                 functions: plan.functions.iter().copied().collect::<Vec<Bdf>>(),

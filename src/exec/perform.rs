@@ -1,8 +1,9 @@
 //! Carrying out one step on the host.
 
 use super::error::StepError;
+use super::guard;
 use crate::bdf::Bdf;
-use crate::host::pci::{self, VFIO_DRIVER};
+use crate::host::pci::{self, WriteError, VFIO_DRIVER};
 use crate::host::{holders, modules, Host, Signal};
 use crate::plan::Step;
 use crate::policy::Policy;
@@ -18,16 +19,43 @@ pub fn perform(host: &Host, step: &Step, policy: &Policy) -> Result<(), StepErro
         Step::StopUnit { unit, .. } => systemctl(host, "stop", unit, policy),
         Step::StartUnit { unit } => systemctl(host, "start", unit, policy),
         Step::EndProcess { pid, comm, nodes } => end_process(host, *pid, comm, nodes, policy),
-        Step::UnloadModule { module } => {
+        Step::UnloadModule { module, nodes } => {
             if !loaded(host, module)? {
                 return Ok(());
             }
-            let hint = "`lsof /dev/dri/* /dev/nvidia*` shows what still uses it";
-            command(host, "modprobe", &["-r", module], policy, Some(hint.into()))
+            let bound = pci::bound_to_module(host, module);
+            let mut watched = nodes.clone();
+            watched.extend(
+                bound
+                    .iter()
+                    .flat_map(|bdf| guard::function_nodes(host, *bdf)),
+            );
+            guard::clear_new_holders(host, &format!("module {module}"), &watched, policy)?;
+            let hint = "`pitcrew status` lists what holds the card's nodes";
+            command(host, "modprobe", &["-r", module], policy, Some(hint.into())).map_err(|e| {
+                match e {
+                    // A modprobe the kernel does not return from is stuck like a write.
+                    StepError::CommandRun { ref source, .. }
+                        if source.kind() == std::io::ErrorKind::TimedOut =>
+                    {
+                        StepError::Stuck {
+                            message: e.to_string(),
+                            devices: bound,
+                            module: Some(module.clone()),
+                            helper: None,
+                        }
+                    }
+                    e => e,
+                }
+            })
         }
         Step::LoadModule { module } => command(host, "modprobe", &[module], policy, None),
         Step::Release { bdf, unbind, .. } => {
-            pci::set_override(host, *bdf)?;
+            written(
+                host,
+                *bdf,
+                pci::set_override(host, *bdf, policy.step_timeout),
+            )?;
             match pci::driver(host, *bdf) {
                 Some(driver) if *unbind && driver != VFIO_DRIVER => {
                     unbind_from(host, *bdf, &driver, policy)
@@ -37,7 +65,18 @@ pub fn perform(host: &Host, step: &Step, policy: &Policy) -> Result<(), StepErro
         }
         Step::BindVfio { bdf } => probe_into(host, *bdf, VFIO_DRIVER, policy),
         Step::LeaveVfio { bdf } => {
-            pci::clear_override(host, *bdf)?;
+            // A VM that started since the plan is found before anything about it changes.
+            guard::clear_new_holders(
+                host,
+                &bdf.to_string(),
+                &guard::function_nodes(host, *bdf),
+                policy,
+            )?;
+            written(
+                host,
+                *bdf,
+                pci::clear_override(host, *bdf, policy.step_timeout),
+            )?;
             match pci::driver(host, *bdf) {
                 Some(driver) if driver == VFIO_DRIVER => unbind_from(host, *bdf, &driver, policy),
                 _ => Ok(()),
@@ -47,8 +86,24 @@ pub fn perform(host: &Host, step: &Step, policy: &Policy) -> Result<(), StepErro
     }
 }
 
+/// A write about `bdf`; one the kernel did not return from marks the device as stuck.
+fn written(host: &Host, bdf: Bdf, result: Result<(), WriteError>) -> Result<(), StepError> {
+    result.map_err(|e| match e.stuck() {
+        Some(stuck) => guard::stuck(host, bdf, e.to_string(), stuck.pid),
+        None => StepError::Write(e),
+    })
+}
+
+/// Nothing may hold the function's nodes when it leaves its driver: the kernel would wait for
+/// every one of them to close.
 fn unbind_from(host: &Host, bdf: Bdf, driver: &str, policy: &Policy) -> Result<(), StepError> {
-    pci::unbind(host, bdf, driver)?;
+    let nodes = guard::function_nodes(host, bdf);
+    guard::clear_new_holders(host, &bdf.to_string(), &nodes, policy)?;
+    written(
+        host,
+        bdf,
+        pci::unbind(host, bdf, driver, policy.step_timeout),
+    )?;
     wait::until(
         &format!("{bdf} to leave {driver}"),
         policy.step_timeout,
@@ -71,7 +126,7 @@ fn probe_into(host: &Host, bdf: Bdf, driver: &str, policy: &Policy) -> Result<()
         }
         None => {}
     }
-    pci::probe(host, bdf)?;
+    written(host, bdf, pci::probe(host, bdf, policy.step_timeout))?;
     wait::until(
         &format!("{bdf} to bind to {driver}"),
         policy.step_timeout,
@@ -85,8 +140,9 @@ fn probe_into(host: &Host, bdf: Bdf, driver: &str, policy: &Policy) -> Result<()
 
 /// Written to be safe on a function in any state, since it also undoes a half-done Release.
 fn restore(host: &Host, bdf: Bdf, wanted: Option<&str>, policy: &Policy) -> Result<(), StepError> {
+    let limit = policy.step_timeout;
     if pci::driver_override(host, bdf).is_some() {
-        pci::clear_override(host, bdf)?;
+        written(host, bdf, pci::clear_override(host, bdf, limit))?;
     }
     let current = pci::driver(host, bdf);
     if current.is_some() && current.as_deref() == wanted {
@@ -97,10 +153,12 @@ fn restore(host: &Host, bdf: Bdf, wanted: Option<&str>, policy: &Policy) -> Resu
     }
     let Some(wanted) = wanted else {
         // The driver it had is unknown: let the kernel choose, as at boot.
-        return Ok(pci::probe(host, bdf)?);
+        return written(host, bdf, pci::probe(host, bdf, limit));
     };
-    if let Err(e) = pci::probe(host, bdf) {
-        tracing::debug!("{e}; binding {bdf} to {wanted} by name instead");
+    match written(host, bdf, pci::probe(host, bdf, limit)) {
+        Err(stuck @ StepError::Stuck { .. }) => return Err(stuck),
+        Err(e) => tracing::debug!("{e}; binding {bdf} to {wanted} by name instead"),
+        Ok(()) => {}
     }
     if pci::driver(host, bdf).is_none() {
         if !pci::driver_registered(host, wanted) {
@@ -110,7 +168,7 @@ fn restore(host: &Host, bdf: Bdf, wanted: Option<&str>, policy: &Policy) -> Resu
             });
         }
         // Another driver may also match the ids; name the one it had.
-        pci::bind(host, bdf, wanted)?;
+        written(host, bdf, pci::bind(host, bdf, wanted, limit))?;
     }
     wait::until(
         &format!("{bdf} to bind to {wanted}"),
@@ -120,7 +178,7 @@ fn restore(host: &Host, bdf: Bdf, wanted: Option<&str>, policy: &Policy) -> Resu
     Ok(())
 }
 
-fn end_process(
+pub(super) fn end_process(
     host: &Host,
     pid: u32,
     comm: &str,

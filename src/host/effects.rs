@@ -2,7 +2,7 @@
 
 use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -38,21 +38,172 @@ pub trait Process: Send {
 /// Everything that changes the machine; tests put a simulated kernel behind it.
 pub trait Effects: Send + Sync {
     /// Writes `value` to an existing attribute at `path` (already resolved under the root).
-    fn write(&self, path: &Path, value: &str) -> io::Result<()>;
+    /// An unbind, a probe or even a driver_override write waits in the kernel for as long as
+    /// the device is busy, so the write must not be able to hold the caller: past `limit` this
+    /// returns `ErrorKind::TimedOut` saying where the kernel waits, and the write may still
+    /// complete later.
+    fn write(&self, path: &Path, value: &str, limit: Duration) -> io::Result<()>;
     /// Runs a command, ending it if it outlives `timeout`.
     fn run(&self, program: &str, args: &[&str], timeout: Duration) -> io::Result<CmdOutput>;
     /// Pins process `pid` (a pidfd); ESRCH when it is gone.
     fn process(&self, pid: u32) -> io::Result<Box<dyn Process>>;
 }
 
+/// A write the kernel had not returned from at its deadline: the payload of the `TimedOut`
+/// error [`Effects::write`] returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StuckWrite {
+    /// The helper process still waiting in the kernel (None where the write is not a process).
+    pub pid: Option<u32>,
+    /// Where it waits, as /proc/<pid>/wchan names it.
+    pub wchan: String,
+    /// The deadline it missed.
+    pub limit: Duration,
+}
+
+impl std::fmt::Display for StuckWrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let who = match self.pid {
+            Some(pid) => format!("helper pid {pid}"),
+            None => "the writer".into(),
+        };
+        write!(
+            f,
+            "the kernel did not return within {:?} ({who} waits in {})",
+            self.limit, self.wchan
+        )
+    }
+}
+
+impl std::error::Error for StuckWrite {}
+
+impl StuckWrite {
+    /// The stuck write an error carries, if it is one.
+    pub fn of(error: &io::Error) -> Option<&StuckWrite> {
+        error.get_ref()?.downcast_ref()
+    }
+}
+
+/// The hidden subcommand that does one write for [`RealEffects`].
+pub const WRITE_HELPER: &str = "__write";
+
 /// The running kernel.
-pub struct RealEffects;
+pub struct RealEffects {
+    /// The pitcrew binary, run as `<helper> __write PATH VALUE` for each write.
+    helper: PathBuf,
+}
+
+impl RealEffects {
+    /// Writes through this very binary, by its path so the helper shows as `pitcrew` in ps
+    /// (/proc/self/exe, which still runs it after an upgrade replaced the file, would show as
+    /// `exe`).
+    pub fn new() -> RealEffects {
+        let path = std::env::current_exe()
+            .ok()
+            .filter(|path| path.exists())
+            .unwrap_or_else(|| PathBuf::from("/proc/self/exe"));
+        RealEffects::with_helper(path)
+    }
+
+    /// Writes through another pitcrew binary (tests, whose own executable is not pitcrew).
+    pub fn with_helper(helper: impl Into<PathBuf>) -> RealEffects {
+        RealEffects {
+            helper: helper.into(),
+        }
+    }
+}
+
+impl Default for RealEffects {
+    fn default() -> RealEffects {
+        RealEffects::new()
+    }
+}
+
+/// What the helper does: sysfs wants the whole value in one write(2), on a file that already
+/// exists. The errno goes to stderr as a bare number for the parent to rebuild the error.
+pub fn write_here(path: &Path, value: &str) -> Result<(), i32> {
+    let result = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .and_then(|mut file| file.write_all(value.as_bytes()));
+    result.map_err(|e| {
+        e.raw_os_error()
+            .unwrap_or(rustix::io::Errno::IO.raw_os_error())
+    })
+}
+
+/// Where a process sleeps in the kernel, as /proc/<pid>/wchan names it.
+fn wchan(pid: u32) -> String {
+    match std::fs::read_to_string(format!("/proc/{pid}/wchan")) {
+        Ok(name) if !name.trim().is_empty() && name.trim() != "0" => name.trim().to_string(),
+        _ => "a place /proc/<pid>/wchan does not name".into(),
+    }
+}
 
 impl Effects for RealEffects {
-    fn write(&self, path: &Path, value: &str) -> io::Result<()> {
-        // sysfs wants the whole value in one write(2), on a file that already exists.
-        let mut file = std::fs::OpenOptions::new().write(true).open(path)?;
-        file.write_all(value.as_bytes())
+    /// In a helper process, not a thread: a write the kernel never returns from leaves a
+    /// process in D state that pitcrew can walk away from, where a stuck thread would keep
+    /// pitcrew itself from exiting.
+    fn write(&self, path: &Path, value: &str, limit: Duration) -> io::Result<()> {
+        let mut child = Command::new(&self.helper)
+            .arg(WRITE_HELPER)
+            .arg(path)
+            .arg(value)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!(
+                        "cannot start the write helper {}: {e}",
+                        self.helper.display()
+                    ),
+                )
+            })?;
+        let pid = child.id();
+        let mut status = None;
+        let finished = crate::wait::until("the write helper", limit, || {
+            match child.try_wait() {
+                Ok(Some(done)) => status = Some(Ok(done)),
+                Ok(None) => return false,
+                Err(e) => status = Some(Err(e)),
+            }
+            true
+        });
+        if finished.is_err() {
+            let waits_in = wchan(pid);
+            // A write in a killable sleep ends here; one in an uninterruptible sleep stays
+            // until the kernel lets go, and is reaped by init after pitcrew exits.
+            let _ = rustix::process::kill_process(
+                rustix::process::Pid::from_raw(pid as i32).expect("child pid is positive"),
+                rustix::process::Signal::KILL,
+            );
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                StuckWrite {
+                    pid: Some(pid),
+                    wchan: waits_in,
+                    limit,
+                },
+            ));
+        }
+        let status = status.expect("set when finished")?;
+        if status.success() {
+            return Ok(());
+        }
+        let mut stderr = String::new();
+        if let Some(mut pipe) = child.stderr.take() {
+            let _ = pipe.read_to_string(&mut stderr);
+        }
+        match stderr.trim().parse::<i32>() {
+            Ok(errno) => Err(io::Error::from_raw_os_error(errno)),
+            Err(_) => Err(io::Error::other(format!(
+                "the write helper failed ({status}): {}",
+                stderr.trim()
+            ))),
+        }
     }
 
     fn run(&self, program: &str, args: &[&str], timeout: Duration) -> io::Result<CmdOutput> {
@@ -76,15 +227,18 @@ impl Effects for RealEffects {
             (status, out, err)
         });
         if done_rx.recv_timeout(timeout).is_err() {
+            let waits_in = wchan(pid);
             let _ = rustix::process::kill_process(
                 rustix::process::Pid::from_raw(pid as i32).expect("child pid is positive"),
                 rustix::process::Signal::KILL,
             );
-            let _ = reader.join();
+            // Not joined: a command stuck in the kernel (modprobe -r waiting on a busy device)
+            // survives SIGKILL, and its reader would wait with it.
             return Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 format!(
-                    "{program} {} did not finish within {timeout:?}",
+                    "{program} {} did not finish within {timeout:?} (pid {pid} waits in \
+                     {waits_in})",
                     args.join(" ")
                 ),
             ));
@@ -125,7 +279,7 @@ impl StagedEffects {
 }
 
 impl Effects for StagedEffects {
-    fn write(&self, path: &Path, value: &str) -> io::Result<()> {
+    fn write(&self, path: &Path, value: &str, _limit: Duration) -> io::Result<()> {
         Err(self.refuse(format!("writing {value:?} to {}", path.display())))
     }
 

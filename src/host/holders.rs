@@ -1,9 +1,11 @@
-//! Processes that hold GPU device nodes open, found by walking /proc/*/fd.
+//! Processes that hold device nodes of GPUs and their companions open, found by walking
+//! /proc/*/fd.
 
 use super::Host;
 use crate::untrusted::{self, Last};
 use serde::Serialize;
 use std::collections::BTreeSet;
+use std::fmt;
 use std::io;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -17,12 +19,7 @@ pub struct Holder {
     pub nodes: BTreeSet<String>,
 }
 
-/// Device nodes worth tracking: DRM and NVIDIA's character devices.
-pub fn is_gpu_node(path: &str) -> bool {
-    path.starts_with("/dev/dri/") || path.starts_with("/dev/nvidia")
-}
-
-/// Every process holding a GPU node. Processes that exit during the walk, or whose fds we may not
+/// Every process holding a tracked node ([`super::nodes::is_tracked`]). Processes that exit during the walk, or whose fds we may not
 /// read, are skipped: a holder we cannot see is one we could not signal either.
 pub fn scan(host: &Host) -> io::Result<Vec<Holder>> {
     let mut holders = Vec::new();
@@ -47,7 +44,7 @@ pub fn scan(host: &Host) -> io::Result<Vec<Holder>> {
     Ok(holders)
 }
 
-/// The GPU nodes a process holds right now (empty when it is gone).
+/// The tracked nodes a process holds right now (empty when it is gone).
 pub fn held_nodes(host: &Host, pid: u32) -> BTreeSet<String> {
     let Ok(fds) = std::fs::read_dir(host.path(format!("/proc/{pid}/fd"))) else {
         return BTreeSet::new();
@@ -55,7 +52,7 @@ pub fn held_nodes(host: &Host, pid: u32) -> BTreeSet<String> {
     fds.flatten()
         .filter_map(|fd| std::fs::read_link(fd.path()).ok())
         .map(|target| target.to_string_lossy().into_owned())
-        .filter(|target| is_gpu_node(target))
+        .filter(|target| super::nodes::is_tracked(target))
         .collect()
 }
 
@@ -87,4 +84,34 @@ fn unit_of(host: &Host, pid: u32) -> Option<String> {
         .rev()
         .find(|part| part.ends_with(".service") || part.ends_with(".scope"))
         .map(str::to_string)
+}
+
+impl Holder {
+    /// The same process, reduced to the nodes among `nodes`; None when it holds none of them.
+    pub fn of(&self, nodes: &BTreeSet<String>) -> Option<Holder> {
+        let mine: BTreeSet<String> = self.nodes.intersection(nodes).cloned().collect();
+        (!mine.is_empty()).then(|| Holder {
+            nodes: mine,
+            ..self.clone()
+        })
+    }
+}
+
+/// `pid 4242 (pipewire) holding /dev/snd/controlC1, /dev/snd/pcmC1D3p`
+impl fmt::Display for Holder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let nodes: Vec<&str> = self.nodes.iter().map(String::as_str).collect();
+        write!(
+            f,
+            "pid {} ({}) holding {}",
+            self.pid,
+            self.comm,
+            nodes.join(", ")
+        )
+    }
+}
+
+/// The processes holding any of `nodes`, each with only those nodes.
+pub fn holding(all: &[Holder], nodes: &BTreeSet<String>) -> Vec<Holder> {
+    all.iter().filter_map(|h| h.of(nodes)).collect()
 }

@@ -8,10 +8,14 @@ mod effects;
 pub mod holders;
 pub mod libvirt;
 pub mod modules;
+pub mod nodes;
 pub mod pci;
 pub mod units;
 
-pub use effects::{CmdOutput, Effects, Process, RealEffects, Signal, StagedEffects};
+pub use effects::{
+    write_here, CmdOutput, Effects, Process, RealEffects, Signal, StagedEffects, StuckWrite,
+    WRITE_HELPER,
+};
 
 use crate::untrusted;
 use std::io;
@@ -40,7 +44,7 @@ impl Host {
     pub fn real(root: impl Into<PathBuf>) -> Host {
         let root = root.into();
         if root == Path::new("/") {
-            Host::new(root, Arc::new(RealEffects))
+            Host::new(root, Arc::new(RealEffects::new()))
         } else {
             let effects = Arc::new(StagedEffects { root: root.clone() });
             Host::new(root, effects)
@@ -95,8 +99,14 @@ impl Host {
             .map(|name| name.to_string_lossy().into_owned())
     }
 
-    /// Writes a sysfs attribute through the effects (the real kernel or a simulation).
-    pub fn write(&self, absolute: impl AsRef<Path>, value: &str) -> io::Result<()> {
-        self.effects.write(&self.path(absolute), value)
+    /// Writes a sysfs attribute through the effects (the real kernel or a simulation), giving
+    /// up after `limit` (see [`Effects::write`]).
+    pub fn write(
+        &self,
+        absolute: impl AsRef<Path>,
+        value: &str,
+        limit: std::time::Duration,
+    ) -> io::Result<()> {
+        self.effects.write(&self.path(absolute), value, limit)
     }
 }

@@ -4,9 +4,10 @@
 use super::Host;
 use crate::bdf::Bdf;
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::PathBuf;
+use std::time::Duration;
 
 const DEVICES: &str = "/sys/bus/pci/devices";
 const DRIVERS: &str = "/sys/bus/pci/drivers";
@@ -26,6 +27,13 @@ pub struct WriteError {
     source: io::Error,
 }
 
+impl WriteError {
+    /// The write the kernel had not returned from at its deadline, if that is what this is.
+    pub fn stuck(&self) -> Option<&super::StuckWrite> {
+        super::StuckWrite::of(&self.source)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PciDevice {
     pub bdf: Bdf,
@@ -43,8 +51,12 @@ pub struct PciDevice {
     pub driver: Option<String>,
     pub driver_override: Option<String>,
     pub iommu_group: Option<u32>,
-    /// DRM minors under the device: `card1`, `renderD129`.
-    pub drm_nodes: Vec<String>,
+    /// Every device node of the function a process could hold (see [`super::nodes`]).
+    pub nodes: BTreeSet<String>,
+    /// The pid of a write helper of an earlier run still stuck in the kernel on this function;
+    /// its driver_override is not read then (that waits on the same device lock).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stuck_helper: Option<u32>,
     pub boot_vga: bool,
 }
 
@@ -58,8 +70,20 @@ fn hex24<S: serde::Serializer>(class: &u32, s: S) -> Result<S::Ok, S::Error> {
 }
 
 impl PciDevice {
+    /// Base class 0x03: any graphics card, display or compute-only.
+    pub fn is_gpu(&self) -> bool {
+        is_gpu_class(self.class)
+    }
+
+    /// A graphics card that can drive a screen: every display controller except a 3D
+    /// controller (0x0302, compute cards without outputs).
     pub fn is_display(&self) -> bool {
-        is_display_class(self.class)
+        self.is_gpu() && (self.class >> 8) & 0xff != 0x02
+    }
+
+    /// Functions in one PCI slot (domain:bus:device) are parts of one card.
+    pub fn same_slot(&self, other: Bdf) -> bool {
+        self.bdf.slot() == other.slot()
     }
 
     /// Base class 0x06: host, ISA and PCI bridges, which never move to vfio-pci.
@@ -69,6 +93,7 @@ impl PciDevice {
 
     pub fn kind(&self) -> &'static str {
         match (self.class >> 16, (self.class >> 8) & 0xff) {
+            (0x03, 0x02) => "3d",
             (0x03, _) => "display",
             (0x04, 0x03) => "audio",
             (0x04, _) => "multimedia",
@@ -115,40 +140,41 @@ pub fn device_path(bdf: Bdf, entry: &str) -> String {
     format!("{DEVICES}/{bdf}/{entry}")
 }
 
-/// Reads one function; `Ok(None)` when no such device exists.
-pub fn read(host: &Host, bdf: Bdf) -> io::Result<Option<PciDevice>> {
+/// Reads one function; `Ok(None)` when no such device exists. `stuck_helper`: see
+/// [`PciDevice::stuck_helper`].
+pub fn read(host: &Host, bdf: Bdf, stuck_helper: Option<u32>) -> io::Result<Option<PciDevice>> {
     let dir = format!("{DEVICES}/{bdf}");
     if !host.path(&dir).exists() {
         return Ok(None);
     }
-    let driver_override = driver_override(host, bdf);
-    let mut drm_nodes: Vec<String> = std::fs::read_dir(host.path(format!("{dir}/drm")))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|entry| entry.file_name().to_string_lossy().into_owned())
-        .filter(|name| name.starts_with("card") || name.starts_with("renderD"))
-        .collect();
-    drm_nodes.sort();
+    let driver_override = match stuck_helper {
+        Some(_) => None,
+        None => driver_override(host, bdf),
+    };
+    let driver = host.link_name(format!("{dir}/driver"));
+    let iommu_group = host
+        .link_name(format!("{dir}/iommu_group"))
+        .and_then(|group| group.parse().ok());
+    let on_vfio = driver.as_deref() == Some(VFIO_DRIVER);
     Ok(Some(PciDevice {
+        stuck_helper,
+        nodes: super::nodes::of_function(host, bdf, on_vfio, iommu_group),
         bdf,
         vendor: hex(host, &bdf, "vendor")? as u16,
         device: hex(host, &bdf, "device")? as u16,
         class: hex(host, &bdf, "class")?,
         subsystem_vendor: hex(host, &bdf, "subsystem_vendor").unwrap_or(0) as u16,
         subsystem_device: hex(host, &bdf, "subsystem_device").unwrap_or(0) as u16,
-        driver: host.link_name(format!("{dir}/driver")),
+        driver,
         driver_override,
-        iommu_group: host
-            .link_name(format!("{dir}/iommu_group"))
-            .and_then(|group| group.parse().ok()),
-        drm_nodes,
+        iommu_group,
         boot_vga: host.read(format!("{dir}/boot_vga")).is_ok_and(|v| v == "1"),
     }))
 }
 
-/// Every PCI function; entries that are not addresses are skipped.
-pub fn read_all(host: &Host) -> io::Result<BTreeMap<Bdf, PciDevice>> {
+/// Every PCI function; entries that are not addresses are skipped. `stuck` maps functions a
+/// stuck write helper still waits on to its pid.
+pub fn read_all(host: &Host, stuck: &BTreeMap<Bdf, u32>) -> io::Result<BTreeMap<Bdf, PciDevice>> {
     let entries = match std::fs::read_dir(host.path(DEVICES)) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
@@ -159,7 +185,7 @@ pub fn read_all(host: &Host) -> io::Result<BTreeMap<Bdf, PciDevice>> {
         let Ok(bdf) = entry?.file_name().to_string_lossy().parse::<Bdf>() else {
             continue;
         };
-        if let Some(device) = read(host, bdf)? {
+        if let Some(device) = read(host, bdf, stuck.get(&bdf).copied())? {
             devices.insert(bdf, device);
         }
     }
@@ -167,7 +193,7 @@ pub fn read_all(host: &Host) -> io::Result<BTreeMap<Bdf, PciDevice>> {
 }
 
 /// PCI base class 0x03: VGA, 3D and other display controllers.
-pub fn is_display_class(class: u32) -> bool {
+pub fn is_gpu_class(class: u32) -> bool {
     class >> 16 == 0x03
 }
 
@@ -188,41 +214,65 @@ pub fn driver_override(host: &Host, bdf: Bdf) -> Option<String> {
         .filter(|value| !value.is_empty() && value != "(null)")
 }
 
-fn write(host: &Host, path: String, value: &str) -> Result<(), WriteError> {
-    host.write(&path, value).map_err(|source| WriteError {
-        path: host.path(&path),
-        value: value.trim_end().to_string(),
-        source,
-    })
+/// Every write waits in the kernel as long as the device is busy; past `limit` it fails with a
+/// [`WriteError::stuck`] and may still complete later (see [`super::Effects::write`]).
+fn write(host: &Host, path: String, value: &str, limit: Duration) -> Result<(), WriteError> {
+    host.write(&path, value, limit)
+        .map_err(|source| WriteError {
+            path: host.path(&path),
+            value: value.trim_end().to_string(),
+            source,
+        })
 }
 
 /// Reserves the function for vfio-pci, so no other driver claims it once unbound.
-pub fn set_override(host: &Host, bdf: Bdf) -> Result<(), WriteError> {
+pub fn set_override(host: &Host, bdf: Bdf, limit: Duration) -> Result<(), WriteError> {
     write(
         host,
         format!("{DEVICES}/{bdf}/driver_override"),
         VFIO_DRIVER,
+        limit,
     )
 }
 
 /// Lifts the reservation: any matching driver may claim the function again.
-pub fn clear_override(host: &Host, bdf: Bdf) -> Result<(), WriteError> {
-    write(host, format!("{DEVICES}/{bdf}/driver_override"), "\n")
+pub fn clear_override(host: &Host, bdf: Bdf, limit: Duration) -> Result<(), WriteError> {
+    write(
+        host,
+        format!("{DEVICES}/{bdf}/driver_override"),
+        "\n",
+        limit,
+    )
 }
 
 /// Detaches the function from `driver`; blocks while the driver's remove() waits for its users.
-pub fn unbind(host: &Host, bdf: Bdf, driver: &str) -> Result<(), WriteError> {
-    write(host, format!("{DRIVERS}/{driver}/unbind"), &bdf.to_string())
+pub fn unbind(host: &Host, bdf: Bdf, driver: &str, limit: Duration) -> Result<(), WriteError> {
+    write(
+        host,
+        format!("{DRIVERS}/{driver}/unbind"),
+        &bdf.to_string(),
+        limit,
+    )
 }
 
 /// Asks the PCI core to find a driver for the function; it honours driver_override.
-pub fn probe(host: &Host, bdf: Bdf) -> Result<(), WriteError> {
-    write(host, "/sys/bus/pci/drivers_probe".into(), &bdf.to_string())
+pub fn probe(host: &Host, bdf: Bdf, limit: Duration) -> Result<(), WriteError> {
+    write(
+        host,
+        "/sys/bus/pci/drivers_probe".into(),
+        &bdf.to_string(),
+        limit,
+    )
 }
 
 /// Binds the function to `driver` by name, for when several drivers match its ids.
-pub fn bind(host: &Host, bdf: Bdf, driver: &str) -> Result<(), WriteError> {
-    write(host, format!("{DRIVERS}/{driver}/bind"), &bdf.to_string())
+pub fn bind(host: &Host, bdf: Bdf, driver: &str, limit: Duration) -> Result<(), WriteError> {
+    write(
+        host,
+        format!("{DRIVERS}/{driver}/bind"),
+        &bdf.to_string(),
+        limit,
+    )
 }
 
 /// Every registered PCI driver (its module loaded or built in).
@@ -243,4 +293,21 @@ pub fn module_of_driver(host: &Host, driver: &str) -> Option<String> {
 /// Whether a PCI driver is registered (its module loaded or built in).
 pub fn driver_registered(host: &Host, driver: &str) -> bool {
     host.path(format!("{DRIVERS}/{driver}")).is_dir()
+}
+
+/// The functions bound right now to a PCI driver that `module` registers.
+pub fn bound_to_module(host: &Host, module: &str) -> Vec<Bdf> {
+    let module = super::modules::canonical(module);
+    drivers(host)
+        .into_iter()
+        .filter(|driver| module_of_driver(host, driver).as_deref() == Some(module.as_str()))
+        .flat_map(|driver| {
+            std::fs::read_dir(host.path(format!("{DRIVERS}/{driver}")))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|entry| entry.file_name().to_string_lossy().parse().ok())
+                .collect::<Vec<Bdf>>()
+        })
+        .collect()
 }

@@ -28,38 +28,70 @@ const DISPLAY_SERVERS: &[&str] = &[
     "cosmic-comp",
 ];
 
-pub(super) fn steps(s: &Snapshot, functions: &BTreeSet<Bdf>, policy: &Policy) -> Vec<Step> {
-    let moving: Vec<Bdf> = functions
+/// The functions of `functions` that are not on vfio-pci yet.
+fn moving(s: &Snapshot, functions: &BTreeSet<Bdf>) -> Vec<Bdf> {
+    functions
         .iter()
         .copied()
         .filter(|bdf| !s.devices[bdf].on_vfio())
-        .collect();
-    let unload = modules_to_unload(s, functions, &moving);
-    let unloaded_drivers: BTreeSet<&str> = moving
+        .collect()
+}
+
+/// Drivers of moving functions that go away with their modules.
+fn unloaded_drivers<'a>(s: &'a Snapshot, moving: &[Bdf], unload: &[String]) -> BTreeSet<&'a str> {
+    moving
         .iter()
         .filter_map(|bdf| s.devices[bdf].driver.as_deref())
         .filter(|driver| unload.contains(&s.module_of(driver)))
-        .collect();
-    let profiles: BTreeSet<u16> = moving.iter().map(|bdf| s.devices[bdf].vendor).collect();
-    let profiles: Vec<&vendor::Profile> = profiles.into_iter().map(vendor::profile).collect();
+        .collect()
+}
 
-    // The card's own nodes, and the vendor's shared ones when its modules go.
+/// Every node whose holder would make the kernel wait while `functions` leave their drivers:
+/// each moving function's own nodes, and the vendor's shared ones (/dev/nvidiactl, /dev/kfd)
+/// when its modules are unloaded.
+pub fn watched_nodes(s: &Snapshot, functions: &BTreeSet<Bdf>) -> BTreeSet<String> {
+    let moving = moving(s, functions);
+    let unload = modules_to_unload(s, functions, &moving);
+    nodes_of(s, &moving, &unloaded_drivers(s, &moving, &unload))
+}
+
+fn nodes_of(s: &Snapshot, moving: &[Bdf], unloaded_drivers: &BTreeSet<&str>) -> BTreeSet<String> {
     let mut nodes: BTreeSet<String> = moving.iter().flat_map(|bdf| s.own_nodes(*bdf)).collect();
-    for profile in &profiles {
+    let vendors: BTreeSet<u16> = moving.iter().map(|bdf| s.devices[bdf].vendor).collect();
+    for profile in vendors.into_iter().map(vendor::profile) {
         if profile.drivers.iter().any(|d| unloaded_drivers.contains(d)) {
             nodes.extend(profile.shared_nodes.iter().map(|n| n.to_string()));
         }
     }
+    nodes
+}
+
+pub(super) fn steps(s: &Snapshot, functions: &BTreeSet<Bdf>, policy: &Policy) -> Vec<Step> {
+    let moving = moving(s, functions);
+    let unload = modules_to_unload(s, functions, &moving);
+    let unloaded_drivers = unloaded_drivers(s, &moving, &unload);
+    let profiles: BTreeSet<u16> = moving.iter().map(|bdf| s.devices[bdf].vendor).collect();
+    let profiles: Vec<&vendor::Profile> = profiles.into_iter().map(vendor::profile).collect();
+    let nodes = nodes_of(s, &moving, &unloaded_drivers);
     let holders: Vec<&Holder> = s
         .holders
         .iter()
         .filter(|h| !h.nodes.is_disjoint(&nodes))
         .collect();
+    // A compute card (3D controller) has no screen: the desktop never has to go for it.
+    let display_moves = moving.iter().any(|bdf| s.devices[bdf].is_display());
 
     let mut steps = if moving.is_empty() {
         Vec::new()
     } else {
-        units_to_stop(s, &profiles, &holders, policy, headless(s, functions))
+        units_to_stop(
+            s,
+            &profiles,
+            &holders,
+            policy,
+            display_moves,
+            headless(s, functions),
+        )
     };
     let stopping: Vec<String> = steps
         .iter()
@@ -89,11 +121,10 @@ pub(super) fn steps(s: &Snapshot, functions: &BTreeSet<Bdf>, policy: &Policy) ->
             unbind,
         });
     }
-    steps.extend(
-        unload
-            .into_iter()
-            .map(|module| Step::UnloadModule { module }),
-    );
+    steps.extend(unload.into_iter().map(|module| Step::UnloadModule {
+        module,
+        nodes: nodes.clone(),
+    }));
     if !moving.is_empty() && !s.vfio_available() {
         steps.push(Step::LoadModule {
             module: pci::VFIO_MODULE.into(),
@@ -109,8 +140,9 @@ pub(super) fn steps(s: &Snapshot, functions: &BTreeSet<Bdf>, policy: &Policy) ->
     steps
 }
 
-/// True when no display controller stays with the host: a display manager started then would
-/// find no card and fail, so it stays stopped until the reattach brings the card back.
+/// True when no display card stays with the host (a compute card does not count: it has no
+/// screen): a display manager started then would find no card and fail, so it stays stopped
+/// until the reattach brings the card back.
 fn headless(s: &Snapshot, functions: &BTreeSet<Bdf>) -> bool {
     !s.devices
         .values()
@@ -118,12 +150,13 @@ fn headless(s: &Snapshot, functions: &BTreeSet<Bdf>) -> bool {
 }
 
 /// The vendors' daemons that keep the driver busy, then the display manager when the policy
-/// says so (by default: when the desktop holds the card).
+/// says so (by default: when the desktop holds the card) and a display card moves.
 fn units_to_stop(
     s: &Snapshot,
     profiles: &[&vendor::Profile],
     holders: &[&Holder],
     policy: &Policy,
+    display_moves: bool,
     headless: bool,
 ) -> Vec<Step> {
     let mut steps: Vec<Step> = profiles
@@ -135,7 +168,7 @@ fn units_to_stop(
             why: "it keeps the driver busy".into(),
         })
         .collect();
-    let Some(dm) = s.display_manager.as_deref() else {
+    let Some(dm) = s.display_manager.as_deref().filter(|_| display_moves) else {
         return steps;
     };
     let holds = holders
@@ -201,7 +234,7 @@ fn modules_to_unload(s: &Snapshot, functions: &BTreeSet<Bdf>, moving: &[Bdf]) ->
     let gpu_drivers = moving
         .iter()
         .map(|bdf| &s.devices[bdf])
-        .filter(|d| d.is_display())
+        .filter(|d| d.is_gpu())
         .filter_map(|d| d.driver.as_deref());
     for driver in gpu_drivers {
         let module = s.module_of(driver);

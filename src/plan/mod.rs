@@ -5,6 +5,8 @@ mod reattach;
 pub mod select;
 pub mod step;
 
+pub use detach::watched_nodes;
+pub use reattach::ReattachError;
 pub use select::SelectError;
 pub use step::Step;
 
@@ -30,9 +32,11 @@ pub enum Direction {
 pub struct Plan {
     /// Detach or reattach.
     pub direction: Direction,
-    /// Every function the request covers, after widening to IOMMU groups.
+    /// Every function the request covers: for a detach, the requested ones widened to their
+    /// slots and IOMMU groups; for a reattach, those of them pitcrew lent.
     pub functions: BTreeSet<Bdf>,
-    /// The host driver each function had before pitcrew touched it (None: unbound or unknown).
+    /// The host driver each function pitcrew moves had before (None: unbound or unknown).
+    /// Functions already parked on vfio-pci before a detach are not in it: they were not lent.
     pub originals: BTreeMap<Bdf, Option<String>>,
     /// The steps, in order; empty when there is nothing to do.
     pub steps: Vec<Step>,
@@ -45,27 +49,110 @@ impl Plan {
     }
 }
 
-pub fn plan(
-    snapshot: &Snapshot,
-    direction: Direction,
-    requested: &[Bdf],
-    policy: &Policy,
-) -> Result<Plan, SelectError> {
-    let functions = select::select(snapshot, requested)?;
-    let originals = functions
+/// What a run was asked to act on.
+#[derive(Debug, Clone, Copy)]
+pub struct Ask<'a> {
+    /// Detach or reattach.
+    pub direction: Direction,
+    /// The devices as given.
+    pub devices: &'a [Bdf],
+    /// A reattach of exactly what the record says was lent to this VM (the unit's stop).
+    pub lent_to: Option<&'a str>,
+    /// A reattach also hands functions pitcrew did not lend to the driver the kernel picks.
+    pub force: bool,
+}
+
+/// Why no plan could be made; nothing was changed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PlanError {
+    /// The devices cannot be handed over.
+    #[error(transparent)]
+    Select(#[from] SelectError),
+    /// The reattach is refused.
+    #[error(transparent)]
+    Reattach(#[from] ReattachError),
+    /// A write of an earlier run is still stuck in the kernel on one of the functions.
+    #[error(
+        "{bdf} is still busy in the kernel: a write of an earlier run waits there (helper pid \
+         {pid}; /proc/{pid}/wchan says where). pitcrew leaves it alone until that write returns: \
+         end what holds the function's nodes (`pitcrew status` lists them), then try again"
+    )]
+    Stuck {
+        /// The function.
+        bdf: Bdf,
+        /// The write helper still waiting on it.
+        pid: u32,
+    },
+}
+
+impl PlanError {
+    /// Bad input (exit 2), as opposed to a host that is not in a state to do it (exit 1).
+    pub fn is_input(&self) -> bool {
+        !matches!(
+            self,
+            PlanError::Reattach(ReattachError::InUse { .. }) | PlanError::Stuck { .. }
+        )
+    }
+}
+
+/// Refuses to plan anything about a function a stuck write still waits on.
+fn not_stuck(snapshot: &Snapshot, functions: &BTreeSet<Bdf>) -> Result<(), PlanError> {
+    match functions
         .iter()
-        .map(|bdf| (*bdf, original_driver(snapshot, *bdf)))
-        .collect();
-    let steps = match direction {
-        Direction::Detach => detach::steps(snapshot, &functions, policy),
-        Direction::Reattach => reattach::steps(snapshot, &functions, &originals),
-    };
-    Ok(Plan {
-        direction,
-        functions,
-        originals,
-        steps,
-    })
+        .find_map(|bdf| Some((*bdf, snapshot.devices[bdf].stuck_helper?)))
+    {
+        Some((bdf, pid)) => Err(PlanError::Stuck { bdf, pid }),
+        None => Ok(()),
+    }
+}
+
+/// Plans `ask` against `snapshot` under `policy`.
+pub fn plan(snapshot: &Snapshot, ask: &Ask, policy: &Policy) -> Result<Plan, PlanError> {
+    match ask.direction {
+        Direction::Detach => {
+            let functions = select::select(snapshot, ask.devices)?;
+            not_stuck(snapshot, &functions)?;
+            let originals = functions
+                .iter()
+                .filter(|bdf| !snapshot.devices[bdf].on_vfio())
+                .map(|bdf| (*bdf, original_driver(snapshot, *bdf)))
+                .collect();
+            Ok(Plan {
+                direction: Direction::Detach,
+                steps: detach::steps(snapshot, &functions, policy),
+                functions,
+                originals,
+            })
+        }
+        Direction::Reattach => {
+            let functions = match ask.lent_to {
+                Some(vm) => snapshot
+                    .record
+                    .lent
+                    .iter()
+                    .filter(|(bdf, lent)| {
+                        lent.owner.as_deref() == Some(vm) && snapshot.devices.contains_key(bdf)
+                    })
+                    .map(|(bdf, _)| *bdf)
+                    .collect(),
+                None => {
+                    let widened = select::select(snapshot, ask.devices)?;
+                    reattach::lent_among(snapshot, &widened, ask.devices, ask.force)?
+                }
+            };
+            not_stuck(snapshot, &functions)?;
+            let originals = functions
+                .iter()
+                .map(|bdf| (*bdf, original_driver(snapshot, *bdf)))
+                .collect();
+            Ok(Plan {
+                direction: Direction::Reattach,
+                steps: reattach::steps(snapshot, &functions, &originals)?,
+                functions,
+                originals,
+            })
+        }
+    }
 }
 
 /// What the record says a function had, or else what it has now unless that is vfio-pci.
@@ -87,6 +174,9 @@ impl fmt::Display for Plan {
             Direction::Detach => "to vfio-pci",
             Direction::Reattach => "back to the host drivers",
         };
+        if self.functions.is_empty() {
+            return writeln!(f, "pitcrew has lent none of these: nothing to give back");
+        }
         if self.steps.is_empty() {
             return writeln!(f, "{} already {goal}: nothing to do", functions.join(", "));
         }

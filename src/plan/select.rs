@@ -1,15 +1,17 @@
-//! Which functions a request moves: the given addresses widened to their IOMMU groups.
+//! Which functions a request moves: the given addresses widened to the other functions of their
+//! PCI slots and to their IOMMU groups, until nothing new comes in.
 
 use crate::bdf::Bdf;
 use crate::host::pci::PciDevice;
 use crate::snapshot::Snapshot;
 use std::collections::BTreeSet;
+use std::fmt;
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
 /// Why the requested devices cannot be handed over; nothing was changed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SelectError {
-    #[error("no PCI device {0}: `pitcrew status` or `lspci -D` lists the addresses on this host")]
     /// No such PCI device.
+    #[error("no PCI device {0}: `pitcrew status` or `lspci -D` lists the addresses on this host")]
     Unknown(Bdf),
     #[error(
         "{bdf} is a PCI bridge (class {class:#08x}): bridges stay with the host; give the GPU's \
@@ -28,36 +30,60 @@ pub enum SelectError {
     )]
     /// The device is in no IOMMU group (the IOMMU is off).
     NoGroup(Bdf),
+    /// The group holds devices of another slot that the host uses.
     #[error(
-        "IOMMU group {group} of {requested} also holds {other} ({kind}, driver {driver}), which is \
-         in use and not part of this card; a VM can only take the whole group. Move the card to \
-         another slot, or unbind {other} yourself if it may go to the VM too"
+        "IOMMU group {group} of {requested} also holds {}, in use by the host and not part of \
+         the cards asked for; a VM can only take the whole group. Move the card to another \
+         slot, or unbind {} yourself if {} may go to the VM too",
+        InUse::list(others),
+        if others.len() == 1 { "it" } else { "them" },
+        if others.len() == 1 { "it" } else { "they" }
     )]
-    /// The group holds a device in use that is not part of the card.
     Unrelated {
         /// The IOMMU group.
         group: u32,
-        /// The device asked for.
+        /// The device asked for whose widening reached the group.
         requested: Bdf,
-        /// The unrelated device.
-        other: Bdf,
-        /// What kind of device it is.
-        kind: &'static str,
-        /// The driver it is bound to.
-        driver: String,
+        /// Every device of the group in the host's use.
+        others: Vec<InUse>,
     },
-    #[error("no device given")]
     /// No device was given.
+    #[error("no device given")]
     Empty,
 }
 
-/// Widens `requested` to every non-bridge function of their IOMMU groups, refusing groups that
-/// would take an unrelated device that the host is using.
+/// A device the host is using, as a refusal names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InUse {
+    /// The device.
+    pub bdf: Bdf,
+    /// What kind of device it is (storage, network...).
+    pub kind: &'static str,
+    /// The driver it is bound to.
+    pub driver: String,
+}
+
+impl InUse {
+    fn list(all: &[InUse]) -> String {
+        let shown: Vec<String> = all.iter().map(InUse::to_string).collect();
+        shown.join(", ")
+    }
+}
+
+impl fmt::Display for InUse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({}, driver {})", self.bdf, self.kind, self.driver)
+    }
+}
+
+/// Widens `requested` to every non-bridge function of their slots and IOMMU groups. Devices of
+/// the slots asked for belong to the lend, so GPUs requested together may share a group; a
+/// group that would also take a device from another slot that the host uses is refused,
+/// naming every such device.
 pub fn select(snapshot: &Snapshot, requested: &[Bdf]) -> Result<BTreeSet<Bdf>, SelectError> {
     if requested.is_empty() {
         return Err(SelectError::Empty);
     }
-    let mut chosen = BTreeSet::new();
     for &bdf in requested {
         let device = snapshot
             .devices
@@ -69,19 +95,52 @@ pub fn select(snapshot: &Snapshot, requested: &[Bdf]) -> Result<BTreeSet<Bdf>, S
                 class: device.class,
             });
         }
-        let group = device.iommu_group.ok_or(SelectError::NoGroup(bdf))?;
-        if let Some(member) = in_the_way(snapshot, bdf, group).first() {
+    }
+    let slots: BTreeSet<_> = requested.iter().map(Bdf::slot).collect();
+    let mut chosen = BTreeSet::new();
+    let mut queue: Vec<Bdf> = requested.to_vec();
+    while let Some(bdf) = queue.pop() {
+        if !chosen.insert(bdf) {
+            continue;
+        }
+        let group = snapshot.devices[&bdf]
+            .iommu_group
+            .ok_or(SelectError::NoGroup(bdf))?;
+        let mut others = Vec::new();
+        let members = group_members(snapshot, group).chain(snapshot.slot_companions(bdf));
+        for member in members {
+            if !slots.contains(&member.bdf.slot()) && member.on_host_driver() {
+                others.push(InUse {
+                    bdf: member.bdf,
+                    kind: member.kind(),
+                    driver: member.driver.clone().unwrap_or_default(),
+                });
+            } else if !chosen.contains(&member.bdf) {
+                queue.push(member.bdf);
+            }
+        }
+        if !others.is_empty() {
+            others.sort_by_key(|o| o.bdf);
+            others.dedup();
             return Err(SelectError::Unrelated {
                 group,
-                requested: bdf,
-                other: member.bdf,
-                kind: member.kind(),
-                driver: member.driver.clone().unwrap_or_default(),
+                requested: requested
+                    .iter()
+                    .copied()
+                    .find(|r| r.slot() == bdf.slot())
+                    .unwrap_or(bdf),
+                others,
             });
         }
-        chosen.extend(group_members(snapshot, group).map(|member| member.bdf));
     }
     Ok(chosen)
+}
+
+fn group_members(snapshot: &Snapshot, group: u32) -> impl Iterator<Item = &PciDevice> {
+    snapshot
+        .devices
+        .values()
+        .filter(move |d| d.iommu_group == Some(group) && !d.is_bridge())
 }
 
 /// The functions of `bdf`'s IOMMU group that keep it from going to a VM: in another slot and in
@@ -90,11 +149,4 @@ pub fn in_the_way(snapshot: &Snapshot, bdf: Bdf, group: u32) -> Vec<&PciDevice> 
     group_members(snapshot, group)
         .filter(|member| member.bdf.slot() != bdf.slot() && member.on_host_driver())
         .collect()
-}
-
-fn group_members(snapshot: &Snapshot, group: u32) -> impl Iterator<Item = &PciDevice> {
-    snapshot
-        .devices
-        .values()
-        .filter(move |d| d.iommu_group == Some(group) && !d.is_bridge())
 }

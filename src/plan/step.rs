@@ -34,6 +34,9 @@ pub enum Step {
     UnloadModule {
         /// The module.
         module: String,
+        /// What must not be open when modprobe -r runs (the lend's own and shared nodes).
+        #[serde(skip_serializing_if = "BTreeSet::is_empty")]
+        nodes: BTreeSet<String>,
     },
     /// Load a module (modprobe).
     LoadModule {
@@ -83,7 +86,7 @@ impl fmt::Display for Step {
                     nodes.join(", ")
                 )
             }
-            Step::UnloadModule { module } => write!(f, "unload module {module}"),
+            Step::UnloadModule { module, .. } => write!(f, "unload module {module}"),
             Step::LoadModule { module } => write!(f, "load module {module}"),
             Step::Release {
                 bdf,
@@ -123,11 +126,12 @@ impl Step {
                 unit: unit.clone(),
                 why: "rolling back".into(),
             }],
-            Step::UnloadModule { module } => vec![Step::LoadModule {
+            Step::UnloadModule { module, .. } => vec![Step::LoadModule {
                 module: module.clone(),
             }],
             Step::LoadModule { module } => vec![Step::UnloadModule {
                 module: module.clone(),
+                nodes: BTreeSet::new(),
             }],
             Step::Release { bdf, driver, .. } => vec![Step::Restore {
                 bdf: *bdf,

@@ -105,7 +105,7 @@ fn address_to_bdf(address: &roxmltree::Node) -> Result<Bdf, XmlError> {
 
 /// True when sysfs says the function is a display controller (PCI base class 0x03).
 fn is_display_controller(host: &Host, bdf: Bdf) -> bool {
-    pci::class(host, bdf).is_ok_and(pci::is_display_class)
+    pci::class(host, bdf).is_ok_and(pci::is_gpu_class)
 }
 
 /// The GPUs among a domain's PCI hostdevs; the engine widens each to its IOMMU group.

@@ -15,6 +15,10 @@ const RECIPE_REV: &str = "testbed-kit-1";
 pub const MODULES: &[&str] = &[
     "bochs",
     "snd_hda_intel",
+    // The codec driver of QEMU's hda-duplex: with it the GPU's audio function has a sound card.
+    "snd_hda_codec_generic",
+    // The split-slot machine's NIC, in the GPU's slot but an IOMMU group of its own.
+    "e1000e",
     "vfio",
     "vfio_pci",
     "vfio_iommu_type1",

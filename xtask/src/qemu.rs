@@ -24,6 +24,27 @@ const GPU_WITH_AUDIO: [&str; 3] = [
     "pcie-root-port,id=rp1,bus=pcie.0,addr=0x5.0,chassis=1",
 ];
 
+/// The same with a codec (hda-duplex) on the audio function, so it has a sound card with
+/// control, PCM and hwdep nodes, as every real GPU's HDMI audio does.
+const GPU_WITH_CODEC: [&str; 4] = [
+    GPU_WITH_AUDIO[0],
+    "intel-hda,id=hda0,bus=pcie.0,addr=0x3.1",
+    "hda-duplex,bus=hda0.0,audiodev=noaudio",
+    GPU_WITH_AUDIO[2],
+];
+
+/// The GPU's slot with a third function, an e1000e NIC (00:03.2). Linux gives it an IOMMU group
+/// of its own: on the root bus it is an Intel root-complex integrated endpoint, which the
+/// kernel's ACS quirk for Intel RCiEPs treats as isolated, while bochs-display and intel-hda
+/// (conventional PCI, no ACS) share one. One slot, two groups, as on boards whose GPU audio or
+/// USB-C function sits apart.
+const SPLIT_SLOT: [&str; 4] = [
+    GPU_WITH_AUDIO[0],
+    GPU_WITH_AUDIO[1],
+    "e1000e,bus=pcie.0,addr=0x3.2",
+    GPU_WITH_AUDIO[2],
+];
+
 /// The GPU with its audio plus a second bochs-display at 04.0 (own group, same driver).
 const TWO_GPUS: [&str; 4] = [
     GPU_WITH_AUDIO[0],
@@ -36,13 +57,19 @@ pub static MACHINES: &[Machine] = &[
     Machine {
         name: "one-gpu",
         iommu: true,
-        devices: &GPU_WITH_AUDIO,
+        devices: &GPU_WITH_CODEC,
         memory_mb: 1024,
     },
     Machine {
         name: "two-gpus",
         iommu: true,
         devices: &TWO_GPUS,
+        memory_mb: 1024,
+    },
+    Machine {
+        name: "split-slot",
+        iommu: true,
+        devices: &SPLIT_SLOT,
         memory_mb: 1024,
     },
     Machine {
@@ -101,6 +128,8 @@ pub fn boot(b: &Boot, mut on_line: impl FnMut(&str)) -> Result<Outcome> {
         .args([
             "-display", "none", "-vga", "none", "-monitor", "none", "-nic", "none",
         ])
+        // A codec plays into nothing instead of the host's sound system.
+        .args(["-audiodev", "none,id=noaudio"])
         .args(["-no-reboot", "-serial"])
         .arg(format!("file:{}", b.console_log.display()))
         .args(["-serial", "stdio"]);

@@ -29,7 +29,7 @@ impl FakeRunner {
 }
 
 impl Effects for FakeRunner {
-    fn write(&self, path: &Path, value: &str) -> io::Result<()> {
+    fn write(&self, path: &Path, value: &str, _limit: Duration) -> io::Result<()> {
         panic!("unexpected sysfs write {} <- {value}", path.display())
     }
     fn run(&self, program: &str, args: &[&str], timeout: Duration) -> io::Result<CmdOutput> {

@@ -31,6 +31,7 @@ pub struct DeviceSpec {
     pub(crate) sound_card: Option<u32>,
     pub(crate) bars: Vec<(usize, u64)>,
     pub(crate) resizable: Vec<usize>,
+    pub(crate) i2c_buses: Vec<u32>,
 }
 
 impl DeviceSpec {
@@ -54,6 +55,7 @@ impl DeviceSpec {
             sound_card: None,
             bars: Vec::new(),
             resizable: Vec::new(),
+            i2c_buses: Vec::new(),
         }
     }
 
@@ -109,12 +111,19 @@ impl DeviceSpec {
         self
     }
 
-    /// ALSA card `n` (HDMI audio): `sound/card<n>` in sysfs and `/dev/snd/controlC<n>`,
-    /// `/dev/snd/pcmC<n>D3p` while the native driver drives it.
+    /// ALSA card `n` while the native driver drives it: `sound/card<n>/` in sysfs and
+    /// /dev/snd/controlC<n>, pcmC<n>D3p, hwC<n>D0. As with snd_hda_intel, an unbind waits until
+    /// every one of them is closed.
     pub fn sound_card(mut self, n: u32) -> DeviceSpec {
         self.sound_card = Some(n);
-        self.node(&format!("/dev/snd/controlC{n}"))
-            .node(&format!("/dev/snd/pcmC{n}D3p"))
+        self
+    }
+
+    /// An I2C bus of the card (a DDC channel) with its i2c-dev node /dev/i2c-<n> while the
+    /// native driver drives it; an unbind waits until the node is closed.
+    pub fn i2c_bus(mut self, n: u32) -> DeviceSpec {
+        self.i2c_buses.push(n);
+        self
     }
 
     /// `reset_method` as the kernel lists it (`flr bus`); without this the file is absent, as

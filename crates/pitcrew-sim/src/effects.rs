@@ -3,10 +3,10 @@
 
 use std::io;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{mpsc, Arc, MutexGuard};
 use std::time::Duration;
 
-use pitcrew::{CmdOutput, Effects, Process};
+use pitcrew::{CmdOutput, Effects, Process, StuckWrite};
 
 use crate::errno::{EINVAL, ESRCH};
 use crate::processes::SimProcess;
@@ -18,9 +18,10 @@ pub(crate) struct SimEffects {
 }
 
 impl Effects for SimEffects {
-    /// Recorded on entry (before any block), so the log shows what the engine attempted.
-    fn write(&self, path: &Path, value: &str) -> io::Result<()> {
-        let shared = &self.shared;
+    /// On a thread of its own, as pitcrew's helper process runs it: past `limit` the caller
+    /// gets `TimedOut` and the write goes on waiting, and completes once the kernel would let it.
+    fn write(&self, path: &Path, value: &str, limit: Duration) -> io::Result<()> {
+        let shared = self.shared.clone();
         let Some(host_path) = shared.host_path(path) else {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -30,24 +31,26 @@ impl Effects for SimEffects {
                 ),
             ));
         };
-        let mut state = shared.lock();
-        state.events.push(Event::Write {
-            path: host_path.clone(),
-            value: value.to_string(),
+        let (tx, rx) = mpsc::channel();
+        let (job_path, value) = (host_path.clone(), value.to_string());
+        std::thread::spawn(move || {
+            let _ = tx.send(write_now(&shared, &job_path, &value));
         });
-        state = wait_unblocked(shared, state, &host_path);
-        if state.closed {
-            return Err(io::Error::other(
-                "pitcrew-sim: the simulated host was dropped",
-            ));
+        match rx.recv_timeout(limit) {
+            Ok(result) => result,
+            Err(_) => {
+                let state = self.shared.lock();
+                let wchan = state.waits_in.get(&host_path).copied().unwrap_or("?");
+                Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    StuckWrite {
+                        pid: None,
+                        wchan: wchan.to_string(),
+                        limit,
+                    },
+                ))
+            }
         }
-        if let Some(&errno) = state.faults.failing_writes.get(&host_path) {
-            return Err(io::Error::from_raw_os_error(errno));
-        }
-        let target = shared.resolve(&host_path)?;
-        let result = kernel::write(&mut state.model, &target, value);
-        shared.commit(&state)?;
-        result
     }
 
     /// Commands complete instantly, so `timeout` never expires.
@@ -84,6 +87,91 @@ impl Effects for SimEffects {
     }
 }
 
+/// Recorded on entry (before any block), so the log shows what the engine attempted.
+fn write_now(shared: &Shared, host_path: &str, value: &str) -> io::Result<()> {
+    let mut state = shared.lock();
+    state.events.push(Event::Write {
+        path: host_path.to_string(),
+        value: value.to_string(),
+    });
+    if let Some(index) = state.faults.spawns.iter().position(|s| s.0 == host_path) {
+        let (_, cgroup, template) = state.faults.spawns.remove(index);
+        state.model.spawn(&cgroup, &template);
+        shared.commit(&state)?;
+    }
+    state = wait_unblocked(shared, state, host_path);
+    if state.closed {
+        return Err(io::Error::other(
+            "pitcrew-sim: the simulated host was dropped",
+        ));
+    }
+    if let Some(&errno) = state.faults.failing_writes.get(host_path) {
+        return Err(io::Error::from_raw_os_error(errno));
+    }
+    let target = shared.resolve(host_path)?;
+    state = wait_for_kernel(shared, state, host_path, &target, value);
+    if state.closed {
+        return Err(io::Error::other(
+            "pitcrew-sim: the simulated host was dropped",
+        ));
+    }
+    let result = kernel::write(&mut state.model, &target, value);
+    shared.commit(&state)?;
+    result
+}
+
+/// Waits as the kernel would: an unbind until nothing holds the device's sound, I2C or vfio
+/// nodes, and any write about a device while such an unbind holds its lock.
+fn wait_for_kernel<'a>(
+    shared: &'a Shared,
+    mut state: MutexGuard<'a, State>,
+    host_path: &str,
+    target: &str,
+    value: &str,
+) -> MutexGuard<'a, State> {
+    let device = kernel::device_of(target, value);
+    let mut holding_lock = false;
+    loop {
+        if state.closed {
+            break;
+        }
+        let locked_by_other =
+            !holding_lock && device.as_ref().is_some_and(|d| state.busy.contains(d));
+        let wchan = if locked_by_other {
+            Some("device_lock")
+        } else {
+            kernel::unbind_target(target, value).and_then(|bdf| state.model.unbind_waits_in(&bdf))
+        };
+        let Some(wchan) = wchan else { break };
+        if !locked_by_other && !holding_lock {
+            holding_lock = true;
+            state.busy.extend(device.clone());
+        }
+        state.waits_in.insert(host_path.to_string(), wchan);
+        *state
+            .faults
+            .waiting
+            .entry(host_path.to_string())
+            .or_default() += 1;
+        shared.changed.notify_all();
+        state = shared
+            .changed
+            .wait(state)
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(n) = state.faults.waiting.get_mut(host_path) {
+            *n -= 1;
+        }
+    }
+    if holding_lock {
+        if let Some(d) = &device {
+            state.busy.remove(d);
+        }
+        shared.changed.notify_all();
+    }
+    state.waits_in.remove(host_path);
+    state
+}
+
 /// Sleeps on the condvar while `path` is blocked, counting itself as waiting so a test can
 /// tell the engine reached the write.
 fn wait_unblocked<'a>(
@@ -95,6 +183,7 @@ fn wait_unblocked<'a>(
         return state;
     }
     *state.faults.waiting.entry(path.to_string()).or_default() += 1;
+    state.waits_in.insert(path.to_string(), "an injected block");
     shared.changed.notify_all();
     state = shared
         .changed
@@ -103,5 +192,6 @@ fn wait_unblocked<'a>(
     if let Some(n) = state.faults.waiting.get_mut(path) {
         *n -= 1;
     }
+    state.waits_in.remove(path);
     state
 }

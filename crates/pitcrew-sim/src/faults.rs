@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::builder::ProcessTemplate;
 use crate::state::Shared;
 
 #[derive(Default)]
@@ -14,6 +15,8 @@ pub(crate) struct Faults {
     pub waiting: HashMap<String, usize>,
     pub failing_writes: HashMap<String, i32>,
     pub failing_commands: Vec<(Vec<String>, String)>,
+    /// Processes to start on the first write to a path: (path, cgroup, template).
+    pub spawns: Vec<(String, String, ProcessTemplate)>,
 }
 
 impl Faults {

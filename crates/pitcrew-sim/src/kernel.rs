@@ -79,3 +79,23 @@ fn probe(model: &mut Model, bdf: &str) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// The device a write is about: the one whose attribute it is, or the one named in the value
+/// of a bind, unbind or drivers_probe.
+pub(crate) fn device_of(target: &str, value: &str) -> Option<String> {
+    let value = value.strip_suffix('\n').unwrap_or(value);
+    let parts: Vec<&str> = target.trim_start_matches('/').split('/').collect();
+    match parts.as_slice() {
+        ["sys", "devices", _host_bridge, bdf, _attr] => Some(bdf.to_string()),
+        ["sys", "bus", "pci", "drivers", _, "bind" | "unbind"]
+        | ["sys", "bus", "pci", "drivers_probe"] => Some(value.to_string()),
+        _ => None,
+    }
+}
+
+/// The device an unbind write detaches.
+pub(crate) fn unbind_target(target: &str, value: &str) -> Option<String> {
+    target
+        .ends_with("/unbind")
+        .then(|| value.strip_suffix('\n').unwrap_or(value).to_string())
+}

@@ -19,6 +19,11 @@
 //! - `/dev/nvidia<minor>` and `/proc/driver/nvidia/gpus/<bdf>/` exist while the GPU is bound
 //!   to `nvidia`; DRM nodes while its driver has a loaded DRM module (`nvidia_drm` for nvidia).
 //! - Processes have fds 0-2 on `/dev/null`, then one per node they hold.
+//! - A device's sound card (`sound/card<N>/`, /dev/snd/*C<N>*) and I2C buses
+//!   (`i2c-<N>/i2c-dev/`, /dev/i2c-<N>) exist while its native driver drives it. An unbind waits,
+//!   as snd_card_free and i2c_del_adapter do, until no live process holds one of them (or, on
+//!   vfio-pci, the group's /dev/vfio node); meanwhile every other write about that device waits
+//!   on its lock.
 
 mod bare;
 mod builder;
@@ -280,6 +285,32 @@ impl SimHost {
         if let Some(p) = self.shared.lock().model.processes.get_mut(&pid) {
             p.ignore_term = true;
         }
+    }
+
+    /// Starts a process now (in `cgroup`, as [`unit_cgroup`] or [`SESSION_SCOPE`]) holding
+    /// what `template` names among the nodes present; returns its pid.
+    pub fn spawn(&self, cgroup: &str, template: ProcessTemplate) -> u32 {
+        let mut state = self.shared.lock();
+        let pid = state.model.spawn(cgroup, &template);
+        self.shared
+            .commit(&state)
+            .expect("render the simulated host");
+        pid
+    }
+
+    /// Starts a process on the first write to `path` (host-absolute), before the write takes
+    /// effect: a holder that appears between the plan and the step.
+    pub fn spawn_on_write(&self, path: &str, cgroup: &str, template: ProcessTemplate) {
+        let mut state = self.shared.lock();
+        state
+            .faults
+            .spawns
+            .push((path.to_string(), cgroup.to_string(), template));
+    }
+
+    /// Where a write to `path` waits in the simulated kernel right now, if it does.
+    pub fn waits_in(&self, path: &str) -> Option<&'static str> {
+        self.shared.lock().waits_in.get(path).copied()
     }
 
     /// Ends a process on its own, as if it exited; waiters in `wait_exit` wake up.

@@ -219,6 +219,42 @@ impl Model {
         self.holders(name).len() + users
     }
 
+    /// The nodes of a device's sound card and I2C buses (as they exist while its native driver
+    /// drives it) and of its group while on vfio-pci: an unbind waits for each to be closed.
+    pub fn pinning_nodes(&self, dev: &Device) -> Vec<String> {
+        let mut nodes = Vec::new();
+        if let Some(n) = dev.spec.sound_card {
+            nodes.extend(sound_nodes(n));
+        }
+        nodes.extend(dev.spec.i2c_buses.iter().map(|n| format!("/dev/i2c-{n}")));
+        if let Some(group) = dev.spec.group {
+            nodes.push(format!("/dev/vfio/{group}"));
+        }
+        nodes
+    }
+
+    /// Where an unbind of `bdf` would wait now (a kernel function name, as wchan shows it):
+    /// while a live process holds a node the device has under its current driver.
+    pub fn unbind_waits_in(&self, bdf: &str) -> Option<&'static str> {
+        let dev = self.devices.get(bdf)?;
+        let present = self.nodes();
+        let held = |node: &String| {
+            present.contains_key(node)
+                && self
+                    .processes
+                    .values()
+                    .any(|p| p.alive && p.fds.iter().any(|f| &f.target == node))
+        };
+        let node = self.pinning_nodes(dev).into_iter().find(|n| held(n))?;
+        Some(if node.starts_with("/dev/snd/") {
+            "snd_card_disconnect_sync"
+        } else if node.starts_with("/dev/i2c-") {
+            "i2c_del_adapter"
+        } else {
+            "vfio_unregister_group_dev"
+        })
+    }
+
     /// Every device node present now, with the module owning it.
     pub fn nodes(&self) -> BTreeMap<String, Option<String>> {
         let mut nodes = BTreeMap::new();
@@ -237,6 +273,12 @@ impl Model {
             if dev.spec.native_driver.as_deref() == Some(driver.as_str()) {
                 for node in &dev.spec.nodes {
                     nodes.insert(node.clone(), module.clone());
+                }
+                for node in dev.spec.sound_card.into_iter().flat_map(sound_nodes) {
+                    nodes.insert(node, module.clone());
+                }
+                for n in &dev.spec.i2c_buses {
+                    nodes.insert(format!("/dev/i2c-{n}"), module.clone());
                 }
                 if let (Some(minor), "nvidia") = (dev.spec.nvidia_minor, driver.as_str()) {
                     nodes.insert(format!("/dev/nvidia{minor}"), module.clone());
@@ -258,6 +300,8 @@ impl Model {
             .collect();
         for dev in self.devices.values() {
             all.extend(dev.spec.nodes.iter().cloned());
+            all.extend(dev.spec.sound_card.into_iter().flat_map(sound_nodes));
+            all.extend(dev.spec.i2c_buses.iter().map(|n| format!("/dev/i2c-{n}")));
             if let Some(n) = dev.spec.drm_card {
                 all.insert(format!("/dev/dri/card{n}"));
                 all.insert(format!("/dev/dri/renderD{}", 128 + n));
@@ -361,4 +405,13 @@ fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// The nodes of ALSA card `n`: control, one HDMI playback PCM, the codec's hwdep.
+pub(crate) fn sound_nodes(n: u32) -> Vec<String> {
+    vec![
+        format!("/dev/snd/controlC{n}"),
+        format!("/dev/snd/hwC{n}D0"),
+        format!("/dev/snd/pcmC{n}D3p"),
+    ]
 }

@@ -161,18 +161,30 @@ fn render_device(t: &Tree, model: &Model, dev: &Device) -> io::Result<()> {
         )?,
         None => t.remove(&format!("{dir}/driver"))?,
     }
-    match dev.spec.sound_card {
-        Some(n) if dev.driver.is_some() && dev.driver == dev.spec.native_driver => {
-            t.dir(&format!("{dir}/sound/card{n}"))?
-        }
-        _ => t.remove(&format!("{dir}/sound"))?,
-    }
     match dev.spec.drm_card {
         Some(n) if model.has_drm(dev) => {
             t.dir(&format!("{dir}/drm/card{n}"))?;
             t.dir(&format!("{dir}/drm/renderD{}", 128 + n))?;
         }
         _ => t.remove(&format!("{dir}/drm"))?,
+    }
+    // Sound cards and I2C buses are the native driver's children: gone with the binding.
+    let native = dev.driver.is_some() && dev.driver == dev.spec.native_driver;
+    if let (Some(n), true) = (dev.spec.sound_card, native) {
+        for node in crate::model::sound_nodes(n) {
+            let name = node.trim_start_matches("/dev/snd/");
+            t.file(&format!("{dir}/sound/card{n}/{name}/dev"), "116:0\n")?;
+        }
+    } else {
+        t.remove(&format!("{dir}/sound"))?;
+    }
+    for n in &dev.spec.i2c_buses {
+        let bus = format!("{dir}/i2c-{n}");
+        if native {
+            t.file(&format!("{bus}/i2c-dev/i2c-{n}/dev"), &format!("89:{n}\n"))?;
+        } else {
+            t.remove(&bus)?;
+        }
     }
     let info_dir = format!("/proc/driver/nvidia/gpus/{bdf}");
     match dev.spec.nvidia_minor {

@@ -1,5 +1,6 @@
 //! The one lock over the simulated machine, and the condvar every waiter sleeps on.
 
+use std::collections::{BTreeSet, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -16,6 +17,10 @@ pub(crate) struct State {
     pub faults: Faults,
     /// Set when the SimHost is dropped: blocked writers wake up and fail.
     pub closed: bool,
+    /// Devices whose lock a waiting unbind holds: every other write about them waits too.
+    pub busy: BTreeSet<String>,
+    /// Where each waiting write sleeps, by host path, as /proc/<pid>/wchan would say.
+    pub waits_in: HashMap<String, &'static str>,
 }
 
 pub(crate) struct Shared {
@@ -40,6 +45,8 @@ impl Shared {
                 events: Vec::new(),
                 faults: Faults::default(),
                 closed: false,
+                busy: BTreeSet::new(),
+                waits_in: HashMap::new(),
             }),
             changed: Condvar::new(),
         })

@@ -117,7 +117,11 @@ fn freeing_the_nvidia_stack_lets_it_unload_and_keeps_proc_modules_consistent() {
 fn an_open_node_pins_its_module_after_the_device_is_unbound() {
     let sim = fixtures::amd_with_audio();
     sim.host()
-        .write("/sys/bus/pci/drivers/amdgpu/unbind", "0000:03:00.0")
+        .write(
+            "/sys/bus/pci/drivers/amdgpu/unbind",
+            "0000:03:00.0",
+            crate::common::LIMIT,
+        )
         .unwrap();
     assert!(!sim.dev_exists("/dev/dri/card1"));
     // gnome-shell still has the card open.
@@ -147,7 +151,11 @@ fn a_restarted_xorg_holds_only_the_cards_present() {
     let sim = fixtures::nvidia_with_audio_and_usbc();
     assert!(run(&sim, "systemctl", &["stop", "lightdm.service"]).success);
     sim.host()
-        .write("/sys/bus/pci/drivers/nvidia/unbind", GPU)
+        .write(
+            "/sys/bus/pci/drivers/nvidia/unbind",
+            GPU,
+            crate::common::LIMIT,
+        )
         .unwrap();
     assert!(run(&sim, "systemctl", &["start", "lightdm.service"]).success);
     let xorg = sim.pids_of("Xorg");

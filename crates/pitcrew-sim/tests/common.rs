@@ -5,6 +5,9 @@ use std::fs;
 
 use pitcrew_sim::SimHost;
 
+/// How long a write may take before the engine would call it stuck; nothing here takes long.
+pub const LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub fn read(sim: &SimHost, path: &str) -> String {
     fs::read_to_string(sim.root().join(path.trim_start_matches('/')))
         .unwrap_or_else(|e| panic!("read {path}: {e}"))
@@ -83,11 +86,12 @@ pub fn assert_modules_consistent(sim: &SimHost) {
 /// a detach leaves it in before vfio-pci claims it.
 pub fn park_for_vfio(sim: &SimHost) {
     let host = sim.host();
-    host.write("/sys/bus/pci/drivers/nvidia/unbind", "0000:01:00.0")
+    host.write("/sys/bus/pci/drivers/nvidia/unbind", "0000:01:00.0", LIMIT)
         .unwrap();
     host.write(
         "/sys/bus/pci/devices/0000:01:00.0/driver_override",
         "vfio-pci",
+        LIMIT,
     )
     .unwrap();
 }

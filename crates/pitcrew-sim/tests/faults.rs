@@ -3,7 +3,7 @@
 use std::thread;
 use std::time::Duration;
 
-use crate::common::{errno, exists};
+use crate::common::{errno, exists, LIMIT};
 use pitcrew_sim::errno::EIO;
 use pitcrew_sim::{fixtures, Event};
 
@@ -17,14 +17,18 @@ fn a_blocked_write_takes_effect_only_once_released() {
     let block = sim.block_writes(UNBIND);
     let host = sim.host();
     thread::scope(|s| {
-        let writer = s.spawn(|| host.write(UNBIND, GPU));
+        let writer = s.spawn(|| host.write(UNBIND, GPU, LIMIT));
         assert!(sim.wait_blocked(UNBIND, LONG));
         // Recorded on entry, not applied yet.
         assert_eq!(sim.writes_to(UNBIND), [GPU]);
         assert_eq!(sim.driver(GPU).as_deref(), Some("nvidia"));
         // Other paths are not blocked meanwhile.
-        host.write("/sys/bus/pci/drivers/snd_hda_intel/unbind", "0000:01:00.1")
-            .unwrap();
+        host.write(
+            "/sys/bus/pci/drivers/snd_hda_intel/unbind",
+            "0000:01:00.1",
+            LIMIT,
+        )
+        .unwrap();
         block.release();
         writer.join().unwrap().unwrap();
     });
@@ -44,7 +48,7 @@ fn dropping_the_sim_frees_a_blocked_writer_with_an_error() {
     let sim = fixtures::nvidia_with_audio_and_usbc();
     let _block = sim.block_writes(UNBIND);
     let host = sim.host();
-    let writer = thread::spawn(move || host.write(UNBIND, GPU));
+    let writer = thread::spawn(move || host.write(UNBIND, GPU, LIMIT));
     assert!(sim.wait_blocked(UNBIND, LONG));
     drop(sim);
     assert!(writer.join().unwrap().is_err());
@@ -54,10 +58,10 @@ fn dropping_the_sim_frees_a_blocked_writer_with_an_error() {
 fn a_failing_write_returns_its_errno_without_effect() {
     let sim = fixtures::nvidia_with_audio_and_usbc();
     sim.fail_writes(UNBIND, EIO);
-    assert_eq!(errno(sim.host().write(UNBIND, GPU)), Some(EIO));
+    assert_eq!(errno(sim.host().write(UNBIND, GPU, LIMIT)), Some(EIO));
     assert_eq!(sim.driver(GPU).as_deref(), Some("nvidia"));
     sim.clear_faults();
-    sim.host().write(UNBIND, GPU).unwrap();
+    sim.host().write(UNBIND, GPU, LIMIT).unwrap();
     assert_eq!(
         sim.events(),
         [

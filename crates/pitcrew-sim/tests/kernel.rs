@@ -1,6 +1,6 @@
 //! sysfs writes change bindings the way the PCI core does.
 
-use crate::common::{entries, errno, exists, link, park_for_vfio, read, run};
+use crate::common::{entries, errno, exists, link, park_for_vfio, read, run, LIMIT};
 use pitcrew_sim::errno::{EACCES, EBUSY, ENODEV, ENOENT};
 use pitcrew_sim::{fixtures, Event};
 
@@ -10,7 +10,7 @@ const GPU: &str = "0000:01:00.0";
 fn unbind_removes_links_and_drm_nodes() {
     let sim = fixtures::nvidia_with_audio_and_usbc();
     let host = sim.host();
-    host.write("/sys/bus/pci/drivers/nvidia/unbind", GPU)
+    host.write("/sys/bus/pci/drivers/nvidia/unbind", GPU, LIMIT)
         .unwrap();
 
     assert_eq!(sim.driver(GPU), None);
@@ -36,7 +36,9 @@ fn unbind_removes_links_and_drm_nodes() {
 #[test]
 fn unbind_from_another_driver_is_enodev() {
     let sim = fixtures::nvidia_with_audio_and_usbc();
-    let result = sim.host().write("/sys/bus/pci/drivers/i915/unbind", GPU);
+    let result = sim
+        .host()
+        .write("/sys/bus/pci/drivers/i915/unbind", GPU, LIMIT);
     assert_eq!(errno(result), Some(ENODEV));
     assert_eq!(sim.driver(GPU).as_deref(), Some("nvidia"));
 }
@@ -45,7 +47,7 @@ fn unbind_from_another_driver_is_enodev() {
 fn unbind_through_the_device_driver_link_is_recorded_as_written() {
     let sim = fixtures::nvidia_with_audio_and_usbc();
     let path = "/sys/bus/pci/devices/0000:01:00.1/driver/unbind";
-    sim.host().write(path, "0000:01:00.1\n").unwrap();
+    sim.host().write(path, "0000:01:00.1\n", LIMIT).unwrap();
     assert_eq!(sim.driver("0000:01:00.1"), None);
     assert_eq!(sim.writes_to(path), ["0000:01:00.1\n"]);
 }
@@ -55,16 +57,16 @@ fn driver_override_sets_and_clears() {
     let sim = fixtures::nvidia_with_audio_and_usbc();
     let host = sim.host();
     let attr = "/sys/bus/pci/devices/0000:01:00.0/driver_override";
-    host.write(attr, "vfio-pci\n").unwrap();
+    host.write(attr, "vfio-pci\n", LIMIT).unwrap();
     assert_eq!(read(&sim, attr), "vfio-pci\n");
     assert_eq!(sim.driver_override(GPU).as_deref(), Some("vfio-pci"));
     // Setting an override does not unbind.
     assert_eq!(sim.driver(GPU).as_deref(), Some("nvidia"));
-    host.write(attr, "\n").unwrap();
+    host.write(attr, "\n", LIMIT).unwrap();
     assert_eq!(read(&sim, attr), "(null)\n");
     assert_eq!(sim.driver_override(GPU), None);
-    host.write(attr, "vfio-pci").unwrap();
-    host.write(attr, "").unwrap();
+    host.write(attr, "vfio-pci", LIMIT).unwrap();
+    host.write(attr, "", LIMIT).unwrap();
     assert_eq!(sim.driver_override(GPU), None);
 }
 
@@ -73,24 +75,29 @@ fn bind_checks_binding_override_and_match() {
     let sim = fixtures::nvidia_with_audio_and_usbc();
     let host = sim.host();
     let bind = "/sys/bus/pci/drivers/nvidia/bind";
-    assert_eq!(errno(host.write(bind, GPU)), Some(EBUSY));
-    host.write("/sys/bus/pci/drivers/nvidia/unbind", GPU)
+    assert_eq!(errno(host.write(bind, GPU, LIMIT)), Some(EBUSY));
+    host.write("/sys/bus/pci/drivers/nvidia/unbind", GPU, LIMIT)
         .unwrap();
     // i915 does not match an NVIDIA card.
     assert_eq!(
-        errno(host.write("/sys/bus/pci/drivers/i915/bind", GPU)),
+        errno(host.write("/sys/bus/pci/drivers/i915/bind", GPU, LIMIT)),
         Some(ENODEV)
     );
     host.write(
         "/sys/bus/pci/devices/0000:01:00.0/driver_override",
         "snd_hda_intel",
+        LIMIT,
     )
     .unwrap();
-    assert_eq!(errno(host.write(bind, GPU)), Some(ENODEV));
-    assert_eq!(errno(host.write(bind, "0000:09:00.0")), Some(ENODEV));
-    host.write("/sys/bus/pci/devices/0000:01:00.0/driver_override", "\n")
-        .unwrap();
-    host.write(bind, GPU).unwrap();
+    assert_eq!(errno(host.write(bind, GPU, LIMIT)), Some(ENODEV));
+    assert_eq!(errno(host.write(bind, "0000:09:00.0", LIMIT)), Some(ENODEV));
+    host.write(
+        "/sys/bus/pci/devices/0000:01:00.0/driver_override",
+        "\n",
+        LIMIT,
+    )
+    .unwrap();
+    host.write(bind, GPU, LIMIT).unwrap();
     assert_eq!(sim.driver(GPU).as_deref(), Some("nvidia"));
     // Same DRM minor as before.
     assert_eq!(
@@ -107,7 +114,9 @@ fn bind_checks_binding_override_and_match() {
 #[test]
 fn bind_to_a_driver_not_loaded_finds_no_file() {
     let sim = fixtures::nvidia_with_audio_and_usbc();
-    let result = sim.host().write("/sys/bus/pci/drivers/vfio-pci/bind", GPU);
+    let result = sim
+        .host()
+        .write("/sys/bus/pci/drivers/vfio-pci/bind", GPU, LIMIT);
     assert_eq!(errno(result), Some(ENOENT));
 }
 
@@ -118,14 +127,16 @@ fn probe_honours_the_override_and_makes_the_group_node() {
     assert!(run(&sim, "modprobe", &["vfio-pci"]).success);
     for bdf in ["0000:01:00.0", "0000:01:00.1"] {
         let driver = sim.driver(bdf).unwrap();
-        host.write(format!("/sys/bus/pci/drivers/{driver}/unbind"), bdf)
+        host.write(format!("/sys/bus/pci/drivers/{driver}/unbind"), bdf, LIMIT)
             .unwrap();
         host.write(
             format!("/sys/bus/pci/devices/{bdf}/driver_override"),
             "vfio-pci",
+            LIMIT,
         )
         .unwrap();
-        host.write("/sys/bus/pci/drivers_probe", bdf).unwrap();
+        host.write("/sys/bus/pci/drivers_probe", bdf, LIMIT)
+            .unwrap();
         assert_eq!(sim.driver(bdf).as_deref(), Some("vfio-pci"));
     }
     assert!(sim.dev_exists("/dev/vfio/12"));
@@ -133,11 +144,19 @@ fn probe_honours_the_override_and_makes_the_group_node() {
     assert!(!exists(&sim, "/sys/bus/pci/devices/0000:01:00.0/drm"));
 
     // The group node goes with the group's last vfio device.
-    host.write("/sys/bus/pci/drivers/vfio-pci/unbind", "0000:01:00.0")
-        .unwrap();
+    host.write(
+        "/sys/bus/pci/drivers/vfio-pci/unbind",
+        "0000:01:00.0",
+        LIMIT,
+    )
+    .unwrap();
     assert!(sim.dev_exists("/dev/vfio/12"));
-    host.write("/sys/bus/pci/drivers/vfio-pci/unbind", "0000:01:00.1")
-        .unwrap();
+    host.write(
+        "/sys/bus/pci/drivers/vfio-pci/unbind",
+        "0000:01:00.1",
+        LIMIT,
+    )
+    .unwrap();
     assert!(!sim.dev_exists("/dev/vfio/12"));
 }
 
@@ -145,9 +164,13 @@ fn probe_honours_the_override_and_makes_the_group_node() {
 fn probe_without_override_binds_the_native_driver() {
     let sim = fixtures::nvidia_with_audio_and_usbc();
     let host = sim.host();
-    host.write("/sys/bus/pci/drivers/snd_hda_intel/unbind", "0000:01:00.1")
-        .unwrap();
-    host.write("/sys/bus/pci/drivers_probe", "0000:01:00.1")
+    host.write(
+        "/sys/bus/pci/drivers/snd_hda_intel/unbind",
+        "0000:01:00.1",
+        LIMIT,
+    )
+    .unwrap();
+    host.write("/sys/bus/pci/drivers_probe", "0000:01:00.1", LIMIT)
         .unwrap();
     assert_eq!(sim.driver("0000:01:00.1").as_deref(), Some("snd_hda_intel"));
 }
@@ -157,7 +180,8 @@ fn probe_with_an_unloaded_override_leaves_the_device_unbound() {
     let sim = fixtures::nvidia_with_audio_and_usbc();
     let host = sim.host();
     park_for_vfio(&sim);
-    host.write("/sys/bus/pci/drivers_probe", GPU).unwrap();
+    host.write("/sys/bus/pci/drivers_probe", GPU, LIMIT)
+        .unwrap();
     assert_eq!(sim.driver(GPU), None);
 }
 
@@ -165,7 +189,7 @@ fn probe_with_an_unloaded_override_leaves_the_device_unbound() {
 fn new_id_is_recorded_and_changes_nothing() {
     let sim = fixtures::nvidia_with_audio_and_usbc();
     sim.host()
-        .write("/sys/bus/pci/drivers/nvidia/new_id", "10de 2684")
+        .write("/sys/bus/pci/drivers/nvidia/new_id", "10de 2684", LIMIT)
         .unwrap();
     assert_eq!(
         sim.writes_to("/sys/bus/pci/drivers/nvidia/new_id"),
@@ -178,10 +202,10 @@ fn read_only_and_missing_attributes_refuse_writes() {
     let sim = fixtures::nvidia_with_audio_and_usbc();
     let host = sim.host();
     let vendor = "/sys/bus/pci/devices/0000:01:00.0/vendor";
-    assert_eq!(errno(host.write(vendor, "0x1234")), Some(EACCES));
+    assert_eq!(errno(host.write(vendor, "0x1234", LIMIT)), Some(EACCES));
     assert_eq!(read(&sim, vendor), "0x10de\n");
     assert_eq!(
-        errno(host.write("/sys/bus/pci/devices/0000:01:00.0/remove", "1")),
+        errno(host.write("/sys/bus/pci/devices/0000:01:00.0/remove", "1", LIMIT)),
         Some(ENOENT)
     );
     assert_eq!(sim.events().len(), 2);

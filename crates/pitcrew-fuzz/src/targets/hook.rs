@@ -20,7 +20,7 @@ struct Recorder {
 }
 
 impl Effects for Recorder {
-    fn write(&self, path: &Path, _: &str) -> io::Result<()> {
+    fn write(&self, path: &Path, _: &str, _: Duration) -> io::Result<()> {
         panic!("the hook wrote {}", path.display())
     }
     fn run(&self, program: &str, args: &[&str], _: Duration) -> io::Result<CmdOutput> {

@@ -1,0 +1,194 @@
+//! Every holder of every node of the functions moved: found, listed, ended, checked again
+//! right before each unbind.
+
+use crate::engine::{detach, reattach, request};
+use pitcrew::{handover, Direction};
+use pitcrew_sim::{fixtures, unit_cgroup, Event, ProcessTemplate, Signal, SESSION_SCOPE};
+use std::process::Command;
+use std::time::Duration;
+
+const NAVI: &str = "0000:0b:00.0";
+const NAVI_AUDIO: &str = "0000:0b:00.1";
+
+fn signals_to(sim: &pitcrew_sim::SimHost, pid: u32) -> Vec<Signal> {
+    sim.events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Signal { pid: p, signal } if p == pid => Some(signal),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn status_lists_every_holder_of_the_card_and_its_slot_companion() {
+    let sim = fixtures::navi_audio_in_own_group();
+    let out = Command::new(env!("CARGO_BIN_EXE_pitcrew"))
+        .arg("--root")
+        .arg(sim.root())
+        .arg("status")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let navi = text
+        .split("GPU ")
+        .find(|part| part.starts_with(NAVI))
+        .unwrap_or_else(|| panic!("no {NAVI} in\n{text}"));
+    for expected in [
+        "0000:0b:00.1  1002:ab28  audio      snd_hda_intel  [IOMMU group 21]  /dev/snd/controlC1",
+        "/dev/i2c-5",
+        "held by pid 2200 (pipewire) in session-2.scope: /dev/snd/controlC1, /dev/snd/pcmC1D3p",
+        "held by pid 2500 (steam) in session-2.scope: /dev/kfd",
+        "held by pid 2600 (powerdevil) in session-2.scope: /dev/i2c-5",
+    ] {
+        assert!(navi.contains(expected), "{expected:?} missing from\n{navi}");
+    }
+    // The onboard sound card is the host's: its node is not the Navi card's business.
+    assert!(!navi.contains("controlC0"), "{navi}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_pitcrew"))
+        .arg("--root")
+        .arg(sim.root())
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let gpu = json["gpus"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["address"] == NAVI)
+        .unwrap();
+    let holders: Vec<&str> = gpu["holders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["comm"].as_str().unwrap())
+        .collect();
+    assert_eq!(holders, ["pipewire", "steam", "powerdevil"]);
+    assert_eq!(gpu["functions"][1]["bdf"], NAVI_AUDIO, "{gpu}");
+}
+
+#[test]
+fn detach_ends_the_holders_of_the_sound_card_kfd_and_ddc_bus_and_moves_both_functions() {
+    let sim = fixtures::navi_audio_in_own_group();
+    let plan = detach(&sim, &["0b:00.0"]).unwrap().plan.to_string();
+    for expected in [
+        "end process 2200 (pipewire) holding /dev/snd/controlC1, /dev/snd/pcmC1D3p",
+        "end process 2500 (steam) holding /dev/kfd",
+        "end process 2600 (powerdevil) holding /dev/i2c-5",
+        "unbind it from snd_hda_intel",
+        "unload module amdgpu",
+    ] {
+        assert!(plan.contains(expected), "{expected:?} missing from\n{plan}");
+    }
+    // Nothing of the desktop holds the card: the display manager stays.
+    assert!(!plan.contains("gdm"), "{plan}");
+    for pid in [2200, 2500, 2600] {
+        assert!(!sim.process_alive(pid), "{pid} still alive");
+    }
+    assert_eq!(sim.driver(NAVI).as_deref(), Some("vfio-pci"));
+    assert_eq!(sim.driver(NAVI_AUDIO).as_deref(), Some("vfio-pci"));
+    assert_eq!(sim.driver("0000:00:1f.3").as_deref(), Some("snd_hda_intel"));
+
+    reattach(&sim, &["0b:00.0"]).unwrap();
+    assert_eq!(sim.driver(NAVI).as_deref(), Some("amdgpu"));
+    assert_eq!(sim.driver(NAVI_AUDIO).as_deref(), Some("snd_hda_intel"));
+    assert!(sim.dev_exists("/dev/snd/controlC1"));
+}
+
+#[test]
+fn a_holder_that_opens_the_sound_card_after_the_plan_is_ended_before_the_unbind() {
+    let sim = fixtures::amd_with_audio();
+    let pipewire = ProcessTemplate::new("pipewire").holds("/dev/snd/controlC1");
+    sim.spawn_on_write(
+        "/sys/bus/pci/devices/0000:03:00.1/driver_override",
+        SESSION_SCOPE,
+        pipewire,
+    );
+    let outcome = detach(&sim, &["03:00.0"]).unwrap();
+    // Not in the plan: it appeared later.
+    assert!(!outcome.plan.to_string().contains("pipewire"));
+    let late = sim.pids_of("pipewire");
+    assert!(late.is_empty(), "the late holder {late:?} survived");
+    let spawned: Vec<u32> = sim
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Signal { pid, .. } => Some(pid),
+            _ => None,
+        })
+        .filter(|pid| *pid >= 4000)
+        .collect();
+    assert_eq!(signals_to(&sim, spawned[0]), [Signal::Term]);
+    assert_eq!(sim.driver("0000:03:00.1").as_deref(), Some("vfio-pci"));
+}
+
+#[test]
+fn without_the_check_the_unbind_would_wait_for_the_sound_card_to_close() {
+    // What the check guards against, on the simulated kernel: the unbind waits for the holder.
+    let sim = fixtures::amd_with_audio();
+    let pid = sim.spawn(
+        SESSION_SCOPE,
+        ProcessTemplate::new("pipewire").holds("/dev/snd/pcmC1D3p"),
+    );
+    let unbind = "/sys/bus/pci/drivers/snd_hda_intel/unbind";
+    let err = sim
+        .host()
+        .write(unbind, "0000:03:00.1", Duration::from_millis(200))
+        .unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+    assert!(
+        err.to_string().contains("snd_card_disconnect_sync"),
+        "{err}"
+    );
+    assert_eq!(sim.driver("0000:03:00.1").as_deref(), Some("snd_hda_intel"));
+    sim.exit_process(pid);
+    assert!(crate::engine::wait_until(|| sim
+        .driver("0000:03:00.1")
+        .is_none()));
+}
+
+#[test]
+fn reattach_refuses_while_a_vm_holds_the_group_and_changes_nothing() {
+    let sim = fixtures::nvidia_with_audio_and_usbc();
+    detach(&sim, &["01:00.0"]).unwrap();
+    let qemu = sim.spawn(
+        &unit_cgroup("machine-qemu\\x2d1\\x2dwin11.scope"),
+        ProcessTemplate::new("qemu-system-x86_64").holds("/dev/vfio/12"),
+    );
+    let events = sim.events().len();
+    let err = pitcrew::Error::from(reattach(&sim, &["01:00.0"]).unwrap_err());
+    assert_eq!(err.exit_code(), 1);
+    let message = err.to_string();
+    assert!(
+        message.contains(&format!(
+            "a VM still uses IOMMU group 12: pid {qemu} (qemu-system-x86_64) holding /dev/vfio/12"
+        )),
+        "{message}"
+    );
+    assert_eq!(sim.events().len(), events, "{:?}", &sim.events()[events..]);
+    assert!(sim.process_alive(qemu));
+    assert_eq!(sim.driver("0000:01:00.0").as_deref(), Some("vfio-pci"));
+}
+
+#[test]
+fn a_vm_that_starts_between_the_plan_and_the_unbind_fails_the_reattach_and_is_left_running() {
+    let sim = fixtures::nvidia_with_audio_and_usbc();
+    detach(&sim, &["01:00.0"]).unwrap();
+    sim.spawn_on_write(
+        "/sys/bus/pci/devices/0000:01:00.0/driver_override",
+        SESSION_SCOPE,
+        ProcessTemplate::new("qemu-system-x86_64").holds("/dev/vfio/12"),
+    );
+    let err = handover(&sim.host(), &request(Direction::Reattach, &["01:00.0"])).unwrap_err();
+    let message = err.to_string();
+    assert!(message.contains("(qemu-system-x86_64) holding /dev/vfio/12 opened 0000:01:00.0 since the plan: a VM uses it"), "{message}");
+    assert!(message.contains("Rolled back"), "{message}");
+    assert!(!sim.pids_of("qemu-system-x86_64").is_empty());
+    assert_eq!(sim.driver("0000:01:00.0").as_deref(), Some("vfio-pci"));
+    assert_eq!(
+        sim.driver_override("0000:01:00.0").as_deref(),
+        Some("vfio-pci")
+    );
+}

@@ -1,0 +1,61 @@
+//! The real kernel's writes go through `pitcrew __write` in a process of its own: errors come
+//! back as the kernel's errno, and a write that never returns is cut off at its deadline.
+
+use pitcrew::{Effects, RealEffects};
+use std::time::{Duration, Instant};
+
+fn effects() -> RealEffects {
+    RealEffects::with_helper(env!("CARGO_BIN_EXE_pitcrew"))
+}
+
+#[test]
+fn the_helper_writes_the_whole_value_to_an_existing_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let attr = dir.path().join("driver_override");
+    std::fs::write(&attr, "").unwrap();
+    effects()
+        .write(&attr, "vfio-pci", Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(std::fs::read_to_string(&attr).unwrap(), "vfio-pci");
+}
+
+#[test]
+fn the_helpers_errno_comes_back_as_the_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = effects()
+        .write(
+            &dir.path().join("unbind"),
+            "0000:01:00.0",
+            Duration::from_secs(10),
+        )
+        .unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(2), "{err}");
+}
+
+#[test]
+fn a_write_that_never_returns_is_cut_off_at_the_deadline_with_where_it_waits() {
+    // Opening a FIFO nobody reads waits in the kernel like an unbind of a busy device.
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("unbind");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let start = Instant::now();
+    let err = effects()
+        .write(&fifo, "0000:01:00.0", Duration::from_millis(300))
+        .unwrap_err();
+    let took = start.elapsed();
+    assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains("the kernel did not return within 300ms (helper pid "),
+        "{message}"
+    );
+    assert!(message.contains(" waits in "), "{message}");
+}
