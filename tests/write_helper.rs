@@ -1,5 +1,6 @@
-//! The real kernel's writes go through `pitcrew __write` in a process of its own: errors come
-//! back as the kernel's errno, and a write that never returns is cut off at its deadline.
+//! The real kernel's binding writes (bind, unbind, drivers_probe) go through `pitcrew __write` in
+//! a process of its own: errors come back as the kernel's errno, and a write that never returns
+//! is cut off at its deadline.
 
 use pitcrew::{Effects, RealEffects};
 use std::time::{Duration, Instant};
@@ -11,12 +12,12 @@ fn effects() -> RealEffects {
 #[test]
 fn the_helper_writes_the_whole_value_to_an_existing_file() {
     let dir = tempfile::tempdir().unwrap();
-    let attr = dir.path().join("driver_override");
+    let attr = dir.path().join("drivers_probe");
     std::fs::write(&attr, "").unwrap();
     effects()
-        .write(&attr, "vfio-pci", Duration::from_secs(10))
+        .write(&attr, "0000:01:00.0", Duration::from_secs(10))
         .unwrap();
-    assert_eq!(std::fs::read_to_string(&attr).unwrap(), "vfio-pci");
+    assert_eq!(std::fs::read_to_string(&attr).unwrap(), "0000:01:00.0");
 }
 
 #[test]
@@ -58,4 +59,25 @@ fn a_write_that_never_returns_is_cut_off_at_the_deadline_with_where_it_waits() {
         "{message}"
     );
     assert!(message.contains(" waits in "), "{message}");
+}
+
+#[test]
+fn only_binding_writes_need_the_helper() {
+    let dir = tempfile::tempdir().unwrap();
+    let no_helper = RealEffects::with_helper(dir.path().join("no-such-pitcrew"));
+    let attr = dir.path().join("driver_override");
+    std::fs::write(&attr, "").unwrap();
+    no_helper
+        .write(&attr, "vfio-pci", Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(std::fs::read_to_string(&attr).unwrap(), "vfio-pci");
+    let unbind = dir.path().join("unbind");
+    std::fs::write(&unbind, "").unwrap();
+    let err = no_helper
+        .write(&unbind, "0000:01:00.0", Duration::from_secs(10))
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("cannot start the write helper"),
+        "{err}"
+    );
 }

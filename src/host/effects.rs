@@ -140,11 +140,24 @@ fn wchan(pid: u32) -> String {
     }
 }
 
+/// The PCI core's binding files: a write to one runs a driver's probe() or remove(), which can
+/// wait for as long as anything uses the device (snd_card_free waits for every open file).
+const BINDING_FILES: [&str; 3] = ["unbind", "bind", "drivers_probe"];
+
 impl Effects for RealEffects {
-    /// In a helper process, not a thread: a write the kernel never returns from leaves a
-    /// process in D state that pitcrew can walk away from, where a stuck thread would keep
-    /// pitcrew itself from exiting.
+    /// A binding write runs in a helper process, not a thread: one the kernel never returns
+    /// from leaves a process in D state that pitcrew can walk away from, where a stuck thread
+    /// would keep pitcrew itself from exiting. Other attributes (driver_override) only take the
+    /// device lock for a moment and are written here: the lock is held for long only by a
+    /// binding write under way, and pitcrew writes nothing about a device one of its helpers is
+    /// stuck on (the state record keeps them).
     fn write(&self, path: &Path, value: &str, limit: Duration) -> io::Result<()> {
+        let binding = path
+            .file_name()
+            .is_some_and(|name| BINDING_FILES.iter().any(|b| name == *b));
+        if !binding {
+            return write_here(path, value).map_err(io::Error::from_raw_os_error);
+        }
         let mut child = Command::new(&self.helper)
             .arg(WRITE_HELPER)
             .arg(path)

@@ -16,8 +16,13 @@ pcm=$(pcm_of "$n")
 sleep 100000 3<"/dev/snd/controlC$n" 4<"/dev/snd/$pcm" &
 holder=$!
 trap 'kill -9 $holder 2>/dev/null' EXIT
-holds() { [ "$(readlink "/proc/$holder/fd/3")" = "/dev/snd/controlC$n" ]; }
-wait_until 5000 holds || fail "precondition: the holder does not hold controlC$n"
+# Both nodes open and sleep exec'd (until then the forked shell is called init).
+ready() {
+	[ "$(readlink "/proc/$holder/fd/3")" = "/dev/snd/controlC$n" ] &&
+		[ "$(readlink "/proc/$holder/fd/4")" = "/dev/snd/$pcm" ] &&
+		[ "$(cat "/proc/$holder/comm")" = sleep ]
+}
+wait_until 5000 ready || fail "precondition: the holder does not hold controlC$n and $pcm"
 
 pc_start detach 00:03.0
 if ! pc_wait 60000; then
