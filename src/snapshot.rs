@@ -44,11 +44,9 @@ pub struct ReadError {
 
 /// Whether `pid` is still a pitcrew write helper (not a process that reused the pid).
 fn is_write_helper(host: &Host, pid: u32) -> bool {
-    std::fs::read(host.path(format!("/proc/{pid}/cmdline"))).is_ok_and(|cmdline| {
-        cmdline
-            .split(|b| *b == 0)
-            .any(|arg| arg == crate::host::WRITE_HELPER.as_bytes())
-    })
+    holders::cmdline(host, pid)
+        .split(' ')
+        .any(|arg| arg == crate::host::WRITE_HELPER)
 }
 
 impl Snapshot {

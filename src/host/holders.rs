@@ -56,8 +56,9 @@ pub fn held_nodes(host: &Host, pid: u32) -> BTreeSet<String> {
         .collect()
 }
 
-fn cmdline(host: &Host, pid: u32) -> String {
-    // Only shown to the user: a huge argument list is cut, not refused.
+/// The process's arguments joined by spaces, read bounded and without blocking.
+pub fn cmdline(host: &Host, pid: u32) -> String {
+    // Mostly shown to the user: a huge argument list is cut, not refused.
     untrusted::open(&host.path(format!("/proc/{pid}/cmdline")), Last::Follow)
         .and_then(|file| file.read_at_most(untrusted::ATTRIBUTE_LIMIT))
         .map(|raw| {
