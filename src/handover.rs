@@ -126,6 +126,7 @@ fn make_plan(snapshot: &Snapshot, request: &Request) -> Result<Plan, PlanError> 
     let ask = plan::Ask {
         direction: request.direction,
         devices: &request.devices,
+        owner: request.owner.as_deref(),
         lent_to: request
             .owner
             .as_deref()

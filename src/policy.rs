@@ -25,6 +25,8 @@ pub struct Policy {
     pub term_timeout: Duration,
     /// How long one step (a sysfs write, a modprobe, a unit stop) may take.
     pub step_timeout: Duration,
+    /// Hold a logind sleep inhibitor while a card is lent.
+    pub inhibit_sleep: bool,
 }
 
 impl Default for Policy {
@@ -33,6 +35,7 @@ impl Default for Policy {
             display_manager: DisplayManagerPolicy::Auto,
             term_timeout: Duration::from_secs(5),
             step_timeout: Duration::from_secs(30),
+            inhibit_sleep: true,
         }
     }
 }

@@ -29,6 +29,36 @@ pub struct Record {
     /// write helper waiting there: left alone until that process is gone.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub stuck: BTreeMap<Bdf, u32>,
+    /// Kernel consoles pitcrew unbound from the frame buffers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unbound_consoles: Vec<UnboundConsole>,
+    /// Firmware frame buffers pitcrew unbound from their drivers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub released_framebuffers: Vec<ReleasedFramebuffer>,
+}
+
+/// A vtconsole unbound for some functions: it is bound again when they come back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnboundConsole {
+    /// Its sysfs entry (`vtcon1`).
+    pub vtcon: String,
+    /// Its driver's name (`(M) frame buffer device`).
+    pub name: String,
+    /// The functions it was unbound for.
+    pub functions: Vec<Bdf>,
+}
+
+/// A firmware frame buffer device unbound because it held `bdf`'s memory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleasedFramebuffer {
+    /// The platform device (`efi-framebuffer.0`).
+    pub device: String,
+    /// The driver it had.
+    pub driver: String,
+    /// The function whose memory it held.
+    pub bdf: Bdf,
+    /// The functions it was released for.
+    pub functions: Vec<Bdf>,
 }
 
 /// A module unloaded for some functions: it comes back when they do.

@@ -1,10 +1,11 @@
 //! One consistent reading of everything a plan depends on.
 
 use crate::bdf::Bdf;
+use crate::host::console::Console;
 use crate::host::holders::{self, Holder};
 use crate::host::modules::{self, Module};
 use crate::host::pci::{self, PciDevice};
-use crate::host::{units, Host};
+use crate::host::{inhibit, units, Host};
 use crate::record::Record;
 use crate::vendor;
 use std::collections::{BTreeMap, BTreeSet};
@@ -31,6 +32,12 @@ pub struct Snapshot {
     pub running_units: BTreeSet<String>,
     /// What pitcrew changed before.
     pub record: Record,
+    /// The vtconsoles, frame buffers and the firmware's frame buffer.
+    pub console: Console,
+    /// Whether systemd (and so logind) runs the host.
+    pub logind: bool,
+    /// pitcrew's sleep inhibitors held now: reason -> holder pids.
+    pub inhibitors: BTreeMap<String, Vec<u32>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -90,7 +97,13 @@ impl Snapshot {
             .filter(|unit| units::is_running(host, unit))
             .map(str::to_string)
             .collect();
+        let console = Console::read(host).map_err(ctx(
+            "the console and frame buffers (/sys/class, /proc/iomem)",
+        ))?;
         Ok(Snapshot {
+            console,
+            logind: inhibit::available(host),
+            inhibitors: inhibit::holders(host),
             devices,
             modules,
             driver_modules,
@@ -117,7 +130,8 @@ impl Snapshot {
     }
 
     /// Nodes that belong to one function: DRM minors, sound card nodes, i2c-dev nodes of its
-    /// buses, /dev/vfio/<group> while on vfio-pci and, for NVIDIA, /dev/nvidiaN.
+    /// buses, /dev/vfio/<group> while on vfio-pci, its frame buffers and, for NVIDIA,
+    /// /dev/nvidiaN.
     pub fn own_nodes(&self, bdf: Bdf) -> BTreeSet<String> {
         let mut nodes = self
             .devices
@@ -125,6 +139,14 @@ impl Snapshot {
             .map(|d| d.nodes.clone())
             .unwrap_or_default();
         nodes.extend(self.nvidia_nodes.get(&bdf).cloned());
+        let address = bdf.to_string();
+        nodes.extend(
+            self.console
+                .framebuffers
+                .iter()
+                .filter(|fb| fb.device.as_deref() == Some(address.as_str()))
+                .map(|fb| format!("/dev/{}", fb.node)),
+        );
         nodes
     }
 

@@ -19,6 +19,19 @@ pub struct Status {
     pub display_manager: Option<Unit>,
     /// Functions pitcrew has lent to VMs, with the driver each goes back to.
     pub lent: Vec<Lent>,
+    /// The text console and the frame buffers.
+    pub console: Console,
+    /// The reasons of pitcrew's sleep inhibitors held now.
+    pub sleep_inhibited: Vec<String>,
+}
+
+/// The text console drawn on frame buffers (fbcon) and what it can draw on.
+#[derive(Debug, Serialize)]
+pub struct Console {
+    /// fbcon's vtconsole and whether it is bound; None while it is not registered.
+    pub fbcon: Option<(String, bool)>,
+    /// The registered frame buffers (`fb0`) and the device each belongs to.
+    pub framebuffers: Vec<(String, Option<String>)>,
 }
 
 #[derive(Debug, Serialize)]
@@ -96,6 +109,21 @@ impl Status {
                     driver: lent.driver.clone(),
                 })
                 .collect(),
+            console: Console {
+                fbcon: s
+                    .console
+                    .vtconsoles
+                    .iter()
+                    .find(|c| c.is_framebuffer())
+                    .map(|c| (c.id.clone(), c.bound)),
+                framebuffers: s
+                    .console
+                    .framebuffers
+                    .iter()
+                    .map(|fb| (fb.node.clone(), fb.device.clone()))
+                    .collect(),
+            },
+            sleep_inhibited: s.inhibitors.keys().cloned().collect(),
         }
     }
 }
@@ -170,6 +198,26 @@ impl fmt::Display for Status {
                 lent.vm.as_deref().unwrap_or("no VM"),
                 lent.driver.as_deref().unwrap_or("its default driver")
             )?;
+        }
+        let fbs: Vec<String> = self
+            .console
+            .framebuffers
+            .iter()
+            .map(|(node, device)| format!("{node} on {}", device.as_deref().unwrap_or("?")))
+            .collect();
+        let fbcon = match &self.console.fbcon {
+            Some((id, true)) => format!("{id} bound"),
+            Some((id, false)) => format!("{id} unbound"),
+            None => "not on a frame buffer".to_string(),
+        };
+        let fbs = if fbs.is_empty() {
+            "none".to_string()
+        } else {
+            fbs.join(", ")
+        };
+        writeln!(f, "Text console: {fbcon} (frame buffers: {fbs})")?;
+        for why in &self.sleep_inhibited {
+            writeln!(f, "Sleep inhibited by pitcrew: {why}")?;
         }
         Ok(())
     }

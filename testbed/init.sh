@@ -39,13 +39,14 @@ done
 
 # The host's own drivers, as a desktop would have them at boot (vfio is not loaded).
 t0=$(now_us)
-# The codec driver first: snd_hda_intel would ask for it through modules.alias, which busybox
-# modprobe does not read.
-for m in bochs snd-hda-codec-generic snd-hda-intel; do modprobe "$m" || log "modprobe $m failed"; done
+# HOST_MODULES (lib.sh) has the codec driver first: snd_hda_intel would ask for it through
+# modules.alias, which busybox modprobe does not read.
+for m in $HOST_MODULES; do modprobe "$m" || log "modprobe $m failed"; done
 # The split-slot machine's NIC in the GPU's slot.
 [ -e "$PCI/$NIC" ] && { modprobe e1000e || log "modprobe e1000e failed"; }
 host_ready() {
-	[ "$(driver_of $GPU)" = bochs-drm ] && [ "$(driver_of $AUDIO)" = snd_hda_intel ] && card_node_ok $GPU &&
+	[ "$(driver_of $GPU)" = "$GPU_DRIVER" ] && [ "$(driver_of $AUDIO)" = snd_hda_intel ] &&
+		{ [ "$GPU_DRIVER" = none ] || card_node_ok $GPU; } &&
 		{ [ ! -e "$PCI/$NIC" ] || [ "$(driver_of "$NIC")" = e1000e ]; }
 }
 if ! wait_until 10000 host_ready; then

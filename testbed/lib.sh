@@ -12,6 +12,14 @@ BRIDGE=0000:00:05.0     # pcie-root-port
 HOSTBRIDGE=0000:00:00.0 # q35 host bridge
 PCI=/sys/bus/pci/devices
 PC_TIMEOUT=120          # seconds before a hung pitcrew is killed (TCG is slow)
+# The host drivers init.sh loads at boot (pitcrew.host_modules= on the kernel command line
+# changes them), and so the driver the GPU has at boot.
+HOST_MODULES="bochs snd-hda-codec-generic snd-hda-intel"
+# shellcheck disable=SC2013 # the command line's words, not its lines
+for w in $(cat /proc/cmdline 2>/dev/null); do
+	case "$w" in pitcrew.host_modules=*) HOST_MODULES=$(echo "${w#*=}" | tr , ' ') ;; esac
+done
+case " $HOST_MODULES " in *" bochs "*) GPU_DRIVER=bochs-drm ;; *) GPU_DRIVER=none ;; esac
 
 say() { echo "$*" >&9; }
 log() { echo "[${SCENARIO:-init}] $*"; }
@@ -82,7 +90,37 @@ pc() {
 # pc_ok ARGS...: pitcrew must exit 0.
 pc_ok() { pc "$@" || fail "pitcrew $* exited $PC_RC: $(echo "$PC_OUT" | tail -n 1)"; }
 
-# Everything a handover can change, as text: drivers, overrides, modules, device nodes.
+# The kernel console drawn on frame buffers (fbcon), found by its name as pitcrew does.
+fbcon_dir() {
+	for v in /sys/class/vtconsole/*; do
+		grep -q "frame buffer device" "$v/name" 2>/dev/null && echo "$v" && return
+	done
+}
+fbcon_bound() { v=$(fbcon_dir) && [ -n "$v" ] && [ "$(cat "$v/bind")" = 1 ]; }
+# The PCI or platform device frame buffer $1 (fb0) belongs to.
+fb_device() { basename "$(readlink "/sys/class/graphics/$1/device" 2>/dev/null)"; }
+# The frame buffers on device $1, by node name.
+fbs_on() { for f in /sys/class/graphics/fb*; do [ "$(fb_device "${f##*/}")" = "$1" ] && echo "${f##*/}"; done; }
+# Firmware frame buffer platform devices with their drivers.
+firmware_fbs() {
+	for d in /sys/bus/platform/devices/*-framebuffer.*; do
+		[ -e "$d" ] || continue
+		drv=none
+		[ -e "$d/driver" ] && drv=$(basename "$(readlink "$d/driver")")
+		echo "${d##*/} $drv"
+	done
+}
+# The names /proc/iomem shows inside device $1's ranges (what claims its BARs).
+iomem_claims() {
+	awk -v dev="$1" '
+		{ match($0, /^ */); ind = RLENGTH; name = $0; sub(/^ *[0-9a-f]+-[0-9a-f]+ : /, "", name) }
+		inside && ind > depth { print name; next }
+		{ inside = 0 }
+		name == dev { inside = 1; depth = ind }' /proc/iomem | sort -u
+}
+
+# Everything a handover can change, as text: drivers, overrides, modules, device nodes, the
+# console and the frame buffers.
 snapshot() {
 	for d in "$PCI"/*; do
 		b=$(basename "$d")
@@ -91,6 +129,9 @@ snapshot() {
 	cut -d' ' -f1 /proc/modules | sort
 	echo "vfio groups: $(names /dev/vfio vfio)"
 	echo "dri: $(names /dev/dri)"
+	for v in /sys/class/vtconsole/*; do echo "console ${v##*/} $(cat "$v/bind") $(cat "$v/name")"; done
+	for f in /sys/class/graphics/fb*; do [ -e "$f/device" ] && echo "fb ${f##*/} $(fb_device "${f##*/}")"; done
+	firmware_fbs | sed 's/^/platform /'
 }
 
 # The state right after boot, recorded by init.sh. vfio-pci staying loaded after a reattach is
@@ -110,7 +151,10 @@ expect_baseline() {
 # scenario left behind, so the next scenario starts clean.
 restore_baseline() {
 	rm -rf /run/pitcrew /etc/pitcrew
-	for m in bochs snd_hda_intel; do modprobe "$m" 2>/dev/null; done
+	grep '^platform ' "$BASELINE" | while read -r _ dev drv; do
+		[ -e "/sys/bus/platform/devices/$dev/driver" ] || echo "$dev" >"/sys/bus/platform/drivers/$drv/bind"
+	done 2>/dev/null
+	for m in $HOST_MODULES; do modprobe "$m" 2>/dev/null; done
 	[ -e "$PCI/$NIC" ] && modprobe e1000e 2>/dev/null
 	while read -r bdf drv rest; do
 		case "$bdf" in 0000:*) ;; *) continue ;; esac
@@ -119,6 +163,9 @@ restore_baseline() {
 		[ -e "$PCI/$bdf/driver" ] && echo "$bdf" >"$PCI/$bdf/driver/unbind"
 		echo "$bdf" >/sys/bus/pci/drivers_probe
 	done <"$BASELINE"
+	grep '^console .* frame buffer device$' "$BASELINE" | while read -r _ id bind _; do
+		[ "$(cat "/sys/class/vtconsole/$id/bind")" = "$bind" ] || echo "$bind" >"/sys/class/vtconsole/$id/bind"
+	done 2>/dev/null
 	# Unload what was not loaded at boot (vfio-pci and its helpers), users before their deps.
 	for _ in 1 2 3; do
 		cut -d' ' -f1 /proc/modules | while read -r m; do

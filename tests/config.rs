@@ -22,6 +22,19 @@ fn the_shipped_example_parses_to_the_defaults() {
 }
 
 #[test]
+fn the_sleep_inhibitor_is_on_unless_turned_off() {
+    let config =
+        parse("[defaults]\ninhibit_sleep = false\n[vm.game]\ninhibit_sleep = true\n[vm.work]\n")
+            .unwrap();
+    assert!(Config::default().defaults.policy.inhibit_sleep);
+    assert!(!config.defaults.policy.inhibit_sleep);
+    let vm = |name| config.for_vm(&VmName::parse(name).unwrap());
+    assert!(vm("game").policy.inhibit_sleep);
+    assert!(!vm("work").policy.inhibit_sleep);
+    assert!(error("[defaults]\ninhibit_sleep = \"no\"\n").contains(":2:"));
+}
+
+#[test]
 fn vm_tables_override_defaults() {
     let config = parse(
         r#"

@@ -11,23 +11,24 @@ fn nvidia_card_alone_on_its_driver_unloads_the_nvidia_stack() {
         dry_run(&sim, Direction::Detach, &["01:00.0"]),
         "\
 Move 0000:01:00.0, 0000:01:00.1, 0000:01:00.2, 0000:01:00.3 to vfio-pci:
-  1. stop nvidia-persistenced.service (it keeps the driver busy)
-  2. stop lightdm.service (the desktop holds the card)
-  3. end process 2300 (python3) holding /dev/nvidia-uvm, /dev/nvidia0, /dev/nvidiactl: TERM, then KILL after the deadline
-  4. set 0000:01:00.0 driver_override=vfio-pci (unloading nvidia unbinds it)
-  5. set 0000:01:00.1 driver_override=vfio-pci, unbind it from snd_hda_intel
-  6. set 0000:01:00.2 driver_override=vfio-pci, unbind it from xhci_hcd
-  7. set 0000:01:00.3 driver_override=vfio-pci, unbind it from nvidia-gpu
-  8. unload module nvidia_uvm
-  9. unload module nvidia_drm
- 10. unload module nvidia_modeset
- 11. unload module nvidia
- 12. load module vfio_pci
- 13. probe 0000:01:00.0: bind it to vfio-pci
- 14. probe 0000:01:00.1: bind it to vfio-pci
- 15. probe 0000:01:00.2: bind it to vfio-pci
- 16. probe 0000:01:00.3: bind it to vfio-pci
- 17. start lightdm.service
+  1. hold a logind sleep inhibitor (\"GPU lent to VM win11\") while the card is lent
+  2. stop nvidia-persistenced.service (it keeps the driver busy)
+  3. stop lightdm.service (the desktop holds the card)
+  4. end process 2300 (python3) holding /dev/nvidia-uvm, /dev/nvidia0, /dev/nvidiactl: TERM, then KILL after the deadline
+  5. set 0000:01:00.0 driver_override=vfio-pci (unloading nvidia unbinds it)
+  6. set 0000:01:00.1 driver_override=vfio-pci, unbind it from snd_hda_intel
+  7. set 0000:01:00.2 driver_override=vfio-pci, unbind it from xhci_hcd
+  8. set 0000:01:00.3 driver_override=vfio-pci, unbind it from nvidia-gpu
+  9. unload module nvidia_uvm
+ 10. unload module nvidia_drm
+ 11. unload module nvidia_modeset
+ 12. unload module nvidia
+ 13. load module vfio_pci
+ 14. probe 0000:01:00.0: bind it to vfio-pci
+ 15. probe 0000:01:00.1: bind it to vfio-pci
+ 16. probe 0000:01:00.2: bind it to vfio-pci
+ 17. probe 0000:01:00.3: bind it to vfio-pci
+ 18. start lightdm.service
 "
     );
     // A dry run changes nothing.
@@ -41,13 +42,14 @@ fn one_of_two_identical_cards_moves_alone_and_the_module_stays() {
         dry_run(&sim, Direction::Detach, &["0000:02:00.0"]),
         "\
 Move 0000:02:00.0, 0000:02:00.1 to vfio-pci:
-  1. stop lightdm.service (the desktop holds the card)
-  2. set 0000:02:00.0 driver_override=vfio-pci, unbind it from nvidia
-  3. set 0000:02:00.1 driver_override=vfio-pci, unbind it from snd_hda_intel
-  4. load module vfio_pci
-  5. probe 0000:02:00.0: bind it to vfio-pci
-  6. probe 0000:02:00.1: bind it to vfio-pci
-  7. start lightdm.service
+  1. hold a logind sleep inhibitor (\"GPU lent to VM win11\") while the card is lent
+  2. stop lightdm.service (the desktop holds the card)
+  3. set 0000:02:00.0 driver_override=vfio-pci, unbind it from nvidia
+  4. set 0000:02:00.1 driver_override=vfio-pci, unbind it from snd_hda_intel
+  5. load module vfio_pci
+  6. probe 0000:02:00.0: bind it to vfio-pci
+  7. probe 0000:02:00.1: bind it to vfio-pci
+  8. start lightdm.service
 "
     );
 }

@@ -4,6 +4,7 @@ mod engine;
 
 mod cli;
 mod config;
+mod console;
 mod crash;
 mod doctor;
 mod faults;

@@ -70,6 +70,7 @@ pub enum ConfigError {
 struct Settings {
     reattach: Option<bool>,
     display_manager: Option<DisplayManagerPolicy>,
+    inhibit_sleep: Option<bool>,
     term_timeout: Option<TermTimeout>,
     step_timeout: Option<StepTimeout>,
     unit_timeout: Option<UnitTimeout>,
@@ -83,6 +84,7 @@ struct VmTable {
     devices: Option<Vec<Bdf>>,
     reattach: Option<bool>,
     display_manager: Option<DisplayManagerPolicy>,
+    inhibit_sleep: Option<bool>,
     term_timeout: Option<TermTimeout>,
     step_timeout: Option<StepTimeout>,
     unit_timeout: Option<UnitTimeout>,
@@ -193,6 +195,7 @@ impl Config {
             None,
             file.defaults.reattach,
             file.defaults.display_manager,
+            file.defaults.inhibit_sleep,
             [
                 file.defaults.term_timeout.map(|s| s.duration()),
                 file.defaults.step_timeout.map(|s| s.duration()),
@@ -213,6 +216,7 @@ impl Config {
                     t.devices,
                     t.reattach,
                     t.display_manager,
+                    t.inhibit_sleep,
                     timeouts,
                 );
                 (name, vm)
@@ -246,6 +250,7 @@ fn resolve(
     devices: Option<Vec<Bdf>>,
     reattach: Option<bool>,
     display_manager: Option<DisplayManagerPolicy>,
+    inhibit_sleep: Option<bool>,
     [term, step, unit]: [Option<Duration>; 3],
 ) -> VmConfig {
     VmConfig {
@@ -255,6 +260,7 @@ fn resolve(
             display_manager: display_manager.unwrap_or(base.policy.display_manager),
             term_timeout: term.unwrap_or(base.policy.term_timeout),
             step_timeout: step.unwrap_or(base.policy.step_timeout),
+            inhibit_sleep: inhibit_sleep.unwrap_or(base.policy.inhibit_sleep),
         },
         unit_timeout: unit.unwrap_or(base.unit_timeout),
     }

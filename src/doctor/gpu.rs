@@ -22,6 +22,7 @@ pub(super) fn checks(host: &Host, s: &Snapshot, bdf: Bdf, policy: &Policy) -> Ve
     let ask = plan::Ask {
         direction: Direction::Detach,
         devices: &[bdf],
+        owner: None,
         lent_to: None,
         force: false,
     };

@@ -131,6 +131,34 @@ pub enum StepError {
         /// Why ending it failed.
         source: Box<StepError>,
     },
+    /// A sysfs attribute could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The attribute.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The kernel did not take a vtconsole's new binding.
+    #[error("{path} still reads {now} after writing {wanted}")]
+    NotTaken {
+        /// The vtconsole's `bind`.
+        path: String,
+        /// What was written.
+        wanted: &'static str,
+        /// What it reads now.
+        now: String,
+    },
+    /// The sleep inhibitor's holder outlived SIGTERM.
+    #[error("systemd-inhibit {pid} (\"{why}\") did not exit {waited:?} after SIGTERM")]
+    InhibitorStuck {
+        /// The holder.
+        pid: u32,
+        /// Its reason, as `systemd-inhibit --list` shows it.
+        why: String,
+        /// How long it had.
+        waited: Duration,
+    },
     /// SIGTERM arrived before the step started.
     #[error("cancelled by SIGTERM before it started")]
     Cancelled,

@@ -1,6 +1,7 @@
 //! Runs a plan: each step under a deadline, logged with its duration, recorded as it completes,
 //! and undone in reverse when a later one fails.
 
+mod console;
 mod error;
 mod guard;
 pub mod lock;
@@ -12,7 +13,7 @@ use crate::bdf::Bdf;
 use crate::host::{pci, Host};
 use crate::plan::{Direction, Plan, Step};
 use crate::policy::Policy;
-use crate::record::{self, Lent, Record, Unloaded};
+use crate::record::{self, Lent, Record, ReleasedFramebuffer, UnboundConsole, Unloaded};
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -138,6 +139,11 @@ impl Executor<'_> {
             for bdf in &plan.functions {
                 record.lent.remove(bdf);
             }
+            // Back or not (a real driver took the card, the kernel rebound the console), there is
+            // nothing more to give back for these functions.
+            let ours = |functions: &[Bdf]| functions.iter().any(|f| plan.functions.contains(f));
+            record.unbound_consoles.retain(|c| !ours(&c.functions));
+            record.released_framebuffers.retain(|r| !ours(&r.functions));
         }
         self.save(&record);
         Ok(timeline)
@@ -219,6 +225,35 @@ fn note(record: &mut Record, step: &Step, plan: &Plan) {
             })
         }
         Step::LoadModule { module } => record.unloaded_modules.retain(|u| &u.module != module),
+        Step::UnbindConsole { vtcon, name }
+            if !record.unbound_consoles.iter().any(|c| &c.vtcon == vtcon) =>
+        {
+            record.unbound_consoles.push(UnboundConsole {
+                vtcon: vtcon.clone(),
+                name: name.clone(),
+                functions: plan.functions.iter().copied().collect(),
+            })
+        }
+        Step::BindConsole { vtcon, .. } => record.unbound_consoles.retain(|c| &c.vtcon != vtcon),
+        Step::ReleaseFramebuffer {
+            device,
+            driver,
+            bdf,
+        } if !record
+            .released_framebuffers
+            .iter()
+            .any(|r| &r.device == device) =>
+        {
+            record.released_framebuffers.push(ReleasedFramebuffer {
+                device: device.clone(),
+                driver: driver.clone(),
+                bdf: *bdf,
+                functions: plan.functions.iter().copied().collect(),
+            })
+        }
+        Step::RestoreFramebuffer { device, .. } => {
+            record.released_framebuffers.retain(|r| &r.device != device)
+        }
         _ => {}
     }
 }

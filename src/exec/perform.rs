@@ -1,5 +1,6 @@
 //! Carrying out one step on the host.
 
+use super::console;
 use super::error::StepError;
 use super::guard;
 use crate::bdf::Bdf;
@@ -83,6 +84,16 @@ pub fn perform(host: &Host, step: &Step, policy: &Policy) -> Result<(), StepErro
             }
         }
         Step::Restore { bdf, driver } => restore(host, *bdf, driver.as_deref(), policy),
+        Step::UnbindConsole { vtcon, .. } => console::set_console(host, vtcon, false, policy),
+        Step::BindConsole { vtcon, name } => console::bind_console(host, vtcon, name, policy),
+        Step::ReleaseFramebuffer { device, driver, .. } => {
+            console::release_framebuffer(host, device, driver, policy)
+        }
+        Step::RestoreFramebuffer { device, driver, .. } => {
+            console::restore_framebuffer(host, device, driver, policy)
+        }
+        Step::InhibitSleep { why } => console::inhibit_sleep(host, why, policy),
+        Step::ReleaseInhibitor { why } => console::end(host, why, policy),
     }
 }
 

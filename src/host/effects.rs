@@ -47,6 +47,9 @@ pub trait Effects: Send + Sync {
     fn run(&self, program: &str, args: &[&str], timeout: Duration) -> io::Result<CmdOutput>;
     /// Pins process `pid` (a pidfd); ESRCH when it is gone.
     fn process(&self, pid: u32) -> io::Result<Box<dyn Process>>;
+    /// Starts a process that outlives pitcrew, in a process group of its own (so a Ctrl-C
+    /// meant for pitcrew does not reach it), and returns its pid without waiting for it.
+    fn spawn(&self, program: &str, args: &[&str]) -> io::Result<u32>;
 }
 
 /// A write the kernel had not returned from at its deadline: the payload of the `TimedOut`
@@ -270,6 +273,18 @@ impl Effects for RealEffects {
         let fd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())?;
         Ok(Box::new(PidFd(fd)))
     }
+
+    fn spawn(&self, program: &str, args: &[&str]) -> io::Result<u32> {
+        use std::os::unix::process::CommandExt;
+        // Its stderr is pitcrew's: under the unit, the journal.
+        let child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .process_group(0)
+            .spawn()?;
+        Ok(child.id())
+    }
 }
 
 /// What a staged root (`--root DIR`) gets instead of the running kernel: the tree is not this
@@ -302,6 +317,10 @@ impl Effects for StagedEffects {
 
     fn process(&self, pid: u32) -> io::Result<Box<dyn Process>> {
         Err(self.refuse(format!("signalling pid {pid}")))
+    }
+
+    fn spawn(&self, program: &str, args: &[&str]) -> io::Result<u32> {
+        Err(self.refuse(format!("starting `{program} {}`", args.join(" "))))
     }
 }
 

@@ -4,8 +4,10 @@
 //! runs on a real host (`/`), against a staged tree, and in tests. Everything that changes the
 //! machine goes through [`Effects`], which tests replace with a simulated kernel.
 
+pub mod console;
 mod effects;
 pub mod holders;
+pub mod inhibit;
 pub mod libvirt;
 pub mod modules;
 pub mod nodes;

@@ -14,6 +14,8 @@ const TRACKED: &[&str] = &[
     "/dev/snd/",
     "/dev/i2c-",
     "/dev/vfio/",
+    // fbdev: a card's own frame buffer (DRM fbdev emulation) or the firmware's on it.
+    "/dev/fb",
 ];
 
 pub fn is_tracked(path: &str) -> bool {

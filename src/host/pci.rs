@@ -58,6 +58,43 @@ pub struct PciDevice {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stuck_helper: Option<u32>,
     pub boot_vga: bool,
+    /// Memory BARs (and the ROM) as `resource` lists them: what a framebuffer may sit in.
+    #[serde(skip)]
+    pub bars: Vec<MemRange>,
+}
+
+/// An inclusive range of physical addresses, as sysfs `resource` and /proc/iomem give them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemRange {
+    pub start: u64,
+    pub end: u64,
+}
+
+impl MemRange {
+    pub fn overlaps(&self, other: &MemRange) -> bool {
+        self.start <= other.end && other.start <= self.end
+    }
+}
+
+impl std::fmt::Display for MemRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#x}-{:#x}", self.start, self.end)
+    }
+}
+
+/// IORESOURCE_MEM in a `resource` line's flags.
+const IORESOURCE_MEM: u64 = 0x200;
+
+/// The memory ranges in a `resource` file: `start end flags` per line, all hex, unused ones 0.
+fn memory_bars(text: &str) -> Vec<MemRange> {
+    let hex = |word: &str| u64::from_str_radix(word.trim_start_matches("0x"), 16).ok();
+    text.lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace().map(hex);
+            let (start, end, flags) = (words.next()??, words.next()??, words.next()??);
+            (flags & IORESOURCE_MEM != 0 && end > start).then_some(MemRange { start, end })
+        })
+        .collect()
 }
 
 /// Ids in JSON as lspci prints them ("10de"), not as decimal numbers.
@@ -169,6 +206,7 @@ pub fn read(host: &Host, bdf: Bdf, stuck_helper: Option<u32>) -> io::Result<Opti
         driver_override,
         iommu_group,
         boot_vga: host.read(format!("{dir}/boot_vga")).is_ok_and(|v| v == "1"),
+        bars: memory_bars(&host.read(format!("{dir}/resource")).unwrap_or_default()),
     }))
 }
 
@@ -216,7 +254,12 @@ pub fn driver_override(host: &Host, bdf: Bdf) -> Option<String> {
 
 /// Every write waits in the kernel as long as the device is busy; past `limit` it fails with a
 /// [`WriteError::stuck`] and may still complete later (see [`super::Effects::write`]).
-fn write(host: &Host, path: String, value: &str, limit: Duration) -> Result<(), WriteError> {
+pub(super) fn write(
+    host: &Host,
+    path: String,
+    value: &str,
+    limit: Duration,
+) -> Result<(), WriteError> {
     host.write(&path, value, limit)
         .map_err(|source| WriteError {
             path: host.path(&path),
@@ -310,4 +353,22 @@ pub fn bound_to_module(host: &Host, module: &str) -> Vec<Bdf> {
                 .collect::<Vec<Bdf>>()
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn memory_bars_skip_io_ports_and_unused_slots() {
+        let text = "0x00000000fd000000 0x00000000fdffffff 0x0000000000040200\n\
+                    0x0000000000000000 0x0000000000000000 0x0000000000000000\n\
+                    0x000000000000c000 0x000000000000c01f 0x0000000000040101\n";
+        let bars = super::memory_bars(text);
+        assert_eq!(
+            bars,
+            [super::MemRange {
+                start: 0xfd00_0000,
+                end: 0xfdff_ffff
+            }]
+        );
+    }
 }

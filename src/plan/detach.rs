@@ -1,6 +1,6 @@
 //! The steps that move functions from their host drivers to vfio-pci.
 
-use super::Step;
+use super::{console, Step};
 use crate::bdf::Bdf;
 use crate::host::holders::Holder;
 use crate::host::pci;
@@ -57,6 +57,11 @@ pub fn watched_nodes(s: &Snapshot, functions: &BTreeSet<Bdf>) -> BTreeSet<String
 
 fn nodes_of(s: &Snapshot, moving: &[Bdf], unloaded_drivers: &BTreeSet<&str>) -> BTreeSet<String> {
     let mut nodes: BTreeSet<String> = moving.iter().flat_map(|bdf| s.own_nodes(*bdf)).collect();
+    // The firmware's frame buffer on the card is its node too while it is there.
+    nodes.extend(console::framebuffer_nodes(
+        s,
+        &moving.iter().copied().collect(),
+    ));
     let vendors: BTreeSet<u16> = moving.iter().map(|bdf| s.devices[bdf].vendor).collect();
     for profile in vendors.into_iter().map(vendor::profile) {
         if profile.drivers.iter().any(|d| unloaded_drivers.contains(d)) {
@@ -66,7 +71,12 @@ fn nodes_of(s: &Snapshot, moving: &[Bdf], unloaded_drivers: &BTreeSet<&str>) -> 
     nodes
 }
 
-pub(super) fn steps(s: &Snapshot, functions: &BTreeSet<Bdf>, policy: &Policy) -> Vec<Step> {
+pub(super) fn steps(
+    s: &Snapshot,
+    functions: &BTreeSet<Bdf>,
+    policy: &Policy,
+    owner: Option<&str>,
+) -> Vec<Step> {
     let moving = moving(s, functions);
     let unload = modules_to_unload(s, functions, &moving);
     let unloaded_drivers = unloaded_drivers(s, &moving, &unload);
@@ -81,18 +91,20 @@ pub(super) fn steps(s: &Snapshot, functions: &BTreeSet<Bdf>, policy: &Policy) ->
     // A compute card (3D controller) has no screen: the desktop never has to go for it.
     let display_moves = moving.iter().any(|bdf| s.devices[bdf].is_display());
 
-    let mut steps = if moving.is_empty() {
-        Vec::new()
-    } else {
-        units_to_stop(
+    // Held first, so the host cannot suspend halfway through the handover either.
+    let mut steps: Vec<Step> = console::inhibit(s, owner, policy.inhibit_sleep)
+        .into_iter()
+        .collect();
+    if !moving.is_empty() {
+        steps.extend(units_to_stop(
             s,
             &profiles,
             &holders,
             policy,
             display_moves,
             headless(s, functions),
-        )
-    };
+        ));
+    }
     let stopping: Vec<String> = steps
         .iter()
         .filter_map(|step| match step {
@@ -110,6 +122,7 @@ pub(super) fn steps(s: &Snapshot, functions: &BTreeSet<Bdf>, policy: &Policy) ->
             });
         }
     }
+    steps.extend(console::release(s, &moving.iter().copied().collect()));
     for bdf in &moving {
         let driver = s.devices[bdf].driver.clone();
         let unbind = driver

@@ -1,5 +1,6 @@
 //! Snapshot + target -> an ordered list of steps. Pure: reads nothing, changes nothing.
 
+mod console;
 mod detach;
 mod reattach;
 pub mod select;
@@ -56,6 +57,8 @@ pub struct Ask<'a> {
     pub direction: Direction,
     /// The devices as given.
     pub devices: &'a [Bdf],
+    /// The VM a detach lends the devices to: the sleep inhibitor gives it as the reason.
+    pub owner: Option<&'a str>,
     /// A reattach of exactly what the record says was lent to this VM (the unit's stop).
     pub lent_to: Option<&'a str>,
     /// A reattach also hands functions pitcrew did not lend to the driver the kernel picks.
@@ -119,7 +122,7 @@ pub fn plan(snapshot: &Snapshot, ask: &Ask, policy: &Policy) -> Result<Plan, Pla
                 .collect();
             Ok(Plan {
                 direction: Direction::Detach,
-                steps: detach::steps(snapshot, &functions, policy),
+                steps: detach::steps(snapshot, &functions, policy, ask.owner),
                 functions,
                 originals,
             })

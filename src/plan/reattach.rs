@@ -1,6 +1,6 @@
 //! The steps that give functions back to the drivers they had before the detach.
 
-use super::Step;
+use super::{console, Step};
 use crate::bdf::Bdf;
 use crate::host::holders::{self, Holder};
 use crate::host::pci;
@@ -127,6 +127,9 @@ pub(super) fn steps(
             });
         }
     }
+
+    steps.extend(console::restore(s, functions, originals));
+    steps.extend(console::uninhibit(s, functions));
 
     for unit in &s.record.stopped_units {
         let held_down = vendor::PROFILES.iter().any(|p| {

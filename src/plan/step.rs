@@ -71,6 +71,51 @@ pub enum Step {
         /// The driver it had; None lets the kernel choose.
         driver: Option<String>,
     },
+    /// Write 0 to the vtconsole's `bind`: the text console leaves every frame buffer, the card's
+    /// included, for the dummy console.
+    UnbindConsole {
+        /// Its sysfs entry (`vtcon1`).
+        vtcon: String,
+        /// Its driver's name (`(M) frame buffer device`).
+        name: String,
+    },
+    /// Write 1 to its `bind` (found by name): the console comes back on the frame buffers
+    /// registered now, unless the kernel already put it there.
+    BindConsole {
+        /// Its sysfs entry when it was unbound.
+        vtcon: String,
+        /// Its driver's name.
+        name: String,
+    },
+    /// Unbind the firmware's frame buffer device from its driver, which frees the card memory
+    /// it claims (vfio-pci could not reserve the BAR otherwise).
+    ReleaseFramebuffer {
+        /// The platform device (`efi-framebuffer.0`).
+        device: String,
+        /// Its driver (`efi-framebuffer`).
+        driver: String,
+        /// The function whose BAR it sits in.
+        bdf: Bdf,
+    },
+    /// Bind it again: only when no real driver took the card meanwhile.
+    RestoreFramebuffer {
+        /// The platform device.
+        device: String,
+        /// The driver it had.
+        driver: String,
+        /// The function whose BAR it sits in.
+        bdf: Bdf,
+    },
+    /// Start a `systemd-inhibit --what=sleep` holder giving `why`.
+    InhibitSleep {
+        /// What `systemd-inhibit --list` shows as the reason.
+        why: String,
+    },
+    /// End the holder giving `why`.
+    ReleaseInhibitor {
+        /// Its reason.
+        why: String,
+    },
 }
 
 impl fmt::Display for Step {
@@ -113,6 +158,37 @@ impl fmt::Display for Step {
                 Some(driver) => write!(f, "bind {bdf} to {driver}"),
                 None => write!(f, "probe {bdf}: bind it to its host driver"),
             },
+            Step::UnbindConsole { vtcon, name } => write!(
+                f,
+                "unbind the kernel console {vtcon} ({name}) from the frame buffers"
+            ),
+            Step::BindConsole { vtcon, name } => {
+                write!(f, "bind the kernel console {vtcon} ({name}) again")
+            }
+            Step::ReleaseFramebuffer {
+                device,
+                driver,
+                bdf,
+            } => write!(
+                f,
+                "unbind the firmware frame buffer {device} from {driver}: it holds {bdf}'s memory"
+            ),
+            Step::RestoreFramebuffer {
+                device,
+                driver,
+                bdf,
+            } => write!(
+                f,
+                "bind the firmware frame buffer {device} to {driver} again ({bdf} has no driver \
+                 of its own)"
+            ),
+            Step::InhibitSleep { why } => write!(
+                f,
+                "hold a logind sleep inhibitor (\"{why}\") while the card is lent"
+            ),
+            Step::ReleaseInhibitor { why } => {
+                write!(f, "release the sleep inhibitor (\"{why}\")")
+            }
         }
     }
 }
@@ -145,6 +221,34 @@ impl Step {
                 },
                 Step::BindVfio { bdf: *bdf },
             ],
+            Step::UnbindConsole { vtcon, name } => vec![Step::BindConsole {
+                vtcon: vtcon.clone(),
+                name: name.clone(),
+            }],
+            Step::BindConsole { vtcon, name } => vec![Step::UnbindConsole {
+                vtcon: vtcon.clone(),
+                name: name.clone(),
+            }],
+            Step::ReleaseFramebuffer {
+                device,
+                driver,
+                bdf,
+            } => vec![Step::RestoreFramebuffer {
+                device: device.clone(),
+                driver: driver.clone(),
+                bdf: *bdf,
+            }],
+            Step::RestoreFramebuffer {
+                device,
+                driver,
+                bdf,
+            } => vec![Step::ReleaseFramebuffer {
+                device: device.clone(),
+                driver: driver.clone(),
+                bdf: *bdf,
+            }],
+            Step::InhibitSleep { why } => vec![Step::ReleaseInhibitor { why: why.clone() }],
+            Step::ReleaseInhibitor { why } => vec![Step::InhibitSleep { why: why.clone() }],
             // A process cannot be brought back; BindVfio and Restore are undone by the undo of
             // the Release or LeaveVfio that came before them.
             Step::EndProcess { .. } | Step::BindVfio { .. } | Step::Restore { .. } => vec![],

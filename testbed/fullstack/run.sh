@@ -40,6 +40,10 @@ domstate_is() { [ "$(virsh domstate "$1" 2>/dev/null | head -n 1)" = "$2" ]; }
 home() { on $GPU bochs-drm && on $AUDIO snd_hda_intel; }
 lent() { on $GPU vfio-pci && on $AUDIO vfio-pci; }
 held_by_xorg() { fuser -s "$CARD"; }
+# pitcrew's logind sleep inhibitor for the VM, as `systemd-inhibit --list` shows it.
+inhibitor() { systemd-inhibit --list --no-legend --no-pager 2>/dev/null | grep "GPU lent to VM gpu-vm"; }
+inhibited() { inhibitor >/dev/null; }
+not_inhibited() { ! inhibited; }
 drivers() { echo "03.0=$(driver_of $GPU) 03.1=$(driver_of $AUDIO)"; }
 # The unit's journal (monotonic timestamps), one guest line each.
 journal() { journalctl -q --no-pager -o short-monotonic -u "$1" | sed 's/^/  journal: /' >&9; }
@@ -105,12 +109,19 @@ lend_and_return() {
 	}
 	need "not both functions on vfio-pci" lent || return 1
 	need "domain not running" domstate_is gpu-vm running || return 1
+	need "systemd-inhibit --list shows no 'GPU lent to VM gpu-vm' while the VM runs" inhibited || {
+		systemd-inhibit --list --no-pager 2>&1 | sed 's/^/  inhibitors: /' >&9
+		return 1
+	}
+	say "inhibitor while the VM runs: $(inhibitor | tr -s ' ')"
 	need "lightdm not active again within 60 s" wait_for 60 unit_is lightdm.service active || return 1
 	j=$(journalctl -q --no-pager -o cat -u "$UNIT")
 	# shellcheck disable=SC2016 # $1 is the inner sh's argument
 	need "the detach's journal shows no display manager stop" sh -c 'echo "$1" | grep -iE "stop.*(lightdm|display-manager)"' - "$j" || return 1
 	# shellcheck disable=SC2016 # $1 is the inner sh's argument
 	need "the detach's journal shows no display manager start" sh -c 'echo "$1" | grep -iE "start.*(lightdm|display-manager)"' - "$j" || return 1
+	# shellcheck disable=SC2016 # $1 is the inner sh's argument
+	need "the detach's journal says the sleep inhibitor was not taken" sh -c '! echo "$1" | grep -q "sleep stays allowed"' - "$j" || return 1
 	t0=$(now_ms)
 	virsh destroy gpu-vm >/tmp/destroy.out 2>&1
 	rc=$?
@@ -123,6 +134,7 @@ lend_and_return() {
 	need "functions not back on bochs-drm and snd_hda_intel within 60 s" wait_for 60 home || { journal "$UNIT"; return 1; }
 	say "TIMING destroy_to_home_ms $(($(now_ms) - t0)) (unit inactive after $((t2 - t0)) ms)"
 	journal "$UNIT"
+	need "the sleep inhibitor is still listed after virsh destroy: $(inhibitor)" not_inhibited || return 1
 	need "lightdm not active after the reattach" wait_for 60 unit_is lightdm.service active || return 1
 	need "domain not shut off" domstate_is gpu-vm "shut off"
 }
@@ -163,7 +175,7 @@ if setup; then
 	doctor_verdict
 	verdict doctor $? "doctor fails before install (hook) and after (VM undefined), passes with the VM defined"
 	lend_and_return
-	verdict libvirt_lend_and_return $? "virsh start/destroy lent and returned 03.0+03.1, lightdm stopped and back"
+	verdict libvirt_lend_and_return $? "virsh start/destroy lent and returned 03.0+03.1, lightdm stopped and back, sleep inhibited exactly while lent"
 	failed_start_rolls_back
 	verdict libvirt_failed_start_rolls_back $? "virsh start failed with pitcrew's line; card on bochs-drm, lightdm active"
 else

@@ -41,6 +41,11 @@ const NEEDS: &[Need] = &[
         },
     },
     Need {
+        what: "OVMF, the UEFI firmware for the uefi-* machines",
+        package: "ovmf",
+        present: || Path::new(crate::qemu::OVMF).exists(),
+    },
+    Need {
         what: "a statically linked /bin/busybox",
         package: "busybox-static",
         present: || is_static_elf(Path::new(BUSYBOX)).unwrap_or(false),
@@ -54,7 +59,7 @@ pub fn ensure() -> Result<()> {
     let missing: Vec<&Need> = NEEDS.iter().filter(|n| !(n.present)()).collect();
     if missing.is_empty() {
         eprintln!(
-            "xtask: prerequisites present (qemu-system-x86, cpio, kmod, libc6-dev, busybox-static)"
+            "xtask: prerequisites present (qemu-system-x86, cpio, kmod, libc6-dev, ovmf, busybox-static)"
         );
         return Ok(());
     }

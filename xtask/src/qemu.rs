@@ -14,7 +14,22 @@ pub struct Machine {
     pub iommu: bool,
     pub devices: &'static [&'static str],
     pub memory_mb: u32,
+    pub firmware: Firmware,
+    /// Kernel command line words for the guest's init (which host drivers it loads).
+    pub params: &'static str,
 }
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Firmware {
+    /// SeaBIOS, QEMU's default: no firmware frame buffer.
+    Bios,
+    /// OVMF (Debian's `ovmf`): the kernel boots through its EFI stub and gets the firmware's
+    /// frame buffer (efifb) on the GPU, as a UEFI desktop does.
+    Uefi,
+}
+
+/// OVMF's single-file image (code and volatile variables), as QEMU's -bios takes it.
+pub const OVMF: &str = "/usr/share/ovmf/OVMF.fd";
 
 /// The GPU (00:03.0, bochs-display, no VGA) with its audio function (00:03.1) in one slot, and
 /// a PCIe root port (00:05.0, a bridge). No boot VGA: the GPU is the only bochs device.
@@ -59,24 +74,52 @@ pub static MACHINES: &[Machine] = &[
         iommu: true,
         devices: &GPU_WITH_CODEC,
         memory_mb: 1024,
+        firmware: Firmware::Bios,
+        params: "",
     },
     Machine {
         name: "two-gpus",
         iommu: true,
         devices: &TWO_GPUS,
         memory_mb: 1024,
+        firmware: Firmware::Bios,
+        params: "",
     },
     Machine {
         name: "split-slot",
         iommu: true,
         devices: &SPLIT_SLOT,
         memory_mb: 1024,
+        firmware: Firmware::Bios,
+        params: "",
     },
     Machine {
         name: "no-iommu",
         iommu: false,
         devices: &GPU_WITH_AUDIO,
         memory_mb: 1024,
+        firmware: Firmware::Bios,
+        params: "",
+    },
+    // The host's only GPU on a UEFI machine: the firmware draws on the emulated GPU (its only
+    // display), so the kernel starts with efifb and fbcon on it, and bochs replaces efifb.
+    Machine {
+        name: "uefi-one-gpu",
+        iommu: true,
+        devices: &GPU_WITH_CODEC,
+        memory_mb: 1024,
+        firmware: Firmware::Uefi,
+        params: "",
+    },
+    // The same machine where no driver takes the GPU (bochs is not loaded): efifb and fbcon stay
+    // on it, as beside a driver without a frame buffer of its own (NVIDIA without fbdev).
+    Machine {
+        name: "uefi-firmware-fb",
+        iommu: true,
+        devices: &GPU_WITH_CODEC,
+        memory_mb: 1024,
+        firmware: Firmware::Uefi,
+        params: "pitcrew.host_modules=snd-hda-codec-generic,snd-hda-intel",
     },
     // The full stack (cargo xtask full-test): Debian with systemd, libvirtd, LightDM and a nested
     // libvirt guest, booted from a disk image. The second display (04.0) is the "integrated GPU"
@@ -86,6 +129,8 @@ pub static MACHINES: &[Machine] = &[
         iommu: true,
         devices: &TWO_GPUS,
         memory_mb: 3072,
+        firmware: Firmware::Bios,
+        params: "",
     },
 ];
 
@@ -119,8 +164,12 @@ pub fn boot(b: &Boot, mut on_line: impl FnMut(&str)) -> Result<Outcome> {
     if b.machine.iommu {
         append.push_str(" intel_iommu=on iommu=pt");
     }
-    append.push(' ');
-    append.push_str(&b.params);
+    for words in [b.machine.params, &b.params] {
+        if !words.is_empty() {
+            append.push(' ');
+            append.push_str(words);
+        }
+    }
 
     let mut cmd = Command::new("qemu-system-x86_64");
     let memory = b.machine.memory_mb.to_string();
@@ -133,6 +182,9 @@ pub fn boot(b: &Boot, mut on_line: impl FnMut(&str)) -> Result<Outcome> {
         .args(["-no-reboot", "-serial"])
         .arg(format!("file:{}", b.console_log.display()))
         .args(["-serial", "stdio"]);
+    if b.machine.firmware == Firmware::Uefi {
+        cmd.args(["-bios", OVMF]);
+    }
     if b.machine.iommu {
         cmd.args(["-device", "intel-iommu,intremap=on,caching-mode=on"]);
     }
@@ -163,7 +215,7 @@ pub fn boot(b: &Boot, mut on_line: impl FnMut(&str)) -> Result<Outcome> {
             .map(|n| n > 0)
             .unwrap_or(false)
         {
-            let line = String::from_utf8_lossy(&buf);
+            let line = without_escapes(&String::from_utf8_lossy(&buf));
             if tx
                 .send(line.trim_end_matches(['\r', '\n']).to_string())
                 .is_err()
@@ -221,4 +273,34 @@ pub fn boot(b: &Boot, mut on_line: impl FnMut(&str)) -> Result<Outcome> {
         }
     );
     Ok(Outcome { finished })
+}
+
+/// The line without terminal control sequences (ESC [ ... final byte): OVMF clears the screen on
+/// every serial port, which would otherwise sit in front of the guest's first results line.
+fn without_escapes(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c != '\u{1b}' {
+            out.push(c);
+            continue;
+        }
+        if chars.next() == Some('[') {
+            for c in chars.by_ref() {
+                if ('@'..='~').contains(&c) {
+                    break;
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn firmware_screen_control_is_dropped() {
+        let line = "\u{1b}[2J\u{1b}[01;01H\u{1b}[=3h\u{1b}[2J\u{1b}[01;01HRESULT a PASS b";
+        assert_eq!(super::without_escapes(line), "RESULT a PASS b");
+    }
 }

@@ -51,6 +51,9 @@ impl Effects for FakeRunner {
     fn process(&self, _pid: u32) -> io::Result<Box<dyn Process>> {
         panic!("unexpected process lookup")
     }
+    fn spawn(&self, program: &str, _args: &[&str]) -> io::Result<u32> {
+        panic!("unexpected spawn of {program}")
+    }
 }
 
 /// Every operation libvirt 9 passes to a QEMU hook, with its sub-operation.

@@ -29,9 +29,11 @@ pub struct DeviceSpec {
     pub(crate) nodes: Vec<String>,
     pub(crate) reset_method: Option<String>,
     pub(crate) sound_card: Option<u32>,
-    pub(crate) bars: Vec<(usize, u64)>,
+    /// BAR index, address (None: the renderer picks one), size.
+    pub(crate) bars: Vec<(usize, Option<u64>, u64)>,
     pub(crate) resizable: Vec<usize>,
     pub(crate) i2c_buses: Vec<u32>,
+    pub(crate) framebuffer: bool,
 }
 
 impl DeviceSpec {
@@ -56,6 +58,7 @@ impl DeviceSpec {
             bars: Vec::new(),
             resizable: Vec::new(),
             i2c_buses: Vec::new(),
+            framebuffer: false,
         }
     }
 
@@ -135,13 +138,28 @@ impl DeviceSpec {
 
     /// A memory BAR of `size` bytes (a power of two), shown in `resource`.
     pub fn bar(mut self, index: usize, size: u64) -> DeviceSpec {
-        self.bars.push((index, size));
+        self.bars.push((index, None, size));
+        self
+    }
+
+    /// A memory BAR at a given address, so a firmware frame buffer can sit in it; also shown in
+    /// /proc/iomem.
+    pub fn bar_at(mut self, index: usize, start: u64, size: u64) -> DeviceSpec {
+        self.bars.push((index, Some(start), size));
         self
     }
 
     /// The BAR can be resized (`resource<N>_resize` exists).
     pub fn resizable(mut self, index: usize) -> DeviceSpec {
         self.resizable.push(index);
+        self
+    }
+
+    /// Its native driver registers a frame buffer (DRM fbdev emulation) while it drives the
+    /// device with its DRM module loaded, and removes a firmware frame buffer in its BARs when it
+    /// binds, as DRM drivers do.
+    pub fn framebuffer(mut self) -> DeviceSpec {
+        self.framebuffer = true;
         self
     }
 
@@ -282,6 +300,30 @@ impl ProcessTemplate {
     }
 }
 
+/// The frame buffer the firmware left set up, as the kernel's sysfb makes it a platform device.
+#[derive(Debug, Clone)]
+pub struct FirmwareFbSpec {
+    pub(crate) device: String,
+    pub(crate) driver: String,
+    pub(crate) claim: String,
+    pub(crate) range: (u64, u64),
+    pub(crate) bound: bool,
+}
+
+impl FirmwareFbSpec {
+    /// efifb: `efi-framebuffer.0` bound to driver `efi-framebuffer`, claiming `size` bytes at
+    /// `start` as `efifb` in /proc/iomem.
+    pub fn efifb(start: u64, size: u64) -> FirmwareFbSpec {
+        FirmwareFbSpec {
+            device: "efi-framebuffer.0".into(),
+            driver: "efi-framebuffer".into(),
+            claim: "efifb".into(),
+            range: (start, start + size - 1),
+            bound: true,
+        }
+    }
+}
+
 /// A systemd service.
 #[derive(Debug, Clone)]
 pub struct UnitSpec {
@@ -323,6 +365,8 @@ pub struct Builder {
     pub(crate) display_manager: Option<String>,
     pub(crate) cpu_vendor: Option<String>,
     pub(crate) cmdline: Option<String>,
+    pub(crate) firmware_fb: Option<FirmwareFbSpec>,
+    pub(crate) fbcon: bool,
 }
 
 impl Builder {
@@ -353,6 +397,19 @@ impl Builder {
 
     pub fn unit(mut self, unit: UnitSpec) -> Builder {
         self.units.push(unit);
+        self
+    }
+
+    /// The firmware's frame buffer device.
+    pub fn firmware_fb(mut self, fb: FirmwareFbSpec) -> Builder {
+        self.firmware_fb = Some(fb);
+        self
+    }
+
+    /// fbcon, vtcon1 `(M) frame buffer device`, bound at start (beside vtcon0, the dummy
+    /// console every machine has).
+    pub fn fbcon(mut self) -> Builder {
+        self.fbcon = true;
         self
     }
 

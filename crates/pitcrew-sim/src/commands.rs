@@ -30,8 +30,41 @@ pub(crate) fn run(model: &mut Model, argv: &[String]) -> CmdOutput {
         "modprobe" => modprobe(model, args),
         "systemctl" => systemctl(model, args),
         "journalctl" => journalctl(model, args),
+        "systemd-inhibit" if args.iter().any(|a| a == "--list") => {
+            let mut out: String = inhibitors(model).iter().map(|l| format!("{l}\n")).collect();
+            if !args.iter().any(|a| a == "--no-legend") {
+                out = format!("WHO UID USER PID COMM WHAT WHY MODE\n{out}");
+            }
+            ok(&out)
+        }
         other => failed("", format!("pitcrew-sim: {other}: command not simulated\n")),
     }
+}
+
+/// logind's view: every live `systemd-inhibit` holds the lock its options describe, as
+/// `systemd-inhibit --list` prints it (WHO UID USER PID COMM WHAT WHY MODE).
+pub(crate) fn inhibitors(model: &Model) -> Vec<String> {
+    model
+        .processes
+        .values()
+        .filter(|p| p.alive && p.comm == "systemd-inhibit")
+        .map(|p| {
+            let option = |name: &str| {
+                p.cmdline
+                    .iter()
+                    .find_map(|a| a.strip_prefix(&format!("--{name}=")).map(str::to_string))
+                    .unwrap_or_default()
+            };
+            format!(
+                "{} 0 root {} systemd-inhibit {} {} {}",
+                option("who"),
+                p.pid,
+                option("what"),
+                option("why"),
+                option("mode")
+            )
+        })
+        .collect()
 }
 
 fn modprobe(model: &mut Model, args: &[String]) -> CmdOutput {

@@ -8,10 +8,14 @@ use std::time::Duration;
 
 use pitcrew::{CmdOutput, Effects, Process, StuckWrite};
 
+use crate::builder::ProcessTemplate;
 use crate::errno::{EINVAL, ESRCH};
 use crate::processes::SimProcess;
 use crate::state::{Shared, State};
 use crate::{commands, kernel, Event};
+
+/// Where the engine runs in the simulation: a root login's session.
+const CALLER_SCOPE: &str = "/user.slice/user-0.slice/session-1.scope";
 
 pub(crate) struct SimEffects {
     pub shared: Arc<Shared>,
@@ -71,8 +75,29 @@ impl Effects for SimEffects {
             return Ok(output);
         }
         let output = commands::run(&mut state.model, &argv);
+        state.model.settle_console();
         self.shared.commit(&state)?;
         Ok(output)
+    }
+
+    /// The process starts in the caller's session; one whose argv matches an injected command
+    /// failure exits at once, as `systemd-inhibit` does when logind refuses.
+    fn spawn(&self, program: &str, args: &[&str]) -> io::Result<u32> {
+        let argv: Vec<String> = std::iter::once(program)
+            .chain(args.iter().copied())
+            .map(String::from)
+            .collect();
+        let mut state = self.shared.lock();
+        state.events.push(Event::Spawn { argv: argv.clone() });
+        let argv_refs: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let name = program.rsplit('/').next().unwrap_or(program);
+        let template = ProcessTemplate::new(name).cmdline(&argv_refs);
+        let pid = state.model.spawn(CALLER_SCOPE, &template);
+        if state.faults.command_failure(&argv).is_some() {
+            state.model.end_process(pid);
+        }
+        self.shared.commit(&state)?;
+        Ok(pid)
     }
 
     fn process(&self, pid: u32) -> io::Result<Box<dyn Process>> {
@@ -116,6 +141,7 @@ fn write_now(shared: &Shared, host_path: &str, value: &str) -> io::Result<()> {
         ));
     }
     let result = kernel::write(&mut state.model, &target, value);
+    state.model.settle_console();
     shared.commit(&state)?;
     result
 }

@@ -2,6 +2,7 @@
 
 use std::io;
 
+use crate::console;
 use crate::errno::{EACCES, EBUSY, ENODEV};
 use crate::model::Model;
 
@@ -25,6 +26,12 @@ pub(crate) fn write(model: &mut Model, target: &str, value: &str) -> io::Result<
         // Recorded by the caller; they never change matching here: the engine must not use them.
         ["sys", "bus", "pci", "drivers", _, "new_id" | "remove_id"] => Ok(()),
         ["sys", "bus", "pci", "drivers_probe"] => probe(model, value),
+        ["sys", "devices", "virtual", "vtconsole", vtcon, "bind"] => {
+            console::write_vtconsole(model, vtcon, value)
+        }
+        ["sys", "bus", "platform", "drivers", driver, verb @ ("bind" | "unbind")] => {
+            console::write_platform(model, driver, verb, value)
+        }
         _ => fail(EACCES),
     }
 }

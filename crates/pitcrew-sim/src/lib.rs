@@ -28,6 +28,7 @@
 mod bare;
 mod builder;
 mod commands;
+mod console;
 mod effects;
 mod faults;
 pub mod fixtures;
@@ -40,7 +41,8 @@ mod tree;
 
 pub use bare::{domain_xml, FakeRunner, TestHost, HOOK_OPS};
 pub use builder::{
-    unit_cgroup, Builder, DeviceSpec, FdSpec, ModuleSpec, ProcessTemplate, UnitSpec, SESSION_SCOPE,
+    unit_cgroup, Builder, DeviceSpec, FdSpec, FirmwareFbSpec, ModuleSpec, ProcessTemplate,
+    UnitSpec, SESSION_SCOPE,
 };
 pub use faults::WriteBlock;
 pub use pitcrew::Signal;
@@ -81,6 +83,10 @@ pub enum Event {
     Signal {
         pid: u32,
         signal: Signal,
+    },
+    /// A process started to outlive the engine (the sleep inhibitor's holder).
+    Spawn {
+        argv: Vec<String>,
     },
 }
 
@@ -278,6 +284,29 @@ impl SimHost {
         let mut state = self.shared.lock();
         state.faults.failing_writes.clear();
         state.faults.failing_commands.clear();
+    }
+
+    /// What `systemd-inhibit --list` shows: one line per live holder.
+    pub fn inhibitors(&self) -> Vec<String> {
+        commands::inhibitors(&self.shared.lock().model)
+    }
+
+    /// Whether the console drawn on frame buffers (fbcon, vtcon1) is bound.
+    pub fn fbcon_bound(&self) -> bool {
+        self.shared.lock().model.consoles.fbcon == console::Fbcon::Bound
+    }
+
+    /// The firmware frame buffer's state: None when the device is gone, else whether its
+    /// driver holds it.
+    pub fn firmware_fb_bound(&self) -> Option<bool> {
+        let state = self.shared.lock();
+        let fb = state.model.firmware_fb.as_ref()?;
+        fb.present.then_some(fb.bound)
+    }
+
+    /// The registered frame buffers, each as the sysfs dir of its device.
+    pub fn framebuffers(&self) -> Vec<String> {
+        self.shared.lock().model.framebuffers()
     }
 
     /// The process survives SIGTERM (SIGKILL still ends it).

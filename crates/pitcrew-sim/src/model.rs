@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::builder::{Builder, DeviceSpec, FdSpec, ModuleSpec, ProcessTemplate, UnitSpec};
+use crate::console::{Consoles, FirmwareFb};
 
 pub(crate) struct Device {
     pub spec: DeviceSpec,
@@ -53,6 +54,8 @@ pub(crate) struct Model {
     pub cmdline: String,
     /// Seconds since the epoch (/proc/stat `btime`): an hour before the machine was built.
     pub boot_time: u64,
+    pub firmware_fb: Option<FirmwareFb>,
+    pub consoles: Consoles,
     next_pid: u32,
     next_seq: u64,
 }
@@ -73,6 +76,8 @@ impl Model {
                 )
             }),
             boot_time: now_secs().saturating_sub(3600),
+            firmware_fb: b.firmware_fb.map(FirmwareFb::new),
+            consoles: Consoles::new(b.fbcon),
             next_pid: 4000,
             next_seq: 0,
         };
@@ -168,6 +173,7 @@ impl Model {
         if let Some(dev) = self.devices.get_mut(bdf) {
             dev.driver = Some(driver.to_string());
         }
+        self.remove_conflicting_framebuffers(bdf);
     }
 
     pub fn unbind(&mut self, bdf: &str) {

@@ -33,7 +33,8 @@ pub(crate) fn render_static(t: &Tree, model: &Model) -> io::Result<()> {
     t.dir("/sys/kernel/iommu_groups")?;
     t.dir("/sys/fs/cgroup/system.slice")?;
     t.dir("/dev")?;
-    t.dir("/run")?;
+    // sd_booted()'s test: logind is there to take inhibitors.
+    t.dir("/run/systemd/system")?;
     for dev in model.devices.values() {
         let s = &dev.spec;
         let dir = device_dir(&s.bdf);
@@ -114,19 +115,27 @@ fn render_kernel(t: &Tree, model: &Model) -> io::Result<()> {
     t.file(&format!("/lib/modules/{RELEASE}/modules.builtin"), &builtin)
 }
 
-/// `resource`: start, end and flags of BARs 0-5 and the ROM; unused ones are all zero.
-fn resource(bars: &[(usize, u64)]) -> String {
+/// Each BAR's index, first and last address: where given, else packed from 0x60_0000_0000 up.
+pub(crate) fn bar_ranges(bars: &[(usize, Option<u64>, u64)]) -> Vec<(usize, u64, u64)> {
     let mut next = 0x60_0000_0000u64;
-    (0..7)
-        .map(|n| match bars.iter().find(|(i, _)| *i == n) {
-            Some((_, size)) => {
+    bars.iter()
+        .map(|&(index, at, size)| {
+            let start = at.unwrap_or_else(|| {
                 let start = next;
                 next += size;
-                format!(
-                    "0x{start:016x} 0x{:016x} 0x000000000014220c\n",
-                    start + size - 1
-                )
-            }
+                start
+            });
+            (index, start, start + size - 1)
+        })
+        .collect()
+}
+
+/// `resource`: start, end and flags of BARs 0-5 and the ROM; unused ones are all zero.
+fn resource(bars: &[(usize, Option<u64>, u64)]) -> String {
+    let ranges = bar_ranges(bars);
+    (0..7)
+        .map(|n| match ranges.iter().find(|(i, _, _)| *i == n) {
+            Some((_, start, end)) => format!("0x{start:016x} 0x{end:016x} 0x000000000014220c\n"),
             None => format!("0x{0:016x} 0x{0:016x} 0x{0:016x}\n", 0),
         })
         .collect()
@@ -143,6 +152,7 @@ pub(crate) fn render(t: &Tree, model: &Model) -> io::Result<()> {
     for p in model.processes.values() {
         render_process(t, p)?;
     }
+    crate::console::render(t, model)?;
     render_units(t, model)
 }
 

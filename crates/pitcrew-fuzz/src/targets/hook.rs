@@ -35,6 +35,9 @@ impl Effects for Recorder {
     fn process(&self, pid: u32) -> io::Result<Box<dyn Process>> {
         panic!("the hook looked up pid {pid}")
     }
+    fn spawn(&self, program: &str, _: &[&str]) -> io::Result<u32> {
+        panic!("the hook started {program}")
+    }
 }
 
 pub struct HookArgv {

@@ -15,6 +15,8 @@ const FIXTURES: &[(&str, Fixture)] = &[
     ("apu", fixtures::apu_and_dgpu_sharing_amdgpu),
     ("two-nvidia", fixtures::two_identical_nvidia),
     ("unrelated", fixtures::group_with_unrelated_device),
+    ("nvidia-efifb", fixtures::nvidia_only_on_efifb),
+    ("efifb-only", fixtures::driverless_gpu_on_efifb),
 ];
 
 fn main() -> ExitCode {

@@ -1,0 +1,72 @@
+//! The logind sleep inhibitor held while a card is lent.
+//!
+//! logind keeps an inhibitor exactly as long as the file descriptor its Inhibit() call returned
+//! stays open, so something must outlive the `pitcrew detach` that lends the card. That is a
+//! `systemd-inhibit --what=sleep ... sleep infinity` started by the detach in its own process
+//! group: systemd's own tool takes the lock and holds it for as long as it runs, and it ends its
+//! child when it is killed (its fork sets PDEATHSIG), so one SIGTERM releases everything.
+//! Started from pitcrew@<vm>.service it lives in that unit's cgroup: a crash, a failed start or
+//! `systemctl stop` ends it with the unit, after the reattach (ExecStop) has brought the card
+//! back. The inhibitor is found again by its `--who`/`--why` in /proc, so no pid is kept that
+//! could be recycled.
+
+use super::Host;
+use std::collections::BTreeMap;
+
+pub const PROGRAM: &str = "systemd-inhibit";
+pub const WHO: &str = "GPU Pit Crew";
+
+/// What `systemd-inhibit --list` shows as the reason.
+pub fn why(owner: Option<&str>) -> String {
+    match owner {
+        Some(vm) => format!("GPU lent to VM {vm}"),
+        None => "GPU lent to a VM".to_string(),
+    }
+}
+
+/// The holder's arguments; the lock lasts as long as `sleep infinity` runs.
+pub fn args(why: &str) -> Vec<String> {
+    vec![
+        "--what=sleep".into(),
+        format!("--who={WHO}"),
+        format!("--why={why}"),
+        "--mode=block".into(),
+        "sleep".into(),
+        "infinity".into(),
+    ]
+}
+
+/// logind exists only where systemd is the init system (sd_booted's test).
+pub fn available(host: &Host) -> bool {
+    host.path("/run/systemd/system").is_dir()
+}
+
+/// pitcrew's live holders: their reason and pids.
+pub fn holders(host: &Host) -> BTreeMap<String, Vec<u32>> {
+    let mut found: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+    let Ok(listing) = std::fs::read_dir(host.path("/proc")) else {
+        return found;
+    };
+    for entry in listing.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(raw) = std::fs::read(host.path(format!("/proc/{pid}/cmdline"))) else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&raw);
+        let argv: Vec<&str> = text.split('\0').filter(|a| !a.is_empty()).collect();
+        let is_inhibit = argv
+            .first()
+            .is_some_and(|a| a.rsplit('/').next() == Some(PROGRAM));
+        let ours = argv.contains(&format!("--who={WHO}").as_str());
+        let why = argv.iter().find_map(|a| a.strip_prefix("--why="));
+        if let (true, true, Some(why)) = (is_inhibit, ours, why) {
+            found.entry(why.to_string()).or_default().push(pid);
+        }
+    }
+    for pids in found.values_mut() {
+        pids.sort_unstable();
+    }
+    found
+}
