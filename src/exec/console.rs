@@ -82,7 +82,7 @@ pub(super) fn release_framebuffer(
     if console::platform_driver(host, device).as_deref() != Some(driver) {
         return Ok(());
     }
-    console::unbind_platform(host, device, driver, policy.step_timeout)?;
+    console::bind_platform(host, "unbind", device, driver, policy.step_timeout)?;
     wait::until(
         &format!("{device} to leave {driver}"),
         policy.step_timeout,
@@ -106,7 +106,7 @@ pub(super) fn restore_framebuffer(
         tracing::warn!("the firmware frame buffer {device} is gone: nothing to bind again");
         return Ok(());
     }
-    if let Err(e) = console::bind_platform(host, device, driver, policy.step_timeout) {
+    if let Err(e) = console::bind_platform(host, "bind", device, driver, policy.step_timeout) {
         tracing::warn!("the firmware frame buffer did not come back: {e}");
     }
     Ok(())

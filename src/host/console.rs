@@ -144,31 +144,18 @@ pub fn platform_exists(host: &Host, device: &str) -> bool {
     host.path(format!("{PLATFORM_DEVICES}/{device}")).exists()
 }
 
-/// Unbinds a platform device from its driver (a binding write: see [`pci::unbind`]).
-pub fn unbind_platform(
-    host: &Host,
-    device: &str,
-    driver: &str,
-    limit: Duration,
-) -> Result<(), WriteError> {
-    pci::write(
-        host,
-        format!("{PLATFORM_DRIVERS}/{driver}/unbind"),
-        device,
-        limit,
-    )
-}
-
-/// Binds a platform device to a driver.
+/// Unbinds a platform device from its driver (`action` "unbind") or binds it to one ("bind"):
+/// a binding write, see [`pci::unbind`].
 pub fn bind_platform(
     host: &Host,
+    action: &str,
     device: &str,
     driver: &str,
     limit: Duration,
 ) -> Result<(), WriteError> {
     pci::write(
         host,
-        format!("{PLATFORM_DRIVERS}/{driver}/bind"),
+        format!("{PLATFORM_DRIVERS}/{driver}/{action}"),
         device,
         limit,
     )

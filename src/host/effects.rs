@@ -143,6 +143,16 @@ fn wchan(pid: u32) -> String {
     }
 }
 
+/// Kills a child past its deadline, first noting where it waits in the kernel (for the report).
+fn kill_overdue(pid: u32) -> String {
+    let waits_in = wchan(pid);
+    let _ = rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid as i32).expect("child pid is positive"),
+        rustix::process::Signal::KILL,
+    );
+    waits_in
+}
+
 /// The PCI core's binding files: a write to one runs a driver's probe() or remove(), which can
 /// wait for as long as anything uses the device (snd_card_free waits for every open file).
 const BINDING_FILES: [&str; 3] = ["unbind", "bind", "drivers_probe"];
@@ -189,13 +199,9 @@ impl Effects for RealEffects {
             true
         });
         if finished.is_err() {
-            let waits_in = wchan(pid);
             // A write in a killable sleep ends here; one in an uninterruptible sleep stays
             // until the kernel lets go, and is reaped by init after pitcrew exits.
-            let _ = rustix::process::kill_process(
-                rustix::process::Pid::from_raw(pid as i32).expect("child pid is positive"),
-                rustix::process::Signal::KILL,
-            );
+            let waits_in = kill_overdue(pid);
             return Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 StuckWrite {
@@ -243,11 +249,7 @@ impl Effects for RealEffects {
             (status, out, err)
         });
         if done_rx.recv_timeout(timeout).is_err() {
-            let waits_in = wchan(pid);
-            let _ = rustix::process::kill_process(
-                rustix::process::Pid::from_raw(pid as i32).expect("child pid is positive"),
-                rustix::process::Signal::KILL,
-            );
+            let waits_in = kill_overdue(pid);
             // Not joined: a command stuck in the kernel (modprobe -r waiting on a busy device)
             // survives SIGKILL, and its reader would wait with it.
             return Err(io::Error::new(
