@@ -54,6 +54,9 @@ pub enum Input {
         /// What is wrong with it, and what to give instead.
         reason: String,
     },
+    /// `keep-off` of something that is not a GPU of this host.
+    #[error("{0}")]
+    KeepOff(String),
     /// A timeout that is not a duration.
     #[error("--term-timeout {0}: not a number of seconds")]
     TermTimeout(f64),
@@ -74,6 +77,9 @@ pub enum Failed {
     /// Install or uninstall failed.
     #[error(transparent)]
     Install(InstallError),
+    /// `keep-off` could not write its rules or reach udev.
+    #[error(transparent)]
+    KeepOff(crate::keepoff::KeepOffError),
     /// SIGTERM could not be watched for.
     #[error("cannot watch for SIGTERM: {0}")]
     Signals(#[source] std::io::Error),

@@ -37,9 +37,11 @@ mod handover;
 mod hook;
 mod host;
 mod install;
+mod keepoff;
 mod plan;
 mod policy;
 mod record;
+mod reserve;
 mod runfile;
 mod snapshot;
 mod status;
@@ -60,10 +62,13 @@ pub use exec::{ExecError, Rollback, StepError, Timed};
 pub use handover::{run as handover, HandoverError, Outcome, Request};
 pub use hook::request::{devices_for_vm, VmDevicesError};
 pub use hook::{invoked_as_hook, run as hook, HookArgs, Reply, MAX_MESSAGE};
+pub use host::keepoff::{Effect as KeepOffEffect, State as KeptOff, RULES as KEEP_OFF_RULES};
+pub use host::sound::{is_node_of as is_sound_node_of, ReserveRequest};
 pub use host::{
     write_here, CmdOutput, Effects, Host, Process, RealEffects, Signal, StuckWrite, WRITE_HELPER,
 };
 pub use install::{install, uninstall, InstallError, InstallOptions, UninstallOptions};
+pub use keepoff::{run as keep_off, KeepOffError, Options as KeepOffOptions};
 pub use plan::{Direction, Plan, PlanError, ReattachError, SelectError, Step};
 pub use policy::{DisplayManagerPolicy, Policy};
 pub use record::{Lent, Record};

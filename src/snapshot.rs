@@ -5,7 +5,7 @@ use crate::host::console::Console;
 use crate::host::holders::{self, Holder};
 use crate::host::modules::{self, Module};
 use crate::host::pci::{self, PciDevice};
-use crate::host::{inhibit, units, Host};
+use crate::host::{inhibit, keepoff, sound, units, Host};
 use crate::record::Record;
 use crate::vendor;
 use std::collections::{BTreeMap, BTreeSet};
@@ -24,6 +24,8 @@ pub struct Snapshot {
     pub builtin_modules: BTreeSet<String>,
     /// Processes holding a GPU node.
     pub holders: Vec<Holder>,
+    /// The ALSA cards of the functions that have one (HDMI/DP audio, onboard audio).
+    pub sound_cards: BTreeMap<Bdf, Vec<u32>>,
     /// NVIDIA cards' own nodes (/dev/nvidiaN).
     pub nvidia_nodes: BTreeMap<Bdf, String>,
     /// The unit behind display-manager.service, if any.
@@ -38,15 +40,23 @@ pub struct Snapshot {
     pub logind: bool,
     /// pitcrew's sleep inhibitors held now: reason -> holder pids.
     pub inhibitors: BTreeMap<String, Vec<u32>>,
+    /// The GPUs `pitcrew keep-off` keeps the desktop off, and whether that holds now.
+    pub keep_off: BTreeMap<Bdf, keepoff::State>,
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot read {what} under {root}: {source}")]
 /// A part of the host that could not be read.
-pub struct ReadError {
-    what: &'static str,
-    root: String,
-    source: io::Error,
+pub enum ReadError {
+    /// A file or directory under the root.
+    #[error("cannot read {what} under {root}: {source}")]
+    Io {
+        /// What was being read.
+        what: &'static str,
+        /// The root it was read under.
+        root: String,
+        /// Why it failed.
+        source: io::Error,
+    },
 }
 
 /// Whether `pid` is still a pitcrew write helper (not a process that reused the pid).
@@ -60,7 +70,7 @@ impl Snapshot {
     /// Reads the host.
     pub fn read(host: &Host) -> Result<Snapshot, ReadError> {
         let ctx = |what: &'static str| {
-            move |source| ReadError {
+            move |source| ReadError::Io {
                 what,
                 root: host.root().display().to_string(),
                 source,
@@ -89,6 +99,11 @@ impl Snapshot {
             .filter(|d| d.vendor == vendor::NVIDIA.vendor && d.is_gpu())
             .filter_map(|d| Some((d.bdf, vendor::nvidia_node(host, d.bdf)?)))
             .collect();
+        let sound_cards = devices
+            .keys()
+            .map(|bdf| (*bdf, sound::cards(host, *bdf)))
+            .filter(|(_, cards)| !cards.is_empty())
+            .collect();
         let display_manager = units::display_manager(host);
         let running_units = display_manager
             .iter()
@@ -100,6 +115,11 @@ impl Snapshot {
         let console = Console::read(host).map_err(ctx(
             "the console and frame buffers (/sys/class, /proc/iomem)",
         ))?;
+        // A rules file pitcrew cannot read keeps nothing off; `keep-off` itself refuses it.
+        let keep_off = keepoff::read(host, &devices).unwrap_or_else(|e| {
+            tracing::warn!("{e}");
+            BTreeMap::new()
+        });
         Ok(Snapshot {
             console,
             logind: inhibit::available(host),
@@ -109,10 +129,12 @@ impl Snapshot {
             driver_modules,
             builtin_modules,
             holders,
+            sound_cards,
             nvidia_nodes,
             display_manager,
             running_units,
             record,
+            keep_off,
         })
     }
 

@@ -2,6 +2,7 @@
 
 use crate::bdf::Bdf;
 use crate::host::holders::{self, Holder};
+use crate::host::keepoff::{self, Effect};
 use crate::host::pci::PciDevice;
 use crate::plan::{self, select};
 use crate::snapshot::Snapshot;
@@ -44,6 +45,8 @@ pub struct Gpu {
     pub functions: Vec<PciDevice>,
     /// Every process holding a node a detach would need closed.
     pub holders: Vec<Holder>,
+    /// Set when `pitcrew keep-off` keeps the desktop off this GPU.
+    pub kept_off: Option<keepoff::State>,
 }
 
 #[derive(Debug, Serialize)]
@@ -90,6 +93,7 @@ impl Status {
                     boot_vga: gpu.boot_vga,
                     holders: holders::holding(&s.holders, &nodes),
                     functions: functions.iter().map(|bdf| s.devices[bdf].clone()).collect(),
+                    kept_off: s.keep_off.get(&gpu.bdf).cloned(),
                 }
             })
             .collect();
@@ -177,6 +181,9 @@ impl fmt::Display for Status {
                     nodes.join(", ")
                 )?;
             }
+            if let Some(kept) = &gpu.kept_off {
+                write_kept_off(f, kept)?;
+            }
         }
         match &self.display_manager {
             Some(dm) => writeln!(
@@ -221,4 +228,41 @@ impl fmt::Display for Status {
         }
         Ok(())
     }
+}
+
+/// Whether the keep-off rules hold for the card now, and what still has its sound card open.
+fn write_kept_off(f: &mut fmt::Formatter<'_>, kept: &keepoff::State) -> fmt::Result {
+    let drm = match kept.drm {
+        Effect::InEffect => "the desktop leaves it alone",
+        Effect::Pending => {
+            "rule written, not in effect yet: the desktop lets go at the card's next lend or the \
+             next boot"
+        }
+        Effect::NoDevice => "no DRM node now (lent or unbound): the rule applies when it is back",
+    };
+    writeln!(f, "  kept off the desktop ({}): {drm}", keepoff::RULES)?;
+    let sound = match kept.sound {
+        None => "left to the host (--keep-sound)",
+        Some(Effect::InEffect) => "sound servers leave it alone",
+        Some(Effect::Pending) => {
+            "rule written, not in effect until the sound server restarts (next login)"
+        }
+        Some(Effect::NoDevice) if kept.entry.audio.is_empty() => "the card has no audio function",
+        Some(Effect::NoDevice) => {
+            "no sound card now (lent or unbound): the rule applies when it is back"
+        }
+    };
+    writeln!(f, "  its sound: {sound}")?;
+    for h in &kept.sound_holders {
+        let nodes: Vec<&str> = h.nodes.iter().map(String::as_str).collect();
+        writeln!(
+            f,
+            "  sound held by pid {} ({}) in {}: {}",
+            h.pid,
+            h.comm,
+            h.unit.as_deref().unwrap_or("no unit"),
+            nodes.join(", ")
+        )?;
+    }
+    Ok(())
 }

@@ -188,7 +188,11 @@ fn set_up(sim: &SimHost) {
     write(
         sim,
         "/etc/udev/rules.d/73-pitcrew-keep-off.rules",
-        &format!("# written by pitcrew keep-off\nSUBSYSTEM==\"drm\", KERNELS==\"{GPU}\", TAG-=\"seat\"\n"),
+        &format!(
+            "# Written by `pitcrew keep-off`: the desktop leaves these cards to the VMs they are lent to.\n\
+             # keep-off {GPU} audio=- sound=off\n\
+             SUBSYSTEM==\"drm\", KERNEL==\"card[0-9]*\", KERNELS==\"{GPU}\", ENV{{ID_SEAT}}=\"seat-pitcrew\"\n"
+        ),
     );
 }
 

@@ -74,6 +74,7 @@ fn detach_ends_the_holders_of_the_sound_card_kfd_and_ddc_bus_and_moves_both_func
     let sim = fixtures::navi_audio_in_own_group();
     let plan = detach(&sim, &["0b:00.0"]).unwrap().plan.to_string();
     for expected in [
+        "ask pipewire (2200) to release ALSA card 1 of 0000:0b:00.1 through org.freedesktop.ReserveDevice1.Audio1",
         "end process 2200 (pipewire) holding /dev/snd/controlC1, /dev/snd/pcmC1D3p",
         "end process 2500 (steam) holding /dev/kfd",
         "end process 2600 (powerdevil) holding /dev/i2c-5",
@@ -84,9 +85,16 @@ fn detach_ends_the_holders_of_the_sound_card_kfd_and_ddc_bus_and_moves_both_func
     }
     // Nothing of the desktop holds the card: the display manager stays.
     assert!(!plan.contains("gdm"), "{plan}");
-    for pid in [2200, 2500, 2600] {
+    for pid in [2500, 2600] {
         assert!(!sim.process_alive(pid), "{pid} still alive");
     }
+    // The sound server let go of the card through the reservation: its end step found nothing
+    // to end.
+    assert!(sim.process_alive(2200));
+    assert!(!sim
+        .events()
+        .iter()
+        .any(|e| matches!(e, pitcrew_sim::Event::Signal { pid: 2200, .. })));
     assert_eq!(sim.driver(NAVI).as_deref(), Some("vfio-pci"));
     assert_eq!(sim.driver(NAVI_AUDIO).as_deref(), Some("vfio-pci"));
     assert_eq!(sim.driver("0000:00:1f.3").as_deref(), Some("snd_hda_intel"));

@@ -51,6 +51,10 @@ pub enum Command {
     Detach(HandoverArgs),
     /// Give GPUs back to the drivers they had before the detach
     Reattach(HandoverArgs),
+    /// Keep the desktop (display server, compositor, sound server) off GPUs that serve VMs, so
+    /// lending them never stops the display manager
+    #[command(name = "keep-off")]
+    KeepOff(KeepOff),
     /// Entry point for libvirt's QEMU hook: <vm> <op> <subop> [extra], domain XML on stdin
     Hook {
         vm: String,
@@ -69,6 +73,18 @@ pub enum Command {
         /// Do not reload the running libvirt daemon (libvirtd or virtqemud) when the hook is new
         #[arg(long)]
         no_reload: bool,
+    },
+    /// Internal: the reservation helper a handover starts as the sound server's user
+    #[command(name = "reserve-audio", hide = true)]
+    ReserveAudio {
+        #[arg(long)]
+        card: u32,
+        #[arg(long)]
+        bus: String,
+        #[arg(long)]
+        until_vfio: Bdf,
+        #[arg(long)]
+        hold_at_most: u64,
     },
     /// Remove exactly what install wrote
     Uninstall {
@@ -103,6 +119,31 @@ pub struct HandoverArgs {
     /// kernel command line or driverctl), to the driver the kernel picks
     #[arg(long)]
     pub force: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    long_about = "Writes /etc/udev/rules.d/73-pitcrew-keep-off.rules: each GPU's DRM nodes go \
+to a seat of their own (ID_SEAT=seat-pitcrew, without the master-of-seat tag, and tagged \
+mutter-device-ignore), so Xorg, GNOME, KDE and wlroots compositors leave the card alone, and the \
+sound cards of its audio functions get ACP_IGNORE and PULSE_IGNORE, so PipeWire and PulseAudio do \
+too. udev re-reads its rules at once; a card nothing has open is re-triggered, one the desktop \
+has open is let go at its next lend or the next boot (a trigger would crash a running X server). \
+Exit codes: 0 done, 1 failed, 2 bad input (nothing changed)."
+)]
+pub struct KeepOff {
+    /// PCI addresses of the GPUs (their audio functions come along)
+    #[arg(value_name = "BDF", required = true)]
+    pub devices: Vec<Bdf>,
+    /// Take the GPUs out of the rules: the desktop may use them again
+    #[arg(long)]
+    pub undo: bool,
+    /// Leave the GPUs' HDMI/DP audio to the host's sound server
+    #[arg(long, conflicts_with = "undo")]
+    pub keep_sound: bool,
+    /// Print what would be written and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// The clap command, for generating the man page and completions.

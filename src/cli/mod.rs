@@ -4,6 +4,7 @@
 mod args;
 mod doctor;
 mod handover;
+mod keep_off;
 mod logging;
 
 use args::Command;
@@ -30,6 +31,13 @@ pub fn run(cli: Cli) -> ExitCode {
     }
     let result = match cli.command {
         Command::Status { json } => status(&host, json),
+        Command::KeepOff(args) => keep_off::run(&host, &args),
+        Command::ReserveAudio {
+            card,
+            bus,
+            until_vfio,
+            hold_at_most,
+        } => return keep_off::reserve_audio(&host, card, bus, until_vfio, hold_at_most),
         Command::Detach(args) => handover::run(&host, crate::plan::Direction::Detach, args),
         Command::Reattach(args) => handover::run(&host, crate::plan::Direction::Reattach, args),
         Command::Hook {

@@ -3,15 +3,13 @@
 
 use super::Check;
 use crate::bdf::Bdf;
+use crate::host::keepoff::{Effect as KeepOffEffect, RULES};
 use crate::host::pci::{self, PciDevice};
 use crate::host::Host;
 use crate::plan::{self, select, Direction, Step};
 use crate::policy::Policy;
 use crate::snapshot::Snapshot;
 use crate::vendor;
-
-/// The udev rules `pitcrew keep-off` writes: the cards the desktop must never open.
-pub const KEEP_OFF_RULES: &str = "/etc/udev/rules.d/73-pitcrew-keep-off.rules";
 /// A BAR this large is the resizable-BAR kind; OVMF before edk2-stable202211 maps 32 GiB of
 /// 64-bit MMIO in all, and guests then fail the card (Windows: code 12 or 43).
 const LARGE_BAR: u64 = 8 << 30;
@@ -32,7 +30,7 @@ pub(super) fn checks(host: &Host, s: &Snapshot, bdf: Bdf, policy: &Policy) -> Ve
         companions(s, gpu, name("slot")),
         holders(s, gpu, lend.as_ref(), name("lend")),
         super::sound::check(host, s, gpu, name("sound")),
-        keep_off(host, s, gpu, lend.as_ref(), name("keep-off")),
+        keep_off(s, gpu, lend.as_ref(), name("keep-off")),
         reset(host, gpu, name("reset")),
         bars(host, gpu, name("bars")),
     ];
@@ -181,37 +179,31 @@ fn holders(s: &Snapshot, gpu: &PciDevice, lend: Option<&plan::Plan>, name: Strin
     }
 }
 
-/// Whether `pitcrew keep-off` has told udev to keep the desktop off this card.
-fn keep_off(
-    host: &Host,
-    s: &Snapshot,
-    gpu: &PciDevice,
-    lend: Option<&plan::Plan>,
-    name: String,
-) -> Check {
-    let rules = host.read(KEEP_OFF_RULES).unwrap_or_default();
+/// Whether `pitcrew keep-off` has told udev to keep the desktop off this card, and whether that
+/// holds yet.
+fn keep_off(s: &Snapshot, gpu: &PciDevice, lend: Option<&plan::Plan>, name: String) -> Check {
     let address = gpu.bdf.to_string();
-    if rules
-        .lines()
-        .any(|l| !l.trim_start().starts_with('#') && l.contains(&address))
-    {
-        return Check::ok(name, format!("kept off the desktop by {KEEP_OFF_RULES}"));
-    }
     let stops_desktop = lend.is_some_and(|p| {
         p.steps.iter().any(|step| {
             matches!(step, Step::StopUnit { unit, .. } if s.display_manager.as_ref() == Some(unit))
         })
     });
-    if stops_desktop {
-        return Check::warn(
+    match (s.keep_off.get(&gpu.bdf), stops_desktop) {
+        (Some(kept), true) if kept.drm == KeepOffEffect::Pending => Check::warn(
+            name,
+            format!("in {RULES}, not in effect yet: the desktop still has the card open"),
+            "nothing to do: the desktop lets go of it at its next lend (the last one that ends the sessions) or the next boot",
+        ),
+        (Some(_), _) => Check::ok(name, format!("kept off the desktop by {RULES}")),
+        (None, true) => Check::warn(
             name,
             "not kept off: the desktop uses the card, so each lend ends its sessions",
             format!(
                 "if the host has another display, run `pitcrew keep-off {address}` so the desktop leaves this card alone"
             ),
-        );
+        ),
+        (None, false) => Check::ok(name, format!("not in {RULES}")),
     }
-    Check::ok(name, format!("not in {KEEP_OFF_RULES}"))
 }
 
 /// How the kernel can reset the card between guests (reset_method, Linux >= 5.15).

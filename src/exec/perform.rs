@@ -20,6 +20,10 @@ pub fn perform(host: &Host, step: &Step, policy: &Policy) -> Result<(), StepErro
         Step::StopUnit { unit, .. } => systemctl(host, "stop", unit, policy),
         Step::StartUnit { unit } => systemctl(host, "start", unit, policy),
         Step::EndProcess { pid, comm, nodes } => end_process(host, *pid, comm, nodes, policy),
+        Step::ReleaseSound { bdf, card, .. } => {
+            crate::reserve::release(host, *bdf, *card, policy);
+            Ok(())
+        }
         Step::UnloadModule { module, nodes } => {
             if !loaded(host, module)? {
                 return Ok(());

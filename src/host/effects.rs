@@ -50,6 +50,13 @@ pub trait Effects: Send + Sync {
     /// Starts a process that outlives pitcrew, in a process group of its own (so a Ctrl-C
     /// meant for pitcrew does not reach it), and returns its pid without waiting for it.
     fn spawn(&self, program: &str, args: &[&str]) -> io::Result<u32>;
+    /// Starts the reservation helper (`pitcrew reserve-audio`) as the sound server's user and
+    /// returns its first line (`ok ...` or `err ...`); the helper then lives on by itself.
+    fn reserve_audio(
+        &self,
+        request: &super::sound::ReserveRequest,
+        timeout: Duration,
+    ) -> io::Result<String>;
 }
 
 /// A write the kernel had not returned from at its deadline: the payload of the `TimedOut`
@@ -269,6 +276,42 @@ impl Effects for RealEffects {
         })
     }
 
+    fn reserve_audio(
+        &self,
+        request: &super::sound::ReserveRequest,
+        timeout: Duration,
+    ) -> io::Result<String> {
+        use std::io::BufRead;
+        use std::os::unix::process::CommandExt;
+        let mut child = Command::new(std::env::current_exe()?)
+            .args(request.args())
+            .uid(request.uid)
+            .gid(request.gid)
+            .env_clear()
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let stdout = child.stdout.take().expect("piped");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        match rx.recv_timeout(timeout) {
+            Ok(line) if !line.is_empty() => Ok(line.trim_end().to_string()),
+            Ok(_) => Err(io::Error::other("the helper exited without a word")),
+            Err(_) => {
+                let _ = child.kill();
+                Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("the helper said nothing within {timeout:?}"),
+                ))
+            }
+        }
+    }
+
     fn process(&self, pid: u32) -> io::Result<Box<dyn Process>> {
         let pid = rustix::process::Pid::from_raw(pid as i32)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "pid 0"))?;
@@ -323,6 +366,14 @@ impl Effects for StagedEffects {
 
     fn spawn(&self, program: &str, args: &[&str]) -> io::Result<u32> {
         Err(self.refuse(format!("starting `{program} {}`", args.join(" "))))
+    }
+
+    fn reserve_audio(
+        &self,
+        request: &super::sound::ReserveRequest,
+        _timeout: Duration,
+    ) -> io::Result<String> {
+        Err(self.refuse(format!("reserving ALSA card {}", request.card)))
     }
 }
 

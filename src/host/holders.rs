@@ -22,13 +22,18 @@ pub struct Holder {
 /// Every process holding a tracked node ([`super::nodes::is_tracked`]). Processes that exit during the walk, or whose fds we may not
 /// read, are skipped: a holder we cannot see is one we could not signal either.
 pub fn scan(host: &Host) -> io::Result<Vec<Holder>> {
+    scan_for(host, super::nodes::is_tracked)
+}
+
+/// Every process holding a node `wanted` accepts (a host path such as /dev/snd/controlC1).
+pub fn scan_for(host: &Host, wanted: impl Fn(&str) -> bool) -> io::Result<Vec<Holder>> {
     let mut holders = Vec::new();
     for entry in std::fs::read_dir(host.path("/proc"))? {
         let Ok(entry) = entry else { continue };
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
             continue;
         };
-        let nodes = held_nodes(host, pid);
+        let nodes = open_nodes(host, pid, &wanted);
         if nodes.is_empty() {
             continue;
         }
@@ -46,13 +51,18 @@ pub fn scan(host: &Host) -> io::Result<Vec<Holder>> {
 
 /// The tracked nodes a process holds right now (empty when it is gone).
 pub fn held_nodes(host: &Host, pid: u32) -> BTreeSet<String> {
+    open_nodes(host, pid, super::nodes::is_tracked)
+}
+
+/// The nodes `wanted` accepts that a process holds right now.
+pub fn open_nodes(host: &Host, pid: u32, wanted: impl Fn(&str) -> bool) -> BTreeSet<String> {
     let Ok(fds) = std::fs::read_dir(host.path(format!("/proc/{pid}/fd"))) else {
         return BTreeSet::new();
     };
     fds.flatten()
         .filter_map(|fd| std::fs::read_link(fd.path()).ok())
         .map(|target| target.to_string_lossy().into_owned())
-        .filter(|target| super::nodes::is_tracked(target))
+        .filter(|target| wanted(target))
         .collect()
 }
 

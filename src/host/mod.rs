@@ -8,10 +8,13 @@ pub mod console;
 mod effects;
 pub mod holders;
 pub mod inhibit;
+pub mod keepoff;
 pub mod libvirt;
 pub mod modules;
 pub mod nodes;
 pub mod pci;
+pub mod sound;
+pub mod udev;
 pub mod units;
 
 pub use effects::{

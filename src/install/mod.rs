@@ -4,6 +4,7 @@
 pub mod layout;
 mod legacy;
 mod manifest;
+mod offer;
 mod reload;
 mod write;
 
@@ -145,6 +146,7 @@ pub fn install(
     if hook_is_new {
         reload::reload_daemons(host, opts.reload, opts.dry_run, w.out())?;
     }
+    offer::desktop(host, &vms, w.out());
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 use super::{console, Step};
 use crate::bdf::Bdf;
 use crate::host::holders::Holder;
-use crate::host::pci;
+use crate::host::{pci, sound};
 use crate::policy::{DisplayManagerPolicy, Policy};
 use crate::snapshot::Snapshot;
 use crate::vendor;
@@ -96,6 +96,10 @@ pub(super) fn steps(
         .into_iter()
         .collect();
     if !moving.is_empty() {
+        let kept_off = moving
+            .iter()
+            .filter(|bdf| s.devices[bdf].is_display())
+            .all(|bdf| s.keep_off.contains_key(bdf));
         steps.extend(units_to_stop(
             s,
             &profiles,
@@ -103,8 +107,10 @@ pub(super) fn steps(
             policy,
             display_moves,
             headless(s, functions),
+            kept_off,
         ));
     }
+    steps.extend(sound_releases(s, &moving));
     let stopping: Vec<String> = steps
         .iter()
         .filter_map(|step| match step {
@@ -153,6 +159,30 @@ pub(super) fn steps(
     steps
 }
 
+/// A sound server holding an ALSA card of a moving function is asked to let go of it through
+/// the reservation protocol before anything is ended or unbound.
+fn sound_releases(s: &Snapshot, moving: &[Bdf]) -> Vec<Step> {
+    let mut steps = Vec::new();
+    for bdf in moving {
+        for card in s.sound_cards.get(bdf).into_iter().flatten() {
+            let holders: Vec<String> = s
+                .holders
+                .iter()
+                .filter(|h| h.nodes.iter().any(|n| sound::is_node_of(*card, n)))
+                .map(|h| format!("{} ({})", h.comm, h.pid))
+                .collect();
+            if !holders.is_empty() {
+                steps.push(Step::ReleaseSound {
+                    bdf: *bdf,
+                    card: *card,
+                    holders,
+                });
+            }
+        }
+    }
+    steps
+}
+
 /// True when no display card stays with the host (a compute card does not count: it has no
 /// screen): a display manager started then would find no card and fail, so it stays stopped
 /// until the reattach brings the card back.
@@ -163,7 +193,9 @@ fn headless(s: &Snapshot, functions: &BTreeSet<Bdf>) -> bool {
 }
 
 /// The vendors' daemons that keep the driver busy, then the display manager when the policy
-/// says so (by default: when the desktop holds the card) and a display card moves.
+/// says so (by default: when the desktop holds the card) and a display card moves. A card kept
+/// off the desktop that nothing of the desktop holds never costs the session, whatever the
+/// policy.
 fn units_to_stop(
     s: &Snapshot,
     profiles: &[&vendor::Profile],
@@ -171,6 +203,7 @@ fn units_to_stop(
     policy: &Policy,
     display_moves: bool,
     headless: bool,
+    kept_off: bool,
 ) -> Vec<Step> {
     let mut steps: Vec<Step> = profiles
         .iter()
@@ -188,6 +221,7 @@ fn units_to_stop(
         .iter()
         .any(|h| h.unit.as_deref() == Some(dm) || DISPLAY_SERVERS.contains(&h.comm.as_str()));
     let why = match policy.display_manager {
+        _ if kept_off && !holds => None,
         DisplayManagerPolicy::Always => Some("the config says always"),
         DisplayManagerPolicy::Auto if holds => Some("the desktop holds the card"),
         _ => None,

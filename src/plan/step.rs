@@ -21,6 +21,17 @@ pub enum Step {
         /// The unit.
         unit: String,
     },
+    /// Ask the sound server holding an audio function's ALSA card to release it through the
+    /// device reservation protocol, hold the reservation until the function is on vfio-pci, and
+    /// wait until no node of the card is open.
+    ReleaseSound {
+        /// The audio function.
+        bdf: Bdf,
+        /// Its ALSA card number.
+        card: u32,
+        /// Who holds the card now, as `comm (pid)`.
+        holders: Vec<String>,
+    },
     /// SIGTERM through a pidfd, a bounded wait, then SIGKILL.
     EndProcess {
         /// The holder.
@@ -131,6 +142,12 @@ impl fmt::Display for Step {
                     nodes.join(", ")
                 )
             }
+            Step::ReleaseSound { bdf, card, holders } => write!(
+                f,
+                "ask {} to release ALSA card {card} of {bdf} through \
+                 org.freedesktop.ReserveDevice1.Audio{card}, kept until {bdf} is on vfio-pci",
+                holders.join(", ")
+            ),
             Step::UnloadModule { module, .. } => write!(f, "unload module {module}"),
             Step::LoadModule { module } => write!(f, "load module {module}"),
             Step::Release {
@@ -251,7 +268,11 @@ impl Step {
             Step::ReleaseInhibitor { why } => vec![Step::InhibitSleep { why: why.clone() }],
             // A process cannot be brought back; BindVfio and Restore are undone by the undo of
             // the Release or LeaveVfio that came before them.
-            Step::EndProcess { .. } | Step::BindVfio { .. } | Step::Restore { .. } => vec![],
+            // A released reservation goes back by itself when pitcrew's helper lets go of it.
+            Step::EndProcess { .. }
+            | Step::ReleaseSound { .. }
+            | Step::BindVfio { .. }
+            | Step::Restore { .. } => vec![],
         }
     }
 }

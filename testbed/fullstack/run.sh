@@ -170,6 +170,9 @@ doctor_verdict() {
 	done
 }
 
+# shellcheck source=testbed/fullstack/desktop.sh disable=SC1091
+. "$HERE/desktop.sh"
+
 say "full stack: $(sed -n 's/^PRETTY_NAME="\(.*\)"$/\1/p' /etc/os-release), $(uname -r), $(virsh --version 2>&1 | head -n 1 | sed 's/^/libvirt /'), $(drivers)"
 if setup; then
 	doctor_verdict
@@ -178,8 +181,9 @@ if setup; then
 	verdict libvirt_lend_and_return $? "virsh start/destroy lent and returned 03.0+03.1, lightdm stopped and back, sleep inhibited exactly while lent"
 	failed_start_rolls_back
 	verdict libvirt_failed_start_rolls_back $? "virsh start failed with pitcrew's line; card on bochs-drm, lightdm active"
+	desktop_scenarios
 else
-	for s in doctor libvirt_lend_and_return libvirt_failed_start_rolls_back; do
+	for s in doctor libvirt_lend_and_return libvirt_failed_start_rolls_back desktop_stays sound_released wayland_desktop_stays; do
 		say "RESULT $s FAIL setup: $why"
 	done
 fi

@@ -8,7 +8,7 @@
 use crate::kernel::{cache_root, fnv1a};
 use crate::report::{self, Verdict};
 use crate::suite::Suite;
-use crate::{pitcrew_bin, prereqs, qemu};
+use crate::{desktop, pitcrew_bin, prereqs, qemu};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::fs;
@@ -129,7 +129,7 @@ pub fn run(
             }
         },
     )?;
-    for name in SCENARIOS {
+    for name in SCENARIOS.iter().chain(desktop::SCENARIOS) {
         let name = format!("{}/{name}", suite.name());
         verdicts.entry(name).or_insert_with(|| Verdict {
             pass: false,
@@ -144,13 +144,15 @@ pub fn prepare(suite: Suite) -> Result<Image> {
     let packages: Vec<&str> = PACKAGES
         .iter()
         .chain(suite.extra_packages())
+        .chain(desktop::PACKAGES)
         .copied()
         .collect();
     let recipe = format!(
-        "{RECIPE_REV}\nsuite={}\npackages={}\nmasked={}\nsize={IMAGE_SIZE}\n{TEST_UNIT}",
+        "{RECIPE_REV}\nsuite={}\npackages={}\nmasked={}\nsize={IMAGE_SIZE}\n{TEST_UNIT}{}",
         suite.name(),
         packages.join(","),
-        MASKED.join(",")
+        MASKED.join(","),
+        desktop::recipe()
     );
     let root = cache_root()?;
     let dir = root.join(format!("full-{:016x}", fnv1a(recipe.as_bytes())));
@@ -237,6 +239,7 @@ fn configure(rootfs: &Path) -> Result<()> {
     if fs::symlink_metadata(system.join("display-manager.service")).is_err() {
         bail!("the rootfs has no display-manager.service alias (lightdm not enabled)");
     }
+    desktop::configure(rootfs)?;
     fs::write(etc.join("hostname"), "pitcrew-full\n")?;
     fs::write(etc.join("fstab"), "/dev/vda / ext4 rw 0 1\n")?;
     Ok(())

@@ -5,6 +5,7 @@
 //! the emulated GPU. The guest's init (testbed/init.sh) runs the scenario scripts and reports on
 //! ttyS1; see report.rs for the protocol.
 
+mod desktop;
 mod dist;
 mod fullstack;
 mod initramfs;

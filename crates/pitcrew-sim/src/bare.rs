@@ -54,6 +54,14 @@ impl Effects for FakeRunner {
     fn spawn(&self, program: &str, _args: &[&str]) -> io::Result<u32> {
         panic!("unexpected spawn of {program}")
     }
+
+    fn reserve_audio(
+        &self,
+        _request: &pitcrew::ReserveRequest,
+        _timeout: Duration,
+    ) -> io::Result<String> {
+        panic!("unexpected sound card reservation")
+    }
 }
 
 /// Every operation libvirt 9 passes to a QEMU hook, with its sub-operation.

@@ -100,6 +100,44 @@ impl Effects for SimEffects {
         Ok(pid)
     }
 
+    /// Plays the sound servers' side of the reservation as their sources describe it:
+    /// WirePlumber and PipeWire close every node of the card, PulseAudio only its PCMs (its
+    /// control device and jack mixers stay open); other holders do not take part.
+    fn reserve_audio(
+        &self,
+        request: &pitcrew::ReserveRequest,
+        _timeout: Duration,
+    ) -> io::Result<String> {
+        let mut state = self.shared.lock();
+        state.events.push(Event::Command {
+            argv: std::iter::once("pitcrew".to_string())
+                .chain(request.args())
+                .collect(),
+        });
+        let card = request.card;
+        let mut released = Vec::new();
+        for p in state.model.processes.values_mut().filter(|p| p.alive) {
+            let closes: fn(u32, &str) -> bool = match p.comm.as_str() {
+                "wireplumber" | "pipewire" => pitcrew::is_sound_node_of,
+                "pulseaudio" => |card, node| {
+                    pitcrew::is_sound_node_of(card, node) && node.starts_with("/dev/snd/pcmC")
+                },
+                _ => continue,
+            };
+            let before = p.fds.len();
+            p.fds.retain(|fd| !closes(card, &fd.target));
+            if p.fds.len() != before {
+                released.push(p.pid);
+            }
+        }
+        // A process's /proc entry is rendered once; drop it so it is rendered with its new fds.
+        for pid in released {
+            let _ = std::fs::remove_dir_all(self.shared.root.join(format!("proc/{pid}")));
+        }
+        self.shared.commit(&state)?;
+        Ok("ok released (simulated)".into())
+    }
+
     fn process(&self, pid: u32) -> io::Result<Box<dyn Process>> {
         let state = self.shared.lock();
         match state.model.processes.get(&pid) {

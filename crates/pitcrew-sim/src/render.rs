@@ -35,6 +35,8 @@ pub(crate) fn render_static(t: &Tree, model: &Model) -> io::Result<()> {
     t.dir("/dev")?;
     // sd_booted()'s test: logind is there to take inhibitors.
     t.dir("/run/systemd/system")?;
+    // The session bus of user 1000 (a socket on a real host).
+    t.file("/run/user/1000/bus", "")?;
     for dev in model.devices.values() {
         let s = &dev.spec;
         let dir = device_dir(&s.bdf);
@@ -173,8 +175,13 @@ fn render_device(t: &Tree, model: &Model, dev: &Device) -> io::Result<()> {
     }
     match dev.spec.drm_card {
         Some(n) if model.has_drm(dev) => {
-            t.dir(&format!("{dir}/drm/card{n}"))?;
-            t.dir(&format!("{dir}/drm/renderD{}", 128 + n))?;
+            // DRM's character major is 226; a render node's minor is 128 above its card's.
+            t.file(&format!("{dir}/drm/card{n}/dev"), &format!("226:{n}\n"))?;
+            let render = 128 + n;
+            t.file(
+                &format!("{dir}/drm/renderD{render}/dev"),
+                &format!("226:{render}\n"),
+            )?;
         }
         _ => t.remove(&format!("{dir}/drm"))?,
     }
@@ -327,6 +334,19 @@ fn render_process(t: &Tree, p: &Proc) -> io::Result<()> {
                 p.pid,
                 p.comm,
                 p.started * 100
+            ),
+        )?;
+        // Processes in a user's slice run as that user, the rest as root.
+        let id = p
+            .cgroup
+            .split('/')
+            .find_map(|part| part.strip_prefix("user-")?.strip_suffix(".slice"))
+            .unwrap_or("0");
+        fs::write(
+            staged.join("status"),
+            format!(
+                "Name:\t{}\nUid:\t{id}\t{id}\t{id}\t{id}\nGid:\t{id}\t{id}\t{id}\t{id}\n",
+                p.comm
             ),
         )?;
         let fd_dir = staged.join("fd");

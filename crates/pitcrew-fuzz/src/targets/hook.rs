@@ -38,6 +38,10 @@ impl Effects for Recorder {
     fn spawn(&self, program: &str, _: &[&str]) -> io::Result<u32> {
         panic!("the hook started {program}")
     }
+
+    fn reserve_audio(&self, request: &pitcrew::ReserveRequest, _: Duration) -> io::Result<String> {
+        panic!("the hook reserved ALSA card {}", request.card)
+    }
 }
 
 pub struct HookArgv {

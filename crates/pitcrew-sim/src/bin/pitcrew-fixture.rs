@@ -13,6 +13,7 @@ const FIXTURES: &[(&str, Fixture)] = &[
     ("amd", fixtures::amd_with_audio),
     ("amd-only", fixtures::amd_only_gpu),
     ("apu", fixtures::apu_and_dgpu_sharing_amdgpu),
+    ("radeon-for-vms", fixtures::radeon_beside_the_desktop),
     ("two-nvidia", fixtures::two_identical_nvidia),
     ("unrelated", fixtures::group_with_unrelated_device),
     ("nvidia-efifb", fixtures::nvidia_only_on_efifb),

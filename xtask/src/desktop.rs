@@ -1,0 +1,107 @@
+//! What the full-stack image has of a desktop: a user (`pc`, uid 1000) whom LightDM logs in
+//! automatically into a small X session (twm), PipeWire, WirePlumber and pipewire-pulse in that
+//! session (Debian enables their user units for every user), and sway for a Wayland session.
+//! Written as files into the debootstrapped tree, no chroot.
+
+use anyhow::{Context, Result};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+/// Added to the image's package list.
+pub const PACKAGES: &[&str] = &[
+    "pipewire",
+    "pipewire-pulse",
+    "wireplumber",
+    "twm",
+    // twm draws its titles with the core X fonts and exits without them.
+    "xfonts-base",
+    "sway",
+    "x11-utils",
+];
+
+/// The desktop's scenarios, reported by testbed/fullstack/desktop.sh.
+pub const SCENARIOS: &[&str] = &["desktop_stays", "sound_released", "wayland_desktop_stays"];
+
+pub const USER: &str = "pc";
+const UID: u32 = 1000;
+
+/// The X session LightDM logs `pc` into; desktop.sh switches `autologin-session` to
+/// `pitcrew-sway` for the Wayland scenario.
+const X_SESSION: &str = "\
+[Desktop Entry]
+Name=twm (pitcrew test)
+Exec=/usr/bin/twm
+Type=Application
+";
+/// wlroots draws with pixman: the emulated cards have no 3D.
+const SWAY_SESSION: &str = "\
+[Desktop Entry]
+Name=sway with pixman (pitcrew test)
+Exec=env WLR_RENDERER=pixman WLR_NO_HARDWARE_CURSORS=1 sh -c \"exec /usr/bin/sway 2>/tmp/sway.log\"
+Type=Application
+";
+const LIGHTDM_CONF: &str = "\
+[Seat:*]
+autologin-user=pc
+autologin-user-timeout=0
+autologin-session=pitcrew-x
+";
+
+/// What the image's cache key must cover of this file.
+pub fn recipe() -> String {
+    format!(
+        "desktop-1\nuser={USER}:{UID}\n{X_SESSION}{SWAY_SESSION}{LIGHTDM_CONF}pipewire at login\n"
+    )
+}
+
+pub fn configure(rootfs: &Path) -> Result<()> {
+    let etc = rootfs.join("etc");
+    let append = |file: &str, line: String| -> Result<()> {
+        let path = etc.join(file);
+        let mut text = fs::read_to_string(&path).with_context(|| format!("reading {file}"))?;
+        if !text.lines().any(|l| l.starts_with(&format!("{USER}:"))) {
+            text.push_str(&line);
+            fs::write(&path, text).with_context(|| format!("writing {file}"))?;
+        }
+        Ok(())
+    };
+    append(
+        "passwd",
+        format!("{USER}:x:{UID}:{UID}:pitcrew test user:/home/{USER}:/bin/bash\n"),
+    )?;
+    append("shadow", format!("{USER}:*:19000:0:99999:7:::\n"))?;
+    append("group", format!("{USER}:x:{UID}:\n"))?;
+    let home = rootfs.join("home").join(USER);
+    fs::create_dir_all(&home)?;
+    std::os::unix::fs::chown(&home, Some(UID), Some(UID)).context("chown the user's home")?;
+    fs::set_permissions(&home, fs::Permissions::from_mode(0o755))?;
+
+    let xsessions = rootfs.join("usr/share/xsessions");
+    fs::create_dir_all(&xsessions)?;
+    fs::write(xsessions.join("pitcrew-x.desktop"), X_SESSION)?;
+    let wayland = rootfs.join("usr/share/wayland-sessions");
+    fs::create_dir_all(&wayland)?;
+    fs::write(wayland.join("pitcrew-sway.desktop"), SWAY_SESSION)?;
+    let conf = etc.join("lightdm/lightdm.conf.d");
+    fs::create_dir_all(&conf)?;
+    fs::write(conf.join("50-pitcrew-autologin.conf"), LIGHTDM_CONF)?;
+
+    // Debian socket-activates PipeWire: a full desktop's first client starts it at login, a
+    // bare twm session has none, so the user manager starts it (and WirePlumber, which its
+    // package wants by pipewire.service) as a desktop would.
+    for (unit, target) in [
+        ("pipewire.service", "default.target"),
+        ("pipewire-pulse.service", "default.target"),
+        ("wireplumber.service", "pipewire.service"),
+    ] {
+        let wants = etc.join(format!("systemd/user/{target}.wants"));
+        fs::create_dir_all(&wants)?;
+        let link = wants.join(unit);
+        if fs::symlink_metadata(&link).is_err() {
+            std::os::unix::fs::symlink(format!("/usr/lib/systemd/user/{unit}"), &link)
+                .with_context(|| format!("enabling {unit} for every user"))?;
+        }
+    }
+    Ok(())
+}
