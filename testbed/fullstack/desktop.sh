@@ -1,3 +1,6 @@
+# shellcheck shell=sh
+# `why` is read by run.sh's verdict.
+# shellcheck disable=SC2034
 # The desktop scenarios, sourced by run.sh after the display-manager path (its helpers: say,
 # need, wait_for, on, home, lent, journal, verdict). LightDM logs the user `pc` in automatically
 # (twm under Xorg, or sway); PipeWire, WirePlumber and pipewire-pulse run in the session.
@@ -5,16 +8,31 @@
 USER_NAME=pc
 AUTOLOGIN=/etc/lightdm/lightdm.conf.d/50-pitcrew-autologin.conf
 
-alsa_card() { ls -d "$PCI/$AUDIO"/sound/card* 2>/dev/null | head -n 1 | sed 's|.*/card||'; }
+alsa_card() {
+	for c in "$PCI/$AUDIO"/sound/card*; do
+		[ -e "$c" ] && echo "${c##*/card}" && return
+	done
+}
 sound_nodes() {
 	n=$(alsa_card)
-	[ -n "$n" ] && ls /dev/snd/controlC"$n" /dev/snd/pcmC"$n"D* 2>/dev/null
+	[ -n "$n" ] && echo /dev/snd/controlC"$n" /dev/snd/pcmC"$n"D*
 }
+# The card's nodes are several words on purpose.
+# shellcheck disable=SC2086
 sound_held() { nodes=$(sound_nodes) && [ -n "$nodes" ] && fuser -s $nodes; }
+# shellcheck disable=SC2086
 sound_held_by() { nodes=$(sound_nodes) && [ -n "$nodes" ] && fuser -v $nodes 2>&1 | awk 'NR>1 {print $NF}' | sort -u | tr '\n' ' '; }
 user_gone() { ! pgrep -u "$USER_NAME" >/dev/null; }
 running() { pgrep -u "$USER_NAME" -x "$1" >/dev/null; }
-card_held_by() { pid=$(pgrep -x "$1" | head -n 1) && [ -n "$pid" ] && ls -l /proc/"$pid"/fd 2>/dev/null | grep -q " $(readlink -f "$CARD")\$"; }
+card_held_by() {
+	pid=$(pgrep -x "$1" | head -n 1)
+	[ -n "$pid" ] || return 1
+	node=$(readlink -f "$CARD")
+	for fd in /proc/"$pid"/fd/*; do
+		[ "$(readlink "$fd")" = "$node" ] && return 0
+	done
+	return 1
+}
 # The PIDs that must survive a lend: the display manager, its display server, the session's
 # window manager or compositor, the sound server and its session manager.
 session_pids() {
@@ -41,8 +59,8 @@ fresh_session() {
 	systemctl stop "user@$(id -u "$USER_NAME").service" 2>/dev/null
 	need "the user's processes still run 30 s after logout" wait_for 30 user_gone || return 1
 	# Each scenario starts from no rules, so keep-off applies every part it is asked for.
-	[ -e /etc/udev/rules.d/73-pitcrew-keep-off.rules ] && "$HERE/pitcrew" keep-off --undo $GPU >/dev/null 2>&1
-	"$HERE/pitcrew" keep-off "$@" $GPU >/tmp/keepoff.out 2>&1 || {
+	[ -e /etc/udev/rules.d/73-pitcrew-keep-off.rules ] && "$HERE/pitcrew" keep-off --undo "$GPU" >/dev/null 2>&1
+	"$HERE/pitcrew" keep-off "$@" "$GPU" >/tmp/keepoff.out 2>&1 || {
 		why="pitcrew keep-off $* failed: $(tr '\n' ' ' </tmp/keepoff.out)"
 		return 1
 	}
