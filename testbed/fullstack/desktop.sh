@@ -3,7 +3,7 @@
 # shellcheck disable=SC2034
 # The desktop scenarios, sourced by run.sh after the display-manager path (its helpers: say,
 # need, wait_for, on, home, lent, journal, verdict). LightDM logs the user `pc` in automatically
-# (twm under Xorg, or sway); PipeWire, WirePlumber and pipewire-pulse run in the session.
+# (openbox under Xorg, or sway); PipeWire, WirePlumber and pipewire-pulse run in the session.
 # `pitcrew keep-off` keeps the session off the GPU 03.0; lending it must not touch the session.
 USER_NAME=pc
 AUTOLOGIN=/etc/lightdm/lightdm.conf.d/50-pitcrew-autologin.conf
@@ -106,7 +106,7 @@ lend_keeping_session() {
 }
 
 desktop_stays() {
-	SERVER=Xorg SHELL_PROC=twm
+	SERVER=Xorg SHELL_PROC=openbox
 	fresh_session pitcrew-x || return 1
 	need "keep-off did not apply the DRM rule at once" grep -q "from now on the desktop leaves it alone" /tmp/keepoff.out || return 1
 	need "keep-off did not apply the sound rule at once" grep -q "PipeWire and PulseAudio leave it alone" /tmp/keepoff.out || return 1
@@ -126,7 +126,7 @@ desktop_stays() {
 }
 
 sound_released() {
-	SERVER=Xorg SHELL_PROC=twm
+	SERVER=Xorg SHELL_PROC=openbox
 	fresh_session pitcrew-x --keep-sound || return 1
 	need "keep-off did not apply the DRM rule at once" grep -q "from now on the desktop leaves it alone" /tmp/keepoff.out || return 1
 	need "WirePlumber/PipeWire never opened ALSA card $(alsa_card) of 03.1 within 60 s" wait_for 60 sound_held || return 1
@@ -156,7 +156,7 @@ desktop_scenarios() {
 	sound_released
 	verdict sound_released $? "DRM kept off, sound not: WirePlumber's card released through the reservation, session and sound server PIDs kept, card taken back after destroy"
 	desktop_stays
-	verdict desktop_stays $? "keep-off before login: virsh start/destroy lent and returned 03.0+03.1; LightDM, Xorg, twm, PipeWire, WirePlumber kept their PIDs; Xorg never opened the card"
+	verdict desktop_stays $? "keep-off before login: virsh start/destroy lent and returned 03.0+03.1; LightDM, Xorg, openbox, PipeWire, WirePlumber kept their PIDs; Xorg never opened the card"
 	wayland_desktop_stays
 	verdict wayland_desktop_stays $? "sway (pixman) session kept through lend and return; sway never opened the card"
 }

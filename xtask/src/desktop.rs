@@ -1,5 +1,5 @@
 //! What the full-stack image has of a desktop: a user (`pc`, uid 1000) whom LightDM logs in
-//! automatically into a small X session (twm), PipeWire, WirePlumber and pipewire-pulse in that
+//! automatically into a small X session (openbox), PipeWire, WirePlumber and pipewire-pulse in that
 //! session (Debian enables their user units for every user), and sway for a Wayland session.
 //! Written as files into the debootstrapped tree, no chroot.
 
@@ -13,9 +13,7 @@ pub const PACKAGES: &[&str] = &[
     "pipewire",
     "pipewire-pulse",
     "wireplumber",
-    "twm",
-    // twm draws its titles with the core X fonts and exits without them.
-    "xfonts-base",
+    "openbox",
     "sway",
     "x11-utils",
 ];
@@ -30,16 +28,23 @@ const UID: u32 = 1000;
 /// `pitcrew-sway` for the Wayland scenario.
 const X_SESSION: &str = "\
 [Desktop Entry]
-Name=twm (pitcrew test)
-Exec=/usr/bin/twm
+Name=openbox (pitcrew test)
+Exec=/usr/bin/openbox
 Type=Application
 ";
-/// wlroots draws with pixman: the emulated cards have no 3D.
 const SWAY_SESSION: &str = "\
 [Desktop Entry]
 Name=sway with pixman (pitcrew test)
-Exec=env WLR_RENDERER=pixman WLR_NO_HARDWARE_CURSORS=1 sh -c \"exec /usr/bin/sway 2>/tmp/sway.log\"
+Exec=/usr/local/bin/pitcrew-sway
 Type=Application
+";
+/// Debian's LightDM runs every session through /etc/X11/Xsession, which would split a quoted
+/// command line: the environment goes in a script. wlroots draws with pixman (the emulated
+/// cards have no 3D); sway's own log is kept for a failure's reason.
+const SWAY_WRAPPER: &str = "\
+#!/bin/sh
+export WLR_RENDERER=pixman WLR_NO_HARDWARE_CURSORS=1
+exec /usr/bin/sway 2>/tmp/sway.log
 ";
 const LIGHTDM_CONF: &str = "\
 [Seat:*]
@@ -51,7 +56,7 @@ autologin-session=pitcrew-x
 /// What the image's cache key must cover of this file.
 pub fn recipe() -> String {
     format!(
-        "desktop-1\nuser={USER}:{UID}\n{X_SESSION}{SWAY_SESSION}{LIGHTDM_CONF}pipewire at login\n"
+        "desktop-1\nuser={USER}:{UID}\n{X_SESSION}{SWAY_SESSION}{SWAY_WRAPPER}{LIGHTDM_CONF}pipewire at login\n"
     )
 }
 
@@ -83,12 +88,16 @@ pub fn configure(rootfs: &Path) -> Result<()> {
     let wayland = rootfs.join("usr/share/wayland-sessions");
     fs::create_dir_all(&wayland)?;
     fs::write(wayland.join("pitcrew-sway.desktop"), SWAY_SESSION)?;
+    let wrapper = rootfs.join("usr/local/bin/pitcrew-sway");
+    fs::create_dir_all(wrapper.parent().unwrap())?;
+    fs::write(&wrapper, SWAY_WRAPPER)?;
+    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755))?;
     let conf = etc.join("lightdm/lightdm.conf.d");
     fs::create_dir_all(&conf)?;
     fs::write(conf.join("50-pitcrew-autologin.conf"), LIGHTDM_CONF)?;
 
     // Debian socket-activates PipeWire: a full desktop's first client starts it at login, a
-    // bare twm session has none, so the user manager starts it (and WirePlumber, which its
+    // bare openbox session has none, so the user manager starts it (and WirePlumber, which its
     // package wants by pipewire.service) as a desktop would.
     for (unit, target) in [
         ("pipewire.service", "default.target"),
