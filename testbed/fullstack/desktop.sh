@@ -117,9 +117,10 @@ desktop_stays() {
 	sound_held && { why="the sound card of 03.1 is open in $(sound_held_by)"; return 1; }
 	lend_keeping_session kept || return 1
 	card_held_by Xorg && { why="Xorg took $CARD when it came back"; return 1; }
-	if grep -q "$(readlink -f "$CARD")" /var/log/Xorg.0.log; then
-		grep -n "$(readlink -f "$CARD")\|drm device" /var/log/Xorg.0.log | head -n 8 | sed 's/^/  Xorg.0.log: /' >&9
-		why="Xorg.0.log names $(readlink -f "$CARD")"
+	# Xorg logs every GPU removal, seat or not; any other line naming the card means it used it.
+	if grep "$(readlink -f "$CARD")" /var/log/Xorg.0.log | grep -qv "removing GPU device"; then
+		grep -n "$(readlink -f "$CARD")" /var/log/Xorg.0.log | head -n 8 | sed 's/^/  Xorg.0.log: /' >&9
+		why="Xorg.0.log shows Xorg using $(readlink -f "$CARD")"
 		return 1
 	fi
 	need "the X session no longer answers" env DISPLAY=:0 XAUTHORITY=/var/run/lightdm/root/:0 xdpyinfo
