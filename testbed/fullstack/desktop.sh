@@ -153,11 +153,21 @@ wayland_desktop_stays() {
 	need "sway is gone after the return" running sway || { session_log; return 1; }
 }
 
+# A scenario that failed mid-lend leaves gpu-vm running: give the card back before the next.
+settle() {
+	domstate_is gpu-vm "shut off" && return
+	virsh destroy gpu-vm >/dev/null 2>&1
+	wait_for 60 home
+}
+
 desktop_scenarios() {
+	settle
 	sound_released
 	verdict sound_released $? "DRM kept off, sound not: WirePlumber's card released through the reservation, session and sound server PIDs kept, card taken back after destroy"
+	settle
 	desktop_stays
 	verdict desktop_stays $? "keep-off before login: virsh start/destroy lent and returned 03.0+03.1; LightDM, Xorg, openbox, PipeWire, WirePlumber kept their PIDs; Xorg never opened the card"
+	settle
 	wayland_desktop_stays
 	verdict wayland_desktop_stays $? "sway (pixman) session kept through lend and return; sway never opened the card"
 }
