@@ -216,6 +216,8 @@ pub(super) fn end_process(
     // The pidfd pins the process; checking its fds after opening it makes sure it is still the
     // holder we planned for and not a new process that reused the pid.
     if holders::held_nodes(host, pid).is_disjoint(nodes) {
+        // A sound server that released the card through its reservation lands here.
+        tracing::info!("process {pid} ({comm}) let go of the card by itself: nothing to end");
         return Ok(());
     }
     process
