@@ -14,15 +14,16 @@ pub mod modules;
 pub mod nodes;
 pub mod pci;
 pub mod sound;
+mod staged;
 pub mod udev;
 pub mod units;
 
 pub use effects::{
-    write_here, CmdOutput, Effects, Process, RealEffects, Signal, StagedEffects, StuckWrite,
-    WRITE_HELPER,
+    write_here, CmdOutput, Effects, Process, RealEffects, Signal, StuckWrite, WRITE_HELPER,
 };
 
 use crate::untrusted;
+use staged::StagedEffects;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
