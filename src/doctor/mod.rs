@@ -61,11 +61,7 @@ impl Check {
         finding: impl Into<String>,
         fix: impl Into<String>,
     ) -> Check {
-        Check {
-            level: Level::Warn,
-            fix: Some(fix.into()),
-            ..Check::ok(name, finding)
-        }
+        Check::with_fix(Level::Warn, name, finding, fix)
     }
 
     /// A check that fails, and how to fix it.
@@ -74,8 +70,17 @@ impl Check {
         finding: impl Into<String>,
         fix: impl Into<String>,
     ) -> Check {
+        Check::with_fix(Level::Fail, name, finding, fix)
+    }
+
+    fn with_fix(
+        level: Level,
+        name: impl Into<String>,
+        finding: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Check {
         Check {
-            level: Level::Fail,
+            level,
             fix: Some(fix.into()),
             ..Check::ok(name, finding)
         }
