@@ -172,6 +172,8 @@ doctor_verdict() {
 
 # shellcheck source=testbed/fullstack/desktop.sh disable=SC1091
 . "$HERE/desktop.sh"
+# shellcheck source=testbed/fullstack/stuck.sh disable=SC1091
+. "$HERE/stuck.sh"
 
 say "full stack: $(sed -n 's/^PRETTY_NAME="\(.*\)"$/\1/p' /etc/os-release), $(uname -r), $(virsh --version 2>&1 | head -n 1 | sed 's/^/libvirt /'), $(drivers)"
 if setup; then
@@ -182,8 +184,12 @@ if setup; then
 	failed_start_rolls_back
 	verdict libvirt_failed_start_rolls_back $? "virsh start failed with pitcrew's line; card on bochs-drm, lightdm active"
 	desktop_scenarios
+	# Last: it logs the desktop out and leaves a write helper behind until its holder goes.
+	stuck_write_unit
+	verdict stuck_write_unit $? "${stuck_summary:-}"
+	stuck_write_cleanup
 else
-	for s in doctor libvirt_lend_and_return libvirt_failed_start_rolls_back desktop_stays sound_released wayland_desktop_stays; do
+	for s in doctor libvirt_lend_and_return libvirt_failed_start_rolls_back desktop_stays sound_released wayland_desktop_stays stuck_write_unit; do
 		say "RESULT $s FAIL setup: $why"
 	done
 fi

@@ -70,6 +70,7 @@ const SCENARIOS: &[&str] = &[
     "doctor",
     "libvirt_lend_and_return",
     "libvirt_failed_start_rolls_back",
+    "stuck_write_unit",
 ];
 
 /// Builds (or reuses) the suite's image, boots it with a fresh pitcrew and returns the scenarios'
