@@ -3,6 +3,7 @@
 use pitcrew::{hook, HookArgs, Reply};
 use pitcrew_sim::{domain_xml, FakeRunner, TestHost, HOOK_OPS};
 use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 fn args(domain: &str, op: &str, subop: &str) -> HookArgs {
@@ -187,6 +188,68 @@ fn unit_failure_fails_the_start_with_one_line() {
     assert_eq!(
         t.runner.calls.lock().unwrap()[0].1,
         Duration::from_secs(40) + pitcrew::HOOK_MARGIN
+    );
+}
+
+/// A failing unit as the detach leaves it: its one-line reason in /run/pitcrew/vm, root-only.
+fn failing_unit_says(t: &TestHost, reason: String) {
+    let dir = t.path("/run/pitcrew/vm");
+    *t.runner.on_start.lock().unwrap() = Some(Box::new(move || {
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("win11.failed");
+        std::fs::write(&file, &reason).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }));
+}
+
+#[test]
+fn the_units_reason_reaches_the_error_of_the_start() {
+    let t = TestHost::with_runner(FakeRunner {
+        fail: true,
+        ..Default::default()
+    });
+    t.config("[vm.win11]\ndevices = [\"01:00.0\"]\n");
+    let reason = "step 3 of 6 (unbind 0000:01:00.1 from snd_hda_intel) failed: the kernel did not return within 5s";
+    failing_unit_says(&t, reason.to_string());
+    let message = run(&t, &args("win11", "prepare", "begin"), None)
+        .message
+        .unwrap();
+    assert_eq!(
+        message,
+        format!(
+            "pitcrew: pitcrew@win11.service failed: the GPU stays with the host and VM 'win11' is \
+             not started (see `journalctl -u pitcrew@win11.service`): {reason}"
+        )
+    );
+    // The next start that fails before pitcrew runs shows no reason of this one.
+    *t.runner.on_start.lock().unwrap() = None;
+    let message = run(&t, &args("win11", "prepare", "begin"), None)
+        .message
+        .unwrap();
+    assert!(!message.contains(reason), "{message}");
+    assert!(
+        message.ends_with("; see `journalctl -u pitcrew@win11.service`"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_long_reason_keeps_the_journal_hint_and_one_line() {
+    let t = TestHost::with_runner(FakeRunner {
+        fail: true,
+        ..Default::default()
+    });
+    t.config("[vm.win11]\ndevices = [\"01:00.0\"]\n");
+    // As long as the unit ever leaves (it cuts at 4096 bytes), far more than the hook may say.
+    failing_unit_says(&t, format!("first line\nsecond line {}", "x".repeat(4000)));
+    let message = run(&t, &args("win11", "prepare", "begin"), None)
+        .message
+        .unwrap();
+    assert!(!message.contains('\n'), "{message}");
+    assert!(message.len() <= pitcrew::MAX_MESSAGE, "{}", message.len());
+    assert!(
+        message.contains("(see `journalctl -u pitcrew@win11.service`): first line\\nsecond line"),
+        "{message}"
     );
 }
 

@@ -6,7 +6,7 @@ use super::print_out;
 use crate::config::{self, Config};
 use crate::error::{Error, Failed, Input};
 use crate::handover::{self, Request};
-use crate::hook::request;
+use crate::hook::{outcome, request};
 use crate::host::Host;
 use crate::plan::Direction;
 use crate::vm::VmName;
@@ -15,6 +15,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub(super) fn run(host: &Host, direction: Direction, args: HandoverArgs) -> Result<(), Error> {
+    // The unit's detach tells the hook waiting on it why it failed (see hook::outcome).
+    let starting = match &args.vm {
+        Some(name) if direction == Direction::Detach && !args.dry_run && !host.is_staged() => {
+            VmName::parse(name).ok()
+        }
+        _ => None,
+    };
+    let result = handover(host, direction, args);
+    if let (Err(e), Some(vm)) = (&result, starting) {
+        if let Err(not_left) = outcome::record(host, &vm, &e.to_string()) {
+            tracing::warn!("the hook will show no reason for VM '{vm}': {not_left}");
+        }
+    }
+    result
+}
+
+fn handover(host: &Host, direction: Direction, args: HandoverArgs) -> Result<(), Error> {
     if host.is_staged() && !args.dry_run {
         return Err(Input::StagedRoot(host.root().to_path_buf()).into());
     }

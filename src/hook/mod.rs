@@ -5,6 +5,7 @@
 //! and `restore` libvirt would take stdout as replacement XML) and only waits, boundedly, for
 //! the `pitcrew@<vm>.service` unit that does the actual work under systemd.
 
+pub mod outcome;
 pub mod request;
 
 use crate::config::{Config, HOOK_MARGIN};
@@ -188,13 +189,20 @@ fn detach(host: &Host, vm: &VmName, wait: Duration) -> Reply {
     } else {
         format!("see `journalctl -u {unit}`")
     };
+    outcome::clear(host, vm);
     match effects.run("systemctl", &["start", "--", &unit], wait) {
         Ok(out) if out.success => Reply::ok(),
         // A staged root: say what was not run (the tree is not this machine).
         Err(e) if e.kind() == std::io::ErrorKind::Unsupported => Reply::note(e.to_string()),
-        Ok(_) => Reply::fail(format!(
-            "{unit} failed: the GPU stays with the host and VM '{vm}' is not started; {see}"
-        )),
+        // The journal hint comes before the reason: a long reason is what the cut shortens.
+        Ok(_) => Reply::fail(match outcome::read(host, vm) {
+            Some(reason) => format!(
+                "{unit} failed: the GPU stays with the host and VM '{vm}' is not started ({see}): {reason}"
+            ),
+            None => format!(
+                "{unit} failed: the GPU stays with the host and VM '{vm}' is not started; {see}"
+            ),
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
             let _ = effects.run(
                 "systemctl",

@@ -11,7 +11,7 @@ use crate::vm::{NameError, VmName};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-const REQUEST_DIR: &str = "/run/pitcrew/vm";
+pub(super) const REQUEST_DIR: &str = "/run/pitcrew/vm";
 
 pub use crate::runfile::RunFileError as RequestError;
 

@@ -153,6 +153,7 @@ failed_start_rolls_back() {
 	journal "$BAD_UNIT"
 	[ $rc != 0 ] || { why="virsh start succeeded"; return 1; }
 	need "virsh's error has no pitcrew line" grep -q 'pitcrew: ' /tmp/bad.out || return 1
+	need "virsh's error does not say why ($BRIDGE)" grep -q "journalctl -u .*): .*$BRIDGE" /tmp/bad.out || return 1
 	need "domain gpu-vm-bad is running" domstate_is gpu-vm-bad "shut off" || return 1
 	need "the card left bochs-drm / snd_hda_intel" home || return 1
 	need "lightdm not active" wait_for 60 unit_is lightdm.service active || {

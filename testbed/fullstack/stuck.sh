@@ -57,7 +57,10 @@ stuck_write_unit() {
 	# Step timeout, rollback and systemd's bookkeeping take a few seconds under TCG; the hook's
 	# own bound (unit_timeout + 15 s) is 135 s.
 	[ $ms -lt $((STUCK_STEP_S * 1000 + 20000)) ] || { why="virsh start took $ms ms with a ${STUCK_STEP_S} s step timeout"; return 1; }
+	# The hook's line carries the reason the unit left: the step, and that the kernel kept it.
 	need "virsh's error lacks the hook's 'failed: the GPU stays with the host'" grep -q "pitcrew: .*failed: the GPU stays with the host" /tmp/stuck.out || return 1
+	need "virsh's error lacks pitcrew's reason (unbind ... did not return within ${STUCK_STEP_S}s)" \
+		grep -q "unbind it from snd_hda_intel) failed: .*did not return within ${STUCK_STEP_S}s" /tmp/stuck.out || return 1
 	need "$UNIT is $(systemctl is-active "$UNIT"), not failed" unit_is "$UNIT" failed || return 1
 	result=$(systemctl show -p Result --value "$UNIT")
 	[ "$result" = exit-code ] || { why="$UNIT failed with Result=$result, not exit-code (pitcrew's own exit)"; return 1; }
@@ -81,7 +84,7 @@ stuck_write_unit() {
 		return 1
 	}
 	need "03.0/03.1 not back on bochs-drm/snd_hda_intel after the reattach" wait_for 30 home || return 1
-	stuck_summary="virsh start failed after $ms ms (step timeout ${STUCK_STEP_S} s) with the hook's line; $UNIT failed (exit-code) while the helper waited in $wchan inside its cgroup; 03.0 rolled back; audio back after the holder left"
+	stuck_summary="virsh start failed after $ms ms (step timeout ${STUCK_STEP_S} s) naming the stuck unbind; $UNIT failed (exit-code) while the helper waited in $wchan inside its cgroup; 03.0 rolled back; audio back after the holder left"
 }
 
 stuck_write_cleanup() {

@@ -9,12 +9,17 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// What a `systemctl start` does besides answering: the unit's side effects, such as the
+/// reason a failing detach leaves for the hook.
+pub type OnStart = Box<dyn FnMut() + Send>;
+
 /// Records every command; answers with `result` (Err(TimedOut) when `time_out`).
 #[derive(Default)]
 pub struct FakeRunner {
     pub calls: Mutex<Vec<(String, Duration)>>,
     pub fail: bool,
     pub time_out: bool,
+    pub on_start: Mutex<Option<OnStart>>,
 }
 
 impl FakeRunner {
@@ -35,6 +40,11 @@ impl Effects for FakeRunner {
     fn run(&self, program: &str, args: &[&str], timeout: Duration) -> io::Result<CmdOutput> {
         let line = format!("{program} {}", args.join(" "));
         self.calls.lock().unwrap().push((line, timeout));
+        if args.first() == Some(&"start") {
+            if let Some(unit_runs) = self.on_start.lock().unwrap().as_mut() {
+                unit_runs();
+            }
+        }
         if self.time_out && args.first() == Some(&"start") {
             return Err(io::Error::new(io::ErrorKind::TimedOut, "timed out"));
         }
