@@ -1,6 +1,7 @@
 //! Processes that hold device nodes of GPUs and their companions open, found by walking
-//! /proc/*/fd.
+//! /proc/*/fd and naming each open device by its number (src/host/devname.rs).
 
+use super::devname::DevNames;
 use super::Host;
 use crate::untrusted::{self, Last};
 use serde::Serialize;
@@ -28,12 +29,13 @@ pub fn scan(host: &Host) -> io::Result<Vec<Holder>> {
 /// Every process holding a node `wanted` accepts (a host path such as /dev/snd/controlC1).
 pub fn scan_for(host: &Host, wanted: impl Fn(&str) -> bool) -> io::Result<Vec<Holder>> {
     let mut holders = Vec::new();
+    let names = DevNames::default();
     for entry in std::fs::read_dir(host.path("/proc"))? {
         let Ok(entry) = entry else { continue };
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
             continue;
         };
-        let nodes = open_nodes(host, pid, &wanted);
+        let nodes = open_nodes(host, &names, pid, &wanted);
         if nodes.is_empty() {
             continue;
         }
@@ -51,18 +53,23 @@ pub fn scan_for(host: &Host, wanted: impl Fn(&str) -> bool) -> io::Result<Vec<Ho
 
 /// The tracked nodes a process holds right now (empty when it is gone).
 pub fn held_nodes(host: &Host, pid: u32) -> BTreeSet<String> {
-    open_nodes(host, pid, super::nodes::is_tracked)
+    open_nodes(host, &DevNames::default(), pid, super::nodes::is_tracked)
 }
 
-/// The nodes `wanted` accepts that a process holds right now.
-pub fn open_nodes(host: &Host, pid: u32, wanted: impl Fn(&str) -> bool) -> BTreeSet<String> {
+/// The nodes `wanted` accepts that a process holds right now, by the kernel's names for them
+/// (see [`DevNames`]), not by the paths the process opened.
+fn open_nodes(
+    host: &Host,
+    names: &DevNames,
+    pid: u32,
+    wanted: impl Fn(&str) -> bool,
+) -> BTreeSet<String> {
     let Ok(fds) = std::fs::read_dir(host.path(format!("/proc/{pid}/fd"))) else {
         return BTreeSet::new();
     };
     fds.flatten()
-        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
-        .map(|target| target.to_string_lossy().into_owned())
-        .filter(|target| wanted(target))
+        .filter_map(|fd| names.of_fd(host, &fd.path()))
+        .filter(|node| wanted(node))
         .collect()
 }
 

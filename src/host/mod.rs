@@ -5,6 +5,7 @@
 //! machine goes through [`Effects`], which tests replace with a simulated kernel.
 
 pub mod console;
+mod devname;
 mod effects;
 pub mod holders;
 pub mod inhibit;
