@@ -200,3 +200,80 @@ fn a_vm_that_starts_between_the_plan_and_the_unbind_fails_the_reattach_and_is_le
         Some("vfio-pci")
     );
 }
+
+/// logind holding the session's cards for gnome-shell (TakeDevice), as on every Wayland desktop.
+fn logind_for_gnome_shell(sim: &pitcrew_sim::SimHost) -> u32 {
+    let logind = sim.spawn(
+        &unit_cgroup("systemd-logind.service"),
+        ProcessTemplate::new("systemd-logind")
+            .holds("/dev/dri/card0")
+            .holds("/dev/dri/card1"),
+    );
+    sim.brokers_for(logind, 2100);
+    logind
+}
+
+#[test]
+fn logind_is_waited_for_after_the_compositor_and_never_signalled() {
+    let sim = fixtures::amd_with_audio();
+    let logind = logind_for_gnome_shell(&sim);
+    let plan = detach(&sim, &["03:00.0"]).unwrap().plan.to_string();
+    let end_shell = plan
+        .find("end process 2100 (gnome-shell) holding /dev/dri/card1")
+        .unwrap_or_else(|| panic!("gnome-shell is not ended in\n{plan}"));
+    let wait = format!(
+        "wait for systemd-logind ({logind}) to close /dev/dri/card1, which it holds for a login session"
+    );
+    let wait_at = plan
+        .find(&wait)
+        .unwrap_or_else(|| panic!("{wait:?} missing from\n{plan}"));
+    assert!(end_shell < wait_at, "logind is waited for first in\n{plan}");
+    assert!(!plan.contains(&format!("end process {logind} ")), "{plan}");
+    assert!(signals_to(&sim, logind).is_empty());
+    assert!(sim.process_alive(logind));
+    // gnome-shell's end took its session's devices with it, the iGPU's too.
+    assert!(sim.process_fds(logind).is_empty());
+    assert_eq!(sim.driver("0000:03:00.0").as_deref(), Some("vfio-pci"));
+}
+
+#[test]
+fn a_session_that_keeps_the_card_fails_the_detach_and_logind_is_left_alone() {
+    let sim = fixtures::amd_with_audio();
+    // A session the display manager does not own (a compositor started from a text console)
+    // whose compositor pitcrew cannot see: logind keeps its card open.
+    let logind = sim.spawn(
+        &unit_cgroup("systemd-logind.service"),
+        ProcessTemplate::new("systemd-logind").holds("/dev/dri/card1"),
+    );
+    let err = detach(&sim, &["03:00.0"]).unwrap_err().to_string();
+    assert!(
+        err.contains(&format!(
+            "systemd-logind (pid {logind}) still holds /dev/dri/card1 for a login session after 2s"
+        )) && err.contains("loginctl list-sessions")
+            && err.contains("pitcrew keep-off"),
+        "{err}"
+    );
+    assert!(signals_to(&sim, logind).is_empty());
+    assert!(sim.process_alive(logind));
+    assert_eq!(sim.driver("0000:03:00.0").as_deref(), Some("amdgpu"));
+    assert!(
+        sim.unit_active("gdm"),
+        "the display manager was not brought back"
+    );
+}
+
+#[test]
+fn logind_opening_the_card_after_the_plan_is_waited_for_not_ended() {
+    let sim = fixtures::radeon_beside_the_desktop();
+    sim.spawn_on_write(
+        "/sys/bus/pci/devices/0000:03:00.1/driver_override",
+        &unit_cgroup("systemd-logind.service"),
+        ProcessTemplate::new("systemd-logind").holds("/dev/dri/card1"),
+    );
+    let err = detach(&sim, &["03:00.0"]).unwrap_err().to_string();
+    assert!(err.contains("for a login session"), "{err}");
+    let logind = sim.pids_of("systemd-logind");
+    assert_eq!(logind.len(), 1, "{logind:?}");
+    assert!(signals_to(&sim, logind[0]).is_empty());
+    assert_eq!(sim.driver("0000:03:00.0").as_deref(), Some("amdgpu"));
+}

@@ -73,6 +73,22 @@ pub enum StepError {
         /// How long it had.
         grace: Duration,
     },
+    /// A broker still holds the card for a login session.
+    #[error(
+        "{comm} (pid {pid}) still holds {nodes} for a login session after {waited:?}: a session \
+         on this card is still running. Log it out (`loginctl list-sessions`), or keep the \
+         desktop off the card with `pitcrew keep-off`; pitcrew never signals {comm}"
+    )]
+    SessionHolds {
+        /// The broker's pid.
+        pid: u32,
+        /// The broker's name.
+        comm: String,
+        /// The nodes it holds.
+        nodes: String,
+        /// How long pitcrew waited.
+        waited: Duration,
+    },
     /// /proc/modules could not be read.
     #[error("cannot read /proc/modules: {0}")]
     Modules(#[source] std::io::Error),

@@ -2,7 +2,7 @@
 //! and a write the kernel still does not return from is reported and never repeated.
 
 use super::error::StepError;
-use super::perform::end_process;
+use super::perform::{await_release, end_process};
 use crate::bdf::Bdf;
 use crate::host::holders::{self, Holder};
 use crate::host::{nodes, pci, Host};
@@ -25,7 +25,7 @@ pub fn function_nodes(host: &Host, bdf: Bdf) -> BTreeSet<String> {
 
 /// Checks again, right before a write that waits for open files, that nothing holds `nodes`:
 /// a holder that appeared since the plan (a sound server restarting, a browser probing GPUs)
-/// is ended under the same TERM -> KILL policy. A VM holding a /dev/vfio node is not ended:
+/// is ended under the same TERM -> KILL policy, and logind or seatd is waited for. A VM holding a /dev/vfio node is not ended:
 /// the step fails, naming it.
 pub fn clear_new_holders(
     host: &Host,
@@ -44,13 +44,17 @@ pub fn clear_new_holders(
                 what: what.to_string(),
             });
         }
-        tracing::warn!("{holder} opened {what} since the plan: ending it");
-        end_process(host, holder.pid, &holder.comm, &holder.nodes, policy).map_err(|e| {
-            StepError::LateHolder {
-                holder: holder.to_string(),
-                what: what.to_string(),
-                source: Box::new(e),
-            }
+        let outcome = if holder.is_broker() {
+            tracing::warn!("{holder} opened {what} since the plan: waiting for it to close it");
+            await_release(host, holder.pid, &holder.comm, &holder.nodes, policy)
+        } else {
+            tracing::warn!("{holder} opened {what} since the plan: ending it");
+            end_process(host, holder.pid, &holder.comm, &holder.nodes, policy)
+        };
+        outcome.map_err(|e| StepError::LateHolder {
+            holder: holder.to_string(),
+            what: what.to_string(),
+            source: Box::new(e),
         })?;
     }
     Ok(())

@@ -20,6 +20,7 @@ pub fn perform(host: &Host, step: &Step, policy: &Policy) -> Result<(), StepErro
         Step::StopUnit { unit, .. } => systemctl(host, "stop", unit, policy),
         Step::StartUnit { unit } => systemctl(host, "start", unit, policy),
         Step::EndProcess { pid, comm, nodes } => end_process(host, *pid, comm, nodes, policy),
+        Step::AwaitRelease { pid, comm, nodes } => await_release(host, *pid, comm, nodes, policy),
         Step::ReleaseSound { bdf, card, .. } => {
             crate::reserve::release(host, *bdf, *card, policy);
             Ok(())
@@ -248,6 +249,36 @@ pub(super) fn end_process(
             grace: KILL_GRACE,
         })
     }
+}
+
+/// Waits for a broker (logind, seatd) to close `nodes`. It closes a session's devices when the
+/// session's compositor releases them or goes, so this never signals anything: a session still
+/// using the card past the step timeout fails the step, naming what to do.
+pub(super) fn await_release(
+    host: &Host,
+    pid: u32,
+    comm: &str,
+    nodes: &BTreeSet<String>,
+    policy: &Policy,
+) -> Result<(), StepError> {
+    let what = format!("{comm} ({pid}) closing {}", join(nodes));
+    crate::wait::until(&what, policy.step_timeout, || {
+        holders::held_nodes(host, pid).is_disjoint(nodes)
+    })
+    .map_err(|_| StepError::SessionHolds {
+        pid,
+        comm: comm.to_string(),
+        nodes: join(nodes),
+        waited: policy.step_timeout,
+    })
+}
+
+fn join(nodes: &BTreeSet<String>) -> String {
+    nodes
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn loaded(host: &Host, module: &str) -> Result<bool, StepError> {

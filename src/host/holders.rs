@@ -104,7 +104,23 @@ fn unit_of(host: &Host, pid: u32) -> Option<String> {
         .map(str::to_string)
 }
 
+/// Processes that hold devices for others: logind (and elogind, seatd) open a login session's
+/// DRM and input devices and hand them to its compositor (TakeDevice), keeping a copy that they
+/// close when the session lets go. Ending one would take every session's devices with it.
+const BROKERS: &[&str] = &["systemd-logind", "elogind-daemon", "seatd"];
+const BROKER_UNITS: &[&str] = &["systemd-logind.service", "elogind.service", "seatd.service"];
+
 impl Holder {
+    /// Whether it holds its nodes for a login session rather than for itself: it is waited
+    /// for, never signalled.
+    pub fn is_broker(&self) -> bool {
+        BROKERS.contains(&self.comm.as_str())
+            || self
+                .unit
+                .as_deref()
+                .is_some_and(|u| BROKER_UNITS.contains(&u))
+    }
+
     /// The same process, reduced to the nodes among `nodes`; None when it holds none of them.
     pub fn of(&self, nodes: &BTreeSet<String>) -> Option<Holder> {
         let mine: BTreeSet<String> = self.nodes.intersection(nodes).cloned().collect();

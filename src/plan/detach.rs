@@ -118,15 +118,25 @@ pub(super) fn steps(
             _ => None,
         })
         .collect();
-    for holder in holders {
-        // Stopping its unit ends it, and the unit comes back by the same path it left.
-        if !holder.unit.as_ref().is_some_and(|u| stopping.contains(u)) {
-            steps.push(Step::EndProcess {
-                pid: holder.pid,
-                comm: holder.comm.clone(),
-                nodes: holder.nodes.intersection(&nodes).cloned().collect(),
-            });
-        }
+    // Stopping its unit ends a holder, and the unit comes back by the same path it left.
+    let (brokers, others): (Vec<&Holder>, Vec<&Holder>) = holders
+        .into_iter()
+        .filter(|h| !h.unit.as_ref().is_some_and(|u| stopping.contains(u)))
+        .partition(|h| h.is_broker());
+    for holder in others {
+        steps.push(Step::EndProcess {
+            pid: holder.pid,
+            comm: holder.comm.clone(),
+            nodes: holder.nodes.intersection(&nodes).cloned().collect(),
+        });
+    }
+    // After the sessions' compositors have gone: that is when logind lets go of their devices.
+    for broker in brokers {
+        steps.push(Step::AwaitRelease {
+            pid: broker.pid,
+            comm: broker.comm.clone(),
+            nodes: broker.nodes.intersection(&nodes).cloned().collect(),
+        });
     }
     steps.extend(console::release(s, &moving.iter().copied().collect()));
     for bdf in &moving {

@@ -41,6 +41,16 @@ pub enum Step {
         /// The card's nodes it holds.
         nodes: BTreeSet<String>,
     },
+    /// Wait, within the step timeout, for a process that holds the card for a login session
+    /// (logind, seatd) to close it, which it does once the session's compositor lets go.
+    AwaitRelease {
+        /// The broker.
+        pid: u32,
+        /// Its name.
+        comm: String,
+        /// The card's nodes it holds.
+        nodes: BTreeSet<String>,
+    },
     /// Unload a module (modprobe -r).
     UnloadModule {
         /// The module.
@@ -139,6 +149,15 @@ impl fmt::Display for Step {
                 write!(
                     f,
                     "end process {pid} ({comm}) holding {}: TERM, then KILL after the deadline",
+                    nodes.join(", ")
+                )
+            }
+            Step::AwaitRelease { pid, comm, nodes } => {
+                let nodes: Vec<&str> = nodes.iter().map(String::as_str).collect();
+                write!(
+                    f,
+                    "wait for {comm} ({pid}) to close {}, which it holds for a login session \
+                     (it is never signalled)",
                     nodes.join(", ")
                 )
             }
@@ -270,6 +289,7 @@ impl Step {
             // the Release or LeaveVfio that came before them.
             // A released reservation goes back by itself when pitcrew's helper lets go of it.
             Step::EndProcess { .. }
+            | Step::AwaitRelease { .. }
             | Step::ReleaseSound { .. }
             | Step::BindVfio { .. }
             | Step::Restore { .. } => vec![],

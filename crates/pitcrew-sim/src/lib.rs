@@ -342,6 +342,12 @@ impl SimHost {
         self.shared.lock().waits_in.get(path).copied()
     }
 
+    /// `broker` holds what it holds on behalf of `client` and closes those nodes when `client`
+    /// ends, as logind does with the devices a compositor took through TakeDevice.
+    pub fn brokers_for(&self, broker: u32, client: u32) {
+        self.shared.lock().model.brokered.push((broker, client));
+    }
+
     /// Ends a process on its own, as if it exited; waiters in `wait_exit` wake up.
     pub fn exit_process(&self, pid: u32) {
         let mut state = self.shared.lock();

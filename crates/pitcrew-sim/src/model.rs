@@ -56,6 +56,9 @@ pub(crate) struct Model {
     pub boot_time: u64,
     pub firmware_fb: Option<FirmwareFb>,
     pub consoles: Consoles,
+    /// (broker, client): the broker (logind) holds copies of the client's (a compositor's)
+    /// nodes and closes them when the client ends.
+    pub brokered: Vec<(u32, u32)>,
     next_pid: u32,
     next_seq: u64,
 }
@@ -78,6 +81,7 @@ impl Model {
             boot_time: now_secs().saturating_sub(3600),
             firmware_fb: b.firmware_fb.map(FirmwareFb::new),
             consoles: Consoles::new(b.fbcon),
+            brokered: Vec::new(),
             next_pid: 4000,
             next_seq: 0,
         };
@@ -391,8 +395,21 @@ impl Model {
     }
 
     pub fn end_process(&mut self, pid: u32) {
-        if let Some(p) = self.processes.get_mut(&pid) {
-            p.alive = false;
+        let Some(p) = self.processes.get_mut(&pid) else {
+            return;
+        };
+        p.alive = false;
+        let held: Vec<String> = p.fds.iter().map(|f| f.target.clone()).collect();
+        let brokers: Vec<u32> = self
+            .brokered
+            .iter()
+            .filter(|(_, client)| *client == pid)
+            .map(|(broker, _)| *broker)
+            .collect();
+        for broker in brokers {
+            if let Some(b) = self.processes.get_mut(&broker) {
+                b.fds.retain(|f| !held.contains(&f.target));
+            }
         }
     }
 

@@ -318,7 +318,18 @@ fn render_process(t: &Tree, p: &Proc) -> io::Result<()> {
         return t.remove(&dir);
     }
     if t.exists(&dir) {
-        return Ok(()); // a process's identity and fds never change
+        // Its identity never changes, and its fds only close (a broker letting go of a
+        // session's devices): drop the links of those.
+        for n in t.entries(&format!("{dir}/fd")) {
+            let link = format!("{dir}/fd/{n}");
+            let target = fs::read_link(t.at(&link))?;
+            let open = n.parse::<usize>().is_ok_and(|n| n < 3)
+                || p.fds.iter().any(|f| Path::new(&f.target) == target);
+            if !open {
+                t.remove(&link)?;
+            }
+        }
+        return Ok(());
     }
     // Built whole, so a scan of /proc never meets a process without its fds.
     t.dir_atomically(&dir, |staged: &Path| {
