@@ -25,8 +25,8 @@ pub fn function_nodes(host: &Host, bdf: Bdf) -> BTreeSet<String> {
 
 /// Checks again, right before a write that waits for open files, that nothing holds `nodes`:
 /// a holder that appeared since the plan (a sound server restarting, a browser probing GPUs)
-/// is ended under the same TERM -> KILL policy, and logind or seatd is waited for. A VM holding a /dev/vfio node is not ended:
-/// the step fails, naming it.
+/// is ended under the same TERM -> KILL policy; logind or seatd is waited for instead. A VM
+/// holding a /dev/vfio node is not ended: the step fails, naming it.
 pub fn clear_new_holders(
     host: &Host,
     what: &str,

@@ -45,7 +45,7 @@ impl DevNames {
 }
 
 /// `/dev/<DEVNAME>` of character device `major:minor`, from its sysfs uevent.
-pub fn devname(host: &Host, major: u32, minor: u32) -> Option<String> {
+fn devname(host: &Host, major: u32, minor: u32) -> Option<String> {
     let uevent = host
         .read(format!("/sys/dev/char/{major}:{minor}/uevent"))
         .ok()?;
