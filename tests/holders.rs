@@ -201,8 +201,15 @@ fn a_vm_that_starts_between_the_plan_and_the_unbind_fails_the_reattach_and_is_le
     );
 }
 
-/// logind holding the session's cards for gnome-shell (TakeDevice), as on every Wayland desktop.
-fn logind_for_gnome_shell(sim: &pitcrew_sim::SimHost) -> u32 {
+/// logind holding the session's cards for gnome-shell (TakeDevice), as on every Wayland desktop,
+/// and a service manager keeping logind's copies in its file descriptor store.
+fn logind_for_gnome_shell(sim: &pitcrew_sim::SimHost) -> (u32, u32) {
+    let manager = sim.spawn(
+        &unit_cgroup("user@1000.service"),
+        ProcessTemplate::new("systemd")
+            .holds("/dev/dri/card0")
+            .holds("/dev/dri/card1"),
+    );
     let logind = sim.spawn(
         &unit_cgroup("systemd-logind.service"),
         ProcessTemplate::new("systemd-logind")
@@ -210,13 +217,14 @@ fn logind_for_gnome_shell(sim: &pitcrew_sim::SimHost) -> u32 {
             .holds("/dev/dri/card1"),
     );
     sim.brokers_for(logind, 2100);
-    logind
+    sim.brokers_for(manager, logind);
+    (logind, manager)
 }
 
 #[test]
 fn logind_is_waited_for_after_the_compositor_and_never_signalled() {
     let sim = fixtures::amd_with_audio();
-    let logind = logind_for_gnome_shell(&sim);
+    let (logind, manager) = logind_for_gnome_shell(&sim);
     let plan = detach(&sim, &["03:00.0"]).unwrap().plan.to_string();
     let end_shell = plan
         .find("end process 2100 (gnome-shell) holding /dev/dri/card1")
@@ -228,11 +236,22 @@ fn logind_is_waited_for_after_the_compositor_and_never_signalled() {
         .find(&wait)
         .unwrap_or_else(|| panic!("{wait:?} missing from\n{plan}"));
     assert!(end_shell < wait_at, "logind is waited for first in\n{plan}");
-    assert!(!plan.contains(&format!("end process {logind} ")), "{plan}");
-    assert!(signals_to(&sim, logind).is_empty());
-    assert!(sim.process_alive(logind));
+    let store = format!("wait for systemd ({manager}) to close /dev/dri/card1");
+    let store_at = plan
+        .find(&store)
+        .unwrap_or_else(|| panic!("{store:?} missing from\n{plan}"));
+    assert!(
+        wait_at < store_at,
+        "the fd store is waited for before logind in\n{plan}"
+    );
+    for broker in [logind, manager] {
+        assert!(!plan.contains(&format!("end process {broker} ")), "{plan}");
+        assert!(signals_to(&sim, broker).is_empty());
+        assert!(sim.process_alive(broker));
+    }
     // gnome-shell's end took its session's devices with it, the iGPU's too.
     assert!(sim.process_fds(logind).is_empty());
+    assert!(sim.process_fds(manager).is_empty());
     assert_eq!(sim.driver("0000:03:00.0").as_deref(), Some("vfio-pci"));
 }
 

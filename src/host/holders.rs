@@ -106,19 +106,28 @@ fn unit_of(host: &Host, pid: u32) -> Option<String> {
 
 /// Processes that hold devices for others: logind (and elogind, seatd) open a login session's
 /// DRM and input devices and hand them to its compositor (TakeDevice), keeping a copy that they
-/// close when the session lets go. Ending one would take every session's devices with it.
-const BROKERS: &[&str] = &["systemd-logind", "elogind-daemon", "seatd"];
+/// close when the session lets go; systemd (PID 1, and each user's manager) keeps another copy
+/// in logind's file descriptor store until logind removes it. Ending one would take every
+/// session's devices with it, and PID 1 is never to be signalled at all.
+const BROKERS: &[&str] = &["systemd-logind", "elogind-daemon", "seatd", "systemd"];
 const BROKER_UNITS: &[&str] = &["systemd-logind.service", "elogind.service", "seatd.service"];
 
 impl Holder {
     /// Whether it holds its nodes for a login session rather than for itself: it is waited
     /// for, never signalled.
     pub fn is_broker(&self) -> bool {
-        BROKERS.contains(&self.comm.as_str())
+        self.pid == 1
+            || BROKERS.contains(&self.comm.as_str())
             || self
                 .unit
                 .as_deref()
                 .is_some_and(|u| BROKER_UNITS.contains(&u))
+    }
+
+    /// A service manager keeping a copy in a file descriptor store: it lets go only after the
+    /// service it keeps it for, so it is waited for last.
+    pub fn is_service_manager(&self) -> bool {
+        self.pid == 1 || self.comm == "systemd"
     }
 
     /// The same process, reduced to the nodes among `nodes`; None when it holds none of them.
@@ -148,4 +157,48 @@ impl fmt::Display for Holder {
 /// The processes holding any of `nodes`, each with only those nodes.
 pub fn holding(all: &[Holder], nodes: &BTreeSet<String>) -> Vec<Holder> {
     all.iter().filter_map(|h| h.of(nodes)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn holder(pid: u32, comm: &str, unit: Option<&str>) -> Holder {
+        Holder {
+            pid,
+            comm: comm.into(),
+            cmdline: String::new(),
+            unit: unit.map(str::to_string),
+            nodes: BTreeSet::from(["/dev/dri/card1".to_string()]),
+        }
+    }
+
+    #[test]
+    fn init_session_brokers_and_service_managers_are_never_ended() {
+        for (h, manager) in [
+            (holder(1, "init", None), true),
+            (holder(1, "systemd", Some("init.scope")), true),
+            (holder(1800, "systemd", Some("user@1000.service")), true),
+            (
+                holder(357, "systemd-logind", Some("systemd-logind.service")),
+                false,
+            ),
+            // A renamed or wrapped logind is still logind by its unit.
+            (
+                holder(357, "logind-wrap", Some("systemd-logind.service")),
+                false,
+            ),
+            (holder(412, "seatd", Some("seatd.service")), false),
+        ] {
+            assert!(h.is_broker(), "{h}");
+            assert_eq!(h.is_service_manager(), manager, "{h}");
+        }
+        for h in [
+            holder(2100, "gnome-shell", Some("session-2.scope")),
+            holder(2200, "Xorg", Some("lightdm.service")),
+            holder(900, "systemd-journal", Some("systemd-journald.service")),
+        ] {
+            assert!(!h.is_broker(), "{h}");
+        }
+    }
 }

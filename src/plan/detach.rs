@@ -119,10 +119,11 @@ pub(super) fn steps(
         })
         .collect();
     // Stopping its unit ends a holder, and the unit comes back by the same path it left.
-    let (brokers, others): (Vec<&Holder>, Vec<&Holder>) = holders
+    let (mut brokers, others): (Vec<&Holder>, Vec<&Holder>) = holders
         .into_iter()
         .filter(|h| !h.unit.as_ref().is_some_and(|u| stopping.contains(u)))
         .partition(|h| h.is_broker());
+    brokers.sort_by_key(|h| h.is_service_manager());
     for holder in others {
         steps.push(Step::EndProcess {
             pid: holder.pid,

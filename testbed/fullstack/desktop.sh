@@ -153,6 +153,56 @@ wayland_desktop_stays() {
 	need "sway is gone after the return" running sway || { session_log; return 1; }
 }
 
+logind_holds_card() { fuser -v "$(readlink -f "$CARD")" 2>&1 | grep -q systemd-logind; }
+logind_state() { systemctl show -p MainPID -p NRestarts --value systemd-logind.service | tr '\n' ' '; }
+
+# A Wayland session on the card being lent: weston draws on 03.0 and took it through logind
+# (TakeDevice), so systemd-logind holds it too, as under GNOME or KDE. The lend ends the session
+# (display manager stop, then weston) and waits for logind, and for systemd, which keeps logind's
+# copies in its file descriptor store, to close the card: neither is ever signalled.
+session_on_the_card() {
+	systemctl stop lightdm.service
+	systemctl stop "user@$(id -u "$USER_NAME").service" 2>/dev/null
+	need "the user's processes still run 30 s after logout" wait_for 30 user_gone || return 1
+	[ -e /etc/udev/rules.d/73-pitcrew-keep-off.rules ] && "$HERE/pitcrew" keep-off --undo "$GPU" >/dev/null 2>&1
+	sed -i "s/^autologin-session=.*/autologin-session=pitcrew-weston/" "$AUTOLOGIN"
+	systemctl start lightdm.service
+	need "weston of $USER_NAME not running within 120 s of the login" wait_for 120 running weston || {
+		tail -n 15 /tmp/weston.log 2>/dev/null | sed 's/^/  weston.log: /' >&9
+		session_log
+		return 1
+	}
+	need "systemd-logind does not hold $CARD within 60 s of weston's start" wait_for 60 logind_holds_card || {
+		fuser -v "$(readlink -f "$CARD")" 2>&1 | sed 's/^/  fuser: /' >&9
+		tail -n 15 /tmp/weston.log 2>/dev/null | sed 's/^/  weston.log: /' >&9
+		return 1
+	}
+	say "  session on the card: $(fuser -v "$(readlink -f "$CARD")" 2>&1 | awk 'NR>1 {print $NF}' | sort -u | tr '\n' ' ')"
+	# The display manager comes back at the end of the detach: into the X session this time,
+	# since the card it would draw on is lent.
+	sed -i "s/^autologin-session=.*/autologin-session=pitcrew-x/" "$AUTOLOGIN"
+	before=$(logind_state)
+	t0=$(now_ms)
+	virsh start gpu-vm >/tmp/start.out 2>&1
+	rc=$?
+	say "TIMING virsh_start_session_ms $(($(now_ms) - t0)) exit $rc"
+	journalctl -q --no-pager -o cat -u "$UNIT" --since "@$((t0 / 1000))" >/tmp/lend.journal
+	sed 's/^/  journal: /' /tmp/lend.journal >&9
+	[ $rc = 0 ] || { why="virsh start exit $rc: $(tr '\n' ' ' </tmp/start.out)"; return 1; }
+	need "not both functions on vfio-pci" lent || return 1
+	need "the detach did not wait for systemd-logind" grep -q "wait for systemd-logind (" /tmp/lend.journal || return 1
+	# systemd keeps logind's copies in its file descriptor store: PID 1 holds the card as well.
+	if grep -q "end process 1 (" /tmp/lend.journal; then
+		why="the detach planned to signal PID 1: $(grep -m 1 "end process 1 (" /tmp/lend.journal)"
+		return 1
+	fi
+	after=$(logind_state)
+	[ "$after" = "$before" ] || { why="systemd-logind MainPID/NRestarts changed: $before-> $after"; return 1; }
+	need "virsh destroy failed" virsh destroy gpu-vm || return 1
+	need "functions not back on bochs-drm and snd_hda_intel within 60 s" wait_for 60 home || return 1
+	[ "$(logind_state)" = "$before" ] || { why="systemd-logind MainPID/NRestarts changed by the return: $before-> $(logind_state)"; return 1; }
+}
+
 # A scenario that failed mid-lend leaves gpu-vm running: give the card back before the next.
 settle() {
 	domstate_is gpu-vm "shut off" && return
@@ -170,4 +220,7 @@ desktop_scenarios() {
 	settle
 	wayland_desktop_stays
 	verdict wayland_desktop_stays $? "sway (pixman) session kept through lend and return; sway never opened the card"
+	settle
+	session_on_the_card
+	verdict session_on_the_card $? "weston's session on 03.0 (logind holding the card) ended by the lend; systemd-logind waited for, never signalled (same MainPID, no restart)"
 }

@@ -15,11 +15,17 @@ pub const PACKAGES: &[&str] = &[
     "wireplumber",
     "openbox",
     "sway",
+    "weston",
     "x11-utils",
 ];
 
 /// The desktop's scenarios, reported by testbed/fullstack/desktop.sh.
-pub const SCENARIOS: &[&str] = &["desktop_stays", "sound_released", "wayland_desktop_stays"];
+pub const SCENARIOS: &[&str] = &[
+    "desktop_stays",
+    "sound_released",
+    "wayland_desktop_stays",
+    "session_on_the_card",
+];
 
 pub const USER: &str = "pc";
 const UID: u32 = 1000;
@@ -46,6 +52,27 @@ const SWAY_WRAPPER: &str = "\
 export WLR_RENDERER=pixman WLR_NO_HARDWARE_CURSORS=1
 exec /usr/bin/sway 2>/tmp/sway.log
 ";
+/// A Wayland session drawn on the GPU being lent (bochs at 00:03.0, whose dumb buffers weston's
+/// pixman renderer can use, where wlroots cannot): weston takes the card through logind, so
+/// logind holds it too, as on every GNOME or KDE Wayland desktop.
+const WESTON_SESSION: &str = "\
+[Desktop Entry]
+Name=weston on 00:03.0 (pitcrew test)
+Exec=/usr/local/bin/pitcrew-weston
+Type=Application
+";
+/// Weston 10 (Debian 12) and 14 (Debian 13) spell the pixman renderer differently.
+const WESTON_WRAPPER: &str = "\
+#!/bin/sh
+card=$(basename \"$(readlink -f /dev/dri/by-path/pci-0000:00:03.0-card)\")
+printf '[core]\\nrequire-input=false\\n' >/tmp/weston.ini
+case $(weston --version 2>&1) in
+*\" 10.\"*) renderer=--use-pixman ;;
+*) renderer=--renderer=pixman ;;
+esac
+exec /usr/bin/weston --config=/tmp/weston.ini --backend=drm-backend.so $renderer \\
+	--drm-device=\"$card\" --log=/tmp/weston.log
+";
 const LIGHTDM_CONF: &str = "\
 [Seat:*]
 autologin-user=pc
@@ -56,7 +83,7 @@ autologin-session=pitcrew-x
 /// What the image's cache key must cover of this file.
 pub fn recipe() -> String {
     format!(
-        "desktop-1\nuser={USER}:{UID}\n{X_SESSION}{SWAY_SESSION}{SWAY_WRAPPER}{LIGHTDM_CONF}pipewire at login\n"
+        "desktop-1\nuser={USER}:{UID}\n{X_SESSION}{SWAY_SESSION}{SWAY_WRAPPER}{WESTON_SESSION}{WESTON_WRAPPER}{LIGHTDM_CONF}pipewire at login\n"
     )
 }
 
@@ -91,6 +118,10 @@ pub fn configure(rootfs: &Path) -> Result<()> {
     let wrapper = rootfs.join("usr/local/bin/pitcrew-sway");
     fs::create_dir_all(wrapper.parent().unwrap())?;
     fs::write(&wrapper, SWAY_WRAPPER)?;
+    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755))?;
+    fs::write(wayland.join("pitcrew-weston.desktop"), WESTON_SESSION)?;
+    let wrapper = rootfs.join("usr/local/bin/pitcrew-weston");
+    fs::write(&wrapper, WESTON_WRAPPER)?;
     fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755))?;
     let conf = etc.join("lightdm/lightdm.conf.d");
     fs::create_dir_all(&conf)?;

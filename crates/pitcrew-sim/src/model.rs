@@ -400,16 +400,23 @@ impl Model {
         };
         p.alive = false;
         let held: Vec<String> = p.fds.iter().map(|f| f.target.clone()).collect();
+        self.let_go(pid, &held);
+    }
+
+    /// The brokers of `client` close their copies of `nodes`, and so do theirs in turn (systemd's
+    /// file descriptor store after logind).
+    fn let_go(&mut self, client: u32, nodes: &[String]) {
         let brokers: Vec<u32> = self
             .brokered
             .iter()
-            .filter(|(_, client)| *client == pid)
+            .filter(|(_, c)| *c == client)
             .map(|(broker, _)| *broker)
             .collect();
         for broker in brokers {
             if let Some(b) = self.processes.get_mut(&broker) {
-                b.fds.retain(|f| !held.contains(&f.target));
+                b.fds.retain(|f| !nodes.contains(&f.target));
             }
+            self.let_go(broker, nodes);
         }
     }
 
