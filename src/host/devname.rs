@@ -23,7 +23,8 @@ impl DevNames {
     pub fn of_fd(&self, host: &Host, fd: &Path) -> Option<String> {
         let shown = std::fs::read_link(fd).ok()?.to_string_lossy().into_owned();
         // A staged tree's fd links point at this machine's files, not the tree's devices.
-        if host.is_staged() {
+        // Sockets, pipes and anonymous inodes (most of a browser's fds) have no path.
+        if host.is_staged() || !shown.starts_with('/') {
             return Some(shown);
         }
         // stat follows the link to the open file's inode without opening anything.
