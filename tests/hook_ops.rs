@@ -30,6 +30,16 @@ fn run(t: &TestHost, a: &HookArgs, xml: Option<&str>) -> Reply {
     }
 }
 
+/// A host whose `systemctl start` of the unit fails, with this config.
+fn failing_unit_host(config: &str) -> TestHost {
+    let t = TestHost::with_runner(FakeRunner {
+        fail: true,
+        ..Default::default()
+    });
+    t.config(config);
+    t
+}
+
 fn gpu_host(config: &str) -> TestHost {
     let t = TestHost::new();
     t.config(config);
@@ -170,11 +180,7 @@ fn a_listed_vm_without_devices_uses_its_xml() {
 
 #[test]
 fn unit_failure_fails_the_start_with_one_line() {
-    let t = TestHost::with_runner(FakeRunner {
-        fail: true,
-        ..Default::default()
-    });
-    t.config("[vm.win11]\ndevices = [\"01:00.0\"]\nunit_timeout = 40\n");
+    let t = failing_unit_host("[vm.win11]\ndevices = [\"01:00.0\"]\nunit_timeout = 40\n");
     let outcome = run(&t, &args("win11", "prepare", "begin"), None);
     assert_eq!(outcome.code, 1);
     let message = outcome.message.unwrap();
@@ -204,11 +210,7 @@ fn failing_unit_says(t: &TestHost, reason: String) {
 
 #[test]
 fn the_units_reason_reaches_the_error_of_the_start() {
-    let t = TestHost::with_runner(FakeRunner {
-        fail: true,
-        ..Default::default()
-    });
-    t.config("[vm.win11]\ndevices = [\"01:00.0\"]\n");
+    let t = failing_unit_host("[vm.win11]\ndevices = [\"01:00.0\"]\n");
     let reason = "step 3 of 6 (unbind 0000:01:00.1 from snd_hda_intel) failed: the kernel did not return within 5s";
     failing_unit_says(&t, reason.to_string());
     let message = run(&t, &args("win11", "prepare", "begin"), None)
@@ -235,11 +237,7 @@ fn the_units_reason_reaches_the_error_of_the_start() {
 
 #[test]
 fn a_long_reason_keeps_the_journal_hint_and_one_line() {
-    let t = TestHost::with_runner(FakeRunner {
-        fail: true,
-        ..Default::default()
-    });
-    t.config("[vm.win11]\ndevices = [\"01:00.0\"]\n");
+    let t = failing_unit_host("[vm.win11]\ndevices = [\"01:00.0\"]\n");
     // As long as the unit ever leaves (it cuts at 4096 bytes), far more than the hook may say.
     failing_unit_says(&t, format!("first line\nsecond line {}", "x".repeat(4000)));
     let message = run(&t, &args("win11", "prepare", "begin"), None)
@@ -255,11 +253,7 @@ fn a_long_reason_keeps_the_journal_hint_and_one_line() {
 
 #[test]
 fn an_escaped_unit_name_is_quoted_in_the_journalctl_hint() {
-    let t = TestHost::with_runner(FakeRunner {
-        fail: true,
-        ..Default::default()
-    });
-    t.config("[vm.\"gpu-vm\"]\ndevices = [\"01:00.0\"]\n");
+    let t = failing_unit_host("[vm.\"gpu-vm\"]\ndevices = [\"01:00.0\"]\n");
     let outcome = run(&t, &args("gpu-vm", "prepare", "begin"), None);
     assert_eq!(outcome.code, 1);
     let message = outcome.message.unwrap();
