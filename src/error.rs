@@ -81,7 +81,7 @@ pub enum Failed {
     #[error(transparent)]
     KeepOff(crate::keepoff::KeepOffError),
     /// SIGTERM could not be watched for.
-    #[error("cannot watch for SIGTERM: {0}")]
+    #[error("cannot watch for SIGTERM, SIGINT and SIGHUP: {0}")]
     Signals(#[source] std::io::Error),
     /// The running binary could not be found to copy it.
     #[error("cannot find the running binary to install: {0}")]

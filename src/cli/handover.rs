@@ -61,6 +61,13 @@ fn handover(host: &Host, direction: Direction, args: HandoverArgs) -> Result<(),
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, cancel.clone()).map_err(Failed::Signals)?;
     }
+    // A detach run from a terminal of the desktop it stops loses that terminal half-way: the
+    // hangup must not end it between two steps, so it runs to its end (display manager back).
+    signal_hook::flag::register(
+        signal_hook::consts::SIGHUP,
+        Arc::new(AtomicBool::new(false)),
+    )
+    .map_err(Failed::Signals)?;
     let request = Request {
         direction,
         devices,

@@ -352,9 +352,18 @@ impl Process for PidFd {
             &self.0,
             rustix::event::PollFlags::IN,
         )];
-        let timeout = rustix::event::Timespec::try_from(timeout)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "timeout too large"))?;
-        let ready = rustix::event::poll(&mut fds, Some(&timeout))?;
-        Ok(ready > 0)
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let left = rustix::event::Timespec::try_from(left)
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "timeout too large"))?;
+            // poll is never restarted after a signal handler ran (a SIGTERM asking for the
+            // rollback, a SIGHUP from a closed terminal): wait out the rest.
+            match rustix::event::poll(&mut fds, Some(&left)) {
+                Ok(ready) => return Ok(ready > 0),
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 }
