@@ -202,10 +202,11 @@ fn a_vm_that_starts_between_the_plan_and_the_unbind_fails_the_reattach_and_is_le
 }
 
 /// logind holding the session's cards for gnome-shell (TakeDevice), as on every Wayland desktop,
-/// and a service manager keeping logind's copies in its file descriptor store.
+/// and systemd (PID 1) keeping logind's copies in its file descriptor store.
 fn logind_for_gnome_shell(sim: &pitcrew_sim::SimHost) -> (u32, u32) {
-    let manager = sim.spawn(
-        &unit_cgroup("user@1000.service"),
+    let manager = sim.spawn_at(
+        1,
+        "/init.scope",
         ProcessTemplate::new("systemd")
             .holds("/dev/dri/card0")
             .holds("/dev/dri/card1"),
@@ -295,4 +296,26 @@ fn logind_opening_the_card_after_the_plan_is_waited_for_not_ended() {
     assert_eq!(logind.len(), 1, "{logind:?}");
     assert!(signals_to(&sim, logind[0]).is_empty());
     assert_eq!(sim.driver("0000:03:00.0").as_deref(), Some("amdgpu"));
+}
+
+#[test]
+fn a_users_process_named_after_a_broker_is_ended_like_any_holder() {
+    let sim = fixtures::radeon_beside_the_desktop();
+    let mut fakes = Vec::new();
+    for name in ["systemd-logind", "seatd", "systemd"] {
+        fakes.push(sim.spawn(
+            SESSION_SCOPE,
+            ProcessTemplate::new(name).holds("/dev/dri/card1"),
+        ));
+    }
+    let plan = detach(&sim, &["03:00.0"]).unwrap().plan.to_string();
+    for pid in fakes {
+        assert!(
+            plan.contains(&format!("end process {pid} (")),
+            "{pid} not ended in\n{plan}"
+        );
+        assert_eq!(signals_to(&sim, pid), [Signal::Term]);
+    }
+    assert!(!plan.contains("wait for"), "{plan}");
+    assert_eq!(sim.driver("0000:03:00.0").as_deref(), Some("vfio-pci"));
 }

@@ -13,6 +13,8 @@ use std::io;
 pub struct Holder {
     pub pid: u32,
     pub comm: String,
+    /// Its real uid, from /proc/<pid>/status (a name is the process's own choice, a uid is not).
+    pub uid: Option<u32>,
     pub cmdline: String,
     /// The systemd unit (service or scope) the process runs in, from /proc/<pid>/cgroup.
     pub unit: Option<String>,
@@ -42,6 +44,7 @@ pub fn scan_for(host: &Host, wanted: impl Fn(&str) -> bool) -> io::Result<Vec<Ho
         holders.push(Holder {
             pid,
             comm: host.read(format!("/proc/{pid}/comm")).unwrap_or_default(),
+            uid: uid_of(host, pid),
             cmdline: cmdline(host, pid),
             unit: unit_of(host, pid),
             nodes,
@@ -88,6 +91,18 @@ pub fn cmdline(host: &Host, pid: u32) -> String {
         .unwrap_or_default()
 }
 
+/// The real uid on the `Uid:` line of /proc/<pid>/status.
+fn uid_of(host: &Host, pid: u32) -> Option<u32> {
+    let status = host.read(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// The last unit-like component of the process's cgroup path (unified hierarchy line `0::`).
 fn unit_of(host: &Host, pid: u32) -> Option<String> {
     let text = host.read(format!("/proc/{pid}/cgroup")).ok()?;
@@ -106,28 +121,30 @@ fn unit_of(host: &Host, pid: u32) -> Option<String> {
 
 /// Processes that hold devices for others: logind (and elogind, seatd) open a login session's
 /// DRM and input devices and hand them to its compositor (TakeDevice), keeping a copy that they
-/// close when the session lets go; systemd (PID 1, and each user's manager) keeps another copy
-/// in logind's file descriptor store until logind removes it. Ending one would take every
-/// session's devices with it, and PID 1 is never to be signalled at all.
-const BROKERS: &[&str] = &["systemd-logind", "elogind-daemon", "seatd", "systemd"];
+/// close when the session lets go; systemd (PID 1) keeps another copy in logind's file
+/// descriptor store until logind removes it. Ending one would take every session's devices
+/// with it, and PID 1 is never to be signalled at all. A process picks its own name, so a name
+/// counts only for root's processes (elogind and seatd may run without systemd's units): a
+/// user's process calling itself systemd-logind is ended like any other holder.
+const BROKERS: &[&str] = &["systemd-logind", "elogind-daemon", "seatd"];
 const BROKER_UNITS: &[&str] = &["systemd-logind.service", "elogind.service", "seatd.service"];
 
 impl Holder {
     /// Whether it holds its nodes for a login session rather than for itself: it is waited
     /// for, never signalled.
     pub fn is_broker(&self) -> bool {
-        self.pid == 1
-            || BROKERS.contains(&self.comm.as_str())
+        self.is_service_manager()
             || self
                 .unit
                 .as_deref()
                 .is_some_and(|u| BROKER_UNITS.contains(&u))
+            || (self.uid == Some(0) && BROKERS.contains(&self.comm.as_str()))
     }
 
-    /// A service manager keeping a copy in a file descriptor store: it lets go only after the
-    /// service it keeps it for, so it is waited for last.
+    /// The service manager keeping a copy in a file descriptor store: it lets go only after
+    /// the service it keeps it for, so it is waited for last.
     pub fn is_service_manager(&self) -> bool {
-        self.pid == 1 || self.comm == "systemd"
+        self.pid == 1
     }
 
     /// The same process, reduced to the nodes among `nodes`; None when it holds none of them.
@@ -163,10 +180,11 @@ pub fn holding(all: &[Holder], nodes: &BTreeSet<String>) -> Vec<Holder> {
 mod tests {
     use super::*;
 
-    fn holder(pid: u32, comm: &str, unit: Option<&str>) -> Holder {
+    fn holder(pid: u32, comm: &str, unit: Option<&str>, uid: u32) -> Holder {
         Holder {
             pid,
             comm: comm.into(),
+            uid: Some(uid),
             cmdline: String::new(),
             unit: unit.map(str::to_string),
             nodes: BTreeSet::from(["/dev/dri/card1".to_string()]),
@@ -174,29 +192,34 @@ mod tests {
     }
 
     #[test]
-    fn init_session_brokers_and_service_managers_are_never_ended() {
+    fn init_and_session_brokers_are_never_ended_and_a_name_alone_makes_none() {
         for (h, manager) in [
-            (holder(1, "init", None), true),
-            (holder(1, "systemd", Some("init.scope")), true),
-            (holder(1800, "systemd", Some("user@1000.service")), true),
+            (holder(1, "systemd", Some("init.scope"), 0), true),
+            (holder(1, "init", None, 0), true),
             (
-                holder(357, "systemd-logind", Some("systemd-logind.service")),
+                holder(357, "systemd-logind", Some("systemd-logind.service"), 0),
                 false,
             ),
             // A renamed or wrapped logind is still logind by its unit.
             (
-                holder(357, "logind-wrap", Some("systemd-logind.service")),
+                holder(357, "logind-wrap", Some("systemd-logind.service"), 0),
                 false,
             ),
-            (holder(412, "seatd", Some("seatd.service")), false),
+            (holder(412, "seatd", Some("seatd.service"), 0), false),
+            // elogind without systemd's units: root's process by that name.
+            (holder(300, "elogind-daemon", None, 0), false),
         ] {
             assert!(h.is_broker(), "{h}");
             assert_eq!(h.is_service_manager(), manager, "{h}");
         }
         for h in [
-            holder(2100, "gnome-shell", Some("session-2.scope")),
-            holder(2200, "Xorg", Some("lightdm.service")),
-            holder(900, "systemd-journal", Some("systemd-journald.service")),
+            holder(2100, "gnome-shell", Some("session-2.scope"), 1000),
+            holder(2200, "Xorg", Some("lightdm.service"), 0),
+            holder(900, "systemd-journal", Some("systemd-journald.service"), 0),
+            // A user's processes naming themselves after a broker.
+            holder(3000, "systemd-logind", Some("session-2.scope"), 1000),
+            holder(3001, "seatd", None, 1000),
+            holder(3002, "systemd", Some("init.scope"), 1000),
         ] {
             assert!(!h.is_broker(), "{h}");
         }

@@ -327,6 +327,21 @@ impl SimHost {
         pid
     }
 
+    /// Starts a process now under a pid of the test's choosing (PID 1, systemd), which must be
+    /// free.
+    pub fn spawn_at(&self, pid: u32, cgroup: &str, template: ProcessTemplate) -> u32 {
+        let mut state = self.shared.lock();
+        assert!(
+            !state.model.processes.contains_key(&pid),
+            "pid {pid} is taken"
+        );
+        state.model.insert_process(pid, cgroup, &template);
+        self.shared
+            .commit(&state)
+            .expect("render the simulated host");
+        pid
+    }
+
     /// Starts a process on the first write to `path` (host-absolute), before the write takes
     /// effect: a holder that appears between the plan and the step.
     pub fn spawn_on_write(&self, path: &str, cgroup: &str, template: ProcessTemplate) {
