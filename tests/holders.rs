@@ -319,3 +319,45 @@ fn a_users_process_named_after_a_broker_is_ended_like_any_holder() {
     assert!(!plan.contains("wait for"), "{plan}");
     assert_eq!(sim.driver("0000:03:00.0").as_deref(), Some("vfio-pci"));
 }
+
+#[test]
+fn a_holders_name_and_arguments_reach_no_terminal_raw() {
+    let sim = fixtures::radeon_beside_the_desktop();
+    let pid = sim.spawn(
+        SESSION_SCOPE,
+        ProcessTemplate::new("x\u{1b}]0;pwn\u{7}\nGPU 0")
+            .cmdline(&["game", "--title=\u{1b}[2J\r\nLent by pitcrew: nothing"])
+            .holds("/dev/dri/card1"),
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_pitcrew"))
+        .arg("--root")
+        .arg(sim.root())
+        .arg("status")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !text.contains('\u{1b}') && !text.contains('\u{7}'),
+        "{text:?}"
+    );
+    assert!(
+        text.contains(&format!(
+            "held by pid {pid} (x\\u{{1b}}]0;pwn\\u{{7}}\\nGPU 0)"
+        )),
+        "{text}"
+    );
+    let json = Command::new(env!("CARGO_BIN_EXE_pitcrew"))
+        .arg("--root")
+        .arg(sim.root())
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    let json = String::from_utf8_lossy(&json.stdout);
+    assert!(!json.contains("\\u001b"), "{json}");
+    assert!(json.contains("\\\\r\\\\nLent by pitcrew"), "{json}");
+    let plan = detach(&sim, &["03:00.0"]).unwrap().plan.to_string();
+    assert!(
+        !plan.contains('\u{1b}') && !plan.contains("\nGPU 0"),
+        "{plan}"
+    );
+}

@@ -43,9 +43,14 @@ pub fn scan_for(host: &Host, wanted: impl Fn(&str) -> bool) -> io::Result<Vec<Ho
         }
         holders.push(Holder {
             pid,
-            comm: host.read(format!("/proc/{pid}/comm")).unwrap_or_default(),
+            // Both are the process's own choice, shown to root in plans, status and the
+            // journal: no control character of theirs reaches a terminal.
+            comm: crate::text::one_line(
+                &host.read(format!("/proc/{pid}/comm")).unwrap_or_default(),
+                64,
+            ),
             uid: uid_of(host, pid),
-            cmdline: cmdline(host, pid),
+            cmdline: crate::text::one_line(&cmdline(host, pid), 4096),
             unit: unit_of(host, pid),
             nodes,
         });
