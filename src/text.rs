@@ -25,6 +25,20 @@ pub fn one_line(text: &str, max: usize) -> String {
     format!("{}…", &line[..end])
 }
 
+/// `word` as one word of a shell command a user may paste: as it is when nothing in it means
+/// anything to a shell, else in single quotes (a quote inside as `'\''`).
+pub fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-./:@%+=,".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
 fn escaped(chars: impl Iterator<Item = char>) -> String {
     chars
         .flat_map(|c| {
@@ -39,6 +53,20 @@ fn escaped(chars: impl Iterator<Item = char>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shell_words_paste_as_one_word() {
+        assert_eq!(shell_word("win11"), "win11");
+        assert_eq!(shell_word("pitcrew@win11.service"), "pitcrew@win11.service");
+        assert_eq!(
+            shell_word(r"pitcrew@gpu\x2dvm.service"),
+            r"'pitcrew@gpu\x2dvm.service'"
+        );
+        assert_eq!(shell_word("my vm"), "'my vm'");
+        assert_eq!(shell_word("a'b;rm -rf ~"), r"'a'\''b;rm -rf ~'");
+        assert_eq!(shell_word("$(id)"), "'$(id)'");
+        assert_eq!(shell_word(""), "''");
+    }
 
     #[test]
     fn one_line_escapes_and_bounds() {

@@ -720,10 +720,17 @@ fn vm_narrows_the_report_to_one_vm_and_refuses_an_unmanaged_one() {
     let win11 = VmName::parse("win11").unwrap();
     let report = pitcrew::doctor(&sim.host(), Some(&win11));
     assert_eq!(report.count(Level::Fail), 0, "{report}");
-    let other = VmName::parse("linux").unwrap();
+    let other = VmName::parse("my linux").unwrap();
     let report = pitcrew::doctor(&sim.host(), Some(&other));
-    let c = check(&report, "vm linux");
+    let c = check(&report, "vm my linux");
     assert_eq!(c.level, Level::Fail, "{report}");
+    // The hint pastes into a shell as one command.
+    assert!(
+        c.fix
+            .as_deref()
+            .is_some_and(|fix| fix.contains("`sudo pitcrew install --vm 'my linux'`")),
+        "{report}"
+    );
     assert!(
         !report.checks.iter().any(|c| c.name.starts_with("gpu ")),
         "{report}"

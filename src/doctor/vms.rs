@@ -88,7 +88,8 @@ pub(super) fn vms(
                 format!("vm {only}"),
                 format!("not managed: {CONFIG_PATH} does not list it, so its start lends nothing"),
                 format!(
-                    "run `sudo pitcrew install --vm {only}` or add {} to {CONFIG_PATH}",
+                    "run `sudo pitcrew install --vm {}` or add {} to {CONFIG_PATH}",
+                    crate::text::shell_word(only.as_str()),
                     vm_table_header(only.as_str())
                 ),
             ));
@@ -160,14 +161,18 @@ fn vm(host: &Host, name: &VmName, configured: &[Bdf], listed: bool) -> (Check, V
                 Check::fail(
                     label,
                     format!("{path}: {e}"),
-                    format!("fix the definition with `virsh edit {name}`"),
+                    format!(
+                        "fix the definition with `virsh edit {}`",
+                        crate::text::shell_word(name.as_str())
+                    ),
                 ),
                 configured.to_vec(),
             )
         }
     };
     let add = format!(
-        "add a <hostdev mode='subsystem' type='pci' managed='yes'> with the card's address (`virsh edit {name}`)"
+        "add a <hostdev mode='subsystem' type='pci' managed='yes'> with the card's address (`virsh edit {}`)",
+        crate::text::shell_word(name.as_str())
     );
     let absent: Vec<String> = configured
         .iter()

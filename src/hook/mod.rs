@@ -184,11 +184,7 @@ fn detach(host: &Host, vm: &VmName, wait: Duration) -> Reply {
     let unit = vm.unit_name();
     let effects = host.effects();
     // An escaped name (`gpu\x2dvm`) is quoted, so the command pastes into a shell as shown.
-    let see = if unit.contains('\\') {
-        format!("see `journalctl -u '{unit}'`")
-    } else {
-        format!("see `journalctl -u {unit}`")
-    };
+    let see = format!("see `journalctl -u {}`", crate::text::shell_word(&unit));
     outcome::clear(host, vm);
     match effects.run("systemctl", &["start", "--", &unit], wait) {
         Ok(out) if out.success => Reply::ok(),
@@ -231,8 +227,9 @@ fn reattach(host: &Host, vm: &VmName) -> Reply {
         Ok(out) if out.success => Reply::ok(),
         Err(e) if e.kind() == std::io::ErrorKind::Unsupported => Reply::note(e.to_string()),
         Ok(out) => Reply::fail(format!(
-            "cannot queue the stop of {unit}: {}; the GPU stays on vfio-pci, run `systemctl stop {unit}`",
-            out.stderr.lines().next().unwrap_or("systemctl failed")
+            "cannot queue the stop of {unit}: {}; the GPU stays on vfio-pci, run `systemctl stop {}`",
+            out.stderr.lines().next().unwrap_or("systemctl failed"),
+            crate::text::shell_word(&unit)
         )),
         Err(e) => Reply::fail(format!("cannot run systemctl stop {unit}: {e}")),
     }
