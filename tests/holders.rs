@@ -308,6 +308,11 @@ fn a_users_process_named_after_a_broker_is_ended_like_any_holder() {
             ProcessTemplate::new(name).holds("/dev/dri/card1"),
         ));
     }
+    // A user unit of logind's name (~/.config/systemd/user/systemd-logind.service).
+    fakes.push(sim.spawn(
+        "/user.slice/user-1000.slice/user@1000.service/app.slice/systemd-logind.service",
+        ProcessTemplate::new("sleep").holds("/dev/dri/card1"),
+    ));
     let plan = detach(&sim, &["03:00.0"]).unwrap().plan.to_string();
     for pid in fakes {
         assert!(

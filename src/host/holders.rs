@@ -128,9 +128,10 @@ fn unit_of(host: &Host, pid: u32) -> Option<String> {
 /// DRM and input devices and hand them to its compositor (TakeDevice), keeping a copy that they
 /// close when the session lets go; systemd (PID 1) keeps another copy in logind's file
 /// descriptor store until logind removes it. Ending one would take every session's devices
-/// with it, and PID 1 is never to be signalled at all. A process picks its own name, so a name
-/// counts only for root's processes (elogind and seatd may run without systemd's units): a
-/// user's process calling itself systemd-logind is ended like any other holder.
+/// with it, and PID 1 is never to be signalled at all. A user picks the names of their own
+/// processes and user units (and of cgroups under their delegated manager), so names and units
+/// count only for root's processes: a user's process calling itself systemd-logind, or running
+/// in a user unit of that name, is ended like any other holder.
 const BROKERS: &[&str] = &["systemd-logind", "elogind-daemon", "seatd"];
 const BROKER_UNITS: &[&str] = &["systemd-logind.service", "elogind.service", "seatd.service"];
 
@@ -138,12 +139,12 @@ impl Holder {
     /// Whether it holds its nodes for a login session rather than for itself: it is waited
     /// for, never signalled.
     pub fn is_broker(&self) -> bool {
+        let by_unit = self
+            .unit
+            .as_deref()
+            .is_some_and(|u| BROKER_UNITS.contains(&u));
         self.is_service_manager()
-            || self
-                .unit
-                .as_deref()
-                .is_some_and(|u| BROKER_UNITS.contains(&u))
-            || (self.uid == Some(0) && BROKERS.contains(&self.comm.as_str()))
+            || (self.uid == Some(0) && (by_unit || BROKERS.contains(&self.comm.as_str())))
     }
 
     /// The service manager keeping a copy in a file descriptor store: it lets go only after
@@ -225,6 +226,7 @@ mod tests {
             holder(3000, "systemd-logind", Some("session-2.scope"), 1000),
             holder(3001, "seatd", None, 1000),
             holder(3002, "systemd", Some("init.scope"), 1000),
+            holder(3003, "sleep", Some("systemd-logind.service"), 1000),
         ] {
             assert!(!h.is_broker(), "{h}");
         }
