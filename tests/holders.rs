@@ -366,3 +366,22 @@ fn a_holders_name_and_arguments_reach_no_terminal_raw() {
         "{plan}"
     );
 }
+
+#[test]
+fn a_user_unit_named_like_the_display_manager_is_not_the_desktop() {
+    let sim = fixtures::radeon_beside_the_desktop();
+    let fake = sim.spawn(
+        "/user.slice/user-1000.slice/user@1000.service/app.slice/lightdm.service",
+        ProcessTemplate::new("sleep").holds("/dev/dri/card1"),
+    );
+    let plan = detach(&sim, &["03:00.0"]).unwrap().plan.to_string();
+    assert!(!plan.contains("stop lightdm"), "{plan}");
+    assert!(
+        plan.contains(&format!(
+            "end process {fake} (sleep) holding /dev/dri/card1"
+        )),
+        "{plan}"
+    );
+    assert!(sim.unit_active("lightdm"));
+    assert!(!sim.process_alive(fake));
+}

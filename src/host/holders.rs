@@ -18,6 +18,9 @@ pub struct Holder {
     pub cmdline: String,
     /// The systemd unit (service or scope) the process runs in, from /proc/<pid>/cgroup.
     pub unit: Option<String>,
+    /// Whether that unit is a system unit (under /system.slice): a user names their own user
+    /// units, and the cgroups under their delegated manager, as they please.
+    pub system_unit: bool,
     /// The nodes it holds, as host paths (/dev/dri/card1).
     pub nodes: BTreeSet<String>,
 }
@@ -41,6 +44,7 @@ pub fn scan_for(host: &Host, wanted: impl Fn(&str) -> bool) -> io::Result<Vec<Ho
         if nodes.is_empty() {
             continue;
         }
+        let (unit, system_unit) = unit_of(host, pid);
         holders.push(Holder {
             pid,
             // Both are the process's own choice, shown to root in plans, status and the
@@ -51,7 +55,8 @@ pub fn scan_for(host: &Host, wanted: impl Fn(&str) -> bool) -> io::Result<Vec<Ho
             ),
             uid: uid_of(host, pid),
             cmdline: crate::text::one_line(&cmdline(host, pid), 4096),
-            unit: unit_of(host, pid),
+            unit,
+            system_unit,
             nodes,
         });
     }
@@ -108,20 +113,28 @@ fn uid_of(host: &Host, pid: u32) -> Option<u32> {
         .ok()
 }
 
-/// The last unit-like component of the process's cgroup path (unified hierarchy line `0::`).
-fn unit_of(host: &Host, pid: u32) -> Option<String> {
-    let text = host.read(format!("/proc/{pid}/cgroup")).ok()?;
-    let path = text
+/// The last unit-like component of the process's cgroup path (unified hierarchy line `0::`),
+/// and whether the path is a system unit's.
+fn unit_of(host: &Host, pid: u32) -> (Option<String>, bool) {
+    let Ok(text) = host.read(format!("/proc/{pid}/cgroup")) else {
+        return (None, false);
+    };
+    let Some(path) = text
         .lines()
         .find_map(|line| line.strip_prefix("0::"))
         .or_else(|| {
             text.lines()
                 .find_map(|l| l.split_once(":name=systemd:").map(|p| p.1))
-        })?;
-    path.split('/')
+        })
+    else {
+        return (None, false);
+    };
+    let unit = path
+        .split('/')
         .rev()
         .find(|part| part.ends_with(".service") || part.ends_with(".scope"))
-        .map(str::to_string)
+        .map(str::to_string);
+    (unit, path.starts_with("/system.slice/"))
 }
 
 /// Processes that hold devices for others: logind (and elogind, seatd) open a login session's
@@ -129,9 +142,9 @@ fn unit_of(host: &Host, pid: u32) -> Option<String> {
 /// close when the session lets go; systemd (PID 1) keeps another copy in logind's file
 /// descriptor store until logind removes it. Ending one would take every session's devices
 /// with it, and PID 1 is never to be signalled at all. A user picks the names of their own
-/// processes and user units (and of cgroups under their delegated manager), so names and units
-/// count only for root's processes: a user's process calling itself systemd-logind, or running
-/// in a user unit of that name, is ended like any other holder.
+/// processes and user units (and of cgroups under their delegated manager), so a unit counts
+/// only as a system unit and a name only for root's processes: a user's process calling itself
+/// systemd-logind, or running in a user unit of that name, is ended like any other holder.
 const BROKERS: &[&str] = &["systemd-logind", "elogind-daemon", "seatd"];
 const BROKER_UNITS: &[&str] = &["systemd-logind.service", "elogind.service", "seatd.service"];
 
@@ -139,12 +152,14 @@ impl Holder {
     /// Whether it holds its nodes for a login session rather than for itself: it is waited
     /// for, never signalled.
     pub fn is_broker(&self) -> bool {
-        let by_unit = self
-            .unit
-            .as_deref()
-            .is_some_and(|u| BROKER_UNITS.contains(&u));
         self.is_service_manager()
-            || (self.uid == Some(0) && (by_unit || BROKERS.contains(&self.comm.as_str())))
+            || BROKER_UNITS.iter().any(|u| self.in_system_unit(u))
+            || (self.uid == Some(0) && BROKERS.contains(&self.comm.as_str()))
+    }
+
+    /// Whether it runs in the system unit `unit` (not in a user unit of that name).
+    pub fn in_system_unit(&self, unit: &str) -> bool {
+        self.system_unit && self.unit.as_deref() == Some(unit)
     }
 
     /// The service manager keeping a copy in a file descriptor store: it lets go only after
@@ -186,6 +201,7 @@ pub fn holding(all: &[Holder], nodes: &BTreeSet<String>) -> Vec<Holder> {
 mod tests {
     use super::*;
 
+    /// A holder whose unit is a system unit when root runs it, a user unit otherwise.
     fn holder(pid: u32, comm: &str, unit: Option<&str>, uid: u32) -> Holder {
         Holder {
             pid,
@@ -193,6 +209,7 @@ mod tests {
             uid: Some(uid),
             cmdline: String::new(),
             unit: unit.map(str::to_string),
+            system_unit: uid == 0 && unit.is_some_and(|u| u.ends_with(".service")),
             nodes: BTreeSet::from(["/dev/dri/card1".to_string()]),
         }
     }

@@ -121,7 +121,7 @@ pub(super) fn steps(
     // Stopping its unit ends a holder, and the unit comes back by the same path it left.
     let (mut brokers, others): (Vec<&Holder>, Vec<&Holder>) = holders
         .into_iter()
-        .filter(|h| !h.unit.as_ref().is_some_and(|u| stopping.contains(u)))
+        .filter(|h| !stopping.iter().any(|u| h.in_system_unit(u)))
         .partition(|h| h.is_broker());
     brokers.sort_by_key(|h| h.is_service_manager());
     for holder in others {
@@ -230,7 +230,7 @@ fn units_to_stop(
     };
     let holds = holders
         .iter()
-        .any(|h| h.unit.as_deref() == Some(dm) || DISPLAY_SERVERS.contains(&h.comm.as_str()));
+        .any(|h| h.in_system_unit(dm) || DISPLAY_SERVERS.contains(&h.comm.as_str()));
     let why = match policy.display_manager {
         _ if kept_off && !holds => None,
         DisplayManagerPolicy::Always => Some("the config says always"),
