@@ -20,16 +20,22 @@ fn signals_to(sim: &pitcrew_sim::SimHost, pid: u32) -> Vec<Signal> {
         .collect()
 }
 
-#[test]
-fn status_lists_every_holder_of_the_card_and_its_slot_companion() {
-    let sim = fixtures::navi_audio_in_own_group();
+/// What `pitcrew status [ARGS]` prints for the simulated host.
+fn status(sim: &pitcrew_sim::SimHost, args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_pitcrew"))
         .arg("--root")
         .arg(sim.root())
         .arg("status")
+        .args(args)
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn status_lists_every_holder_of_the_card_and_its_slot_companion() {
+    let sim = fixtures::navi_audio_in_own_group();
+    let text = status(&sim, &[]);
     let navi = text
         .split("GPU ")
         .find(|part| part.starts_with(NAVI))
@@ -46,13 +52,7 @@ fn status_lists_every_holder_of_the_card_and_its_slot_companion() {
     // The onboard sound card is the host's: its node is not the Navi card's business.
     assert!(!navi.contains("controlC0"), "{navi}");
 
-    let out = Command::new(env!("CARGO_BIN_EXE_pitcrew"))
-        .arg("--root")
-        .arg(sim.root())
-        .args(["status", "--json"])
-        .output()
-        .unwrap();
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&status(&sim, &["--json"])).unwrap();
     let gpu = json["gpus"]
         .as_array()
         .unwrap()
@@ -334,13 +334,7 @@ fn a_holders_name_and_arguments_reach_no_terminal_raw() {
             .cmdline(&["game", "--title=\u{1b}[2J\r\nLent by pitcrew: nothing"])
             .holds("/dev/dri/card1"),
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_pitcrew"))
-        .arg("--root")
-        .arg(sim.root())
-        .arg("status")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = status(&sim, &[]);
     assert!(
         !text.contains('\u{1b}') && !text.contains('\u{7}'),
         "{text:?}"
@@ -351,13 +345,7 @@ fn a_holders_name_and_arguments_reach_no_terminal_raw() {
         )),
         "{text}"
     );
-    let json = Command::new(env!("CARGO_BIN_EXE_pitcrew"))
-        .arg("--root")
-        .arg(sim.root())
-        .args(["status", "--json"])
-        .output()
-        .unwrap();
-    let json = String::from_utf8_lossy(&json.stdout);
+    let json = status(&sim, &["--json"]);
     assert!(!json.contains("\\u001b"), "{json}");
     assert!(json.contains("\\\\r\\\\nLent by pitcrew"), "{json}");
     let plan = detach(&sim, &["03:00.0"]).unwrap().plan.to_string();
