@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::builder::{Builder, DeviceSpec, FdSpec, ModuleSpec, ProcessTemplate, UnitSpec};
+use crate::builder::{Builder, DeviceSpec, ModuleSpec, ProcessTemplate, UnitSpec};
 use crate::console::{Consoles, FirmwareFb};
 
 pub(crate) struct Device {
@@ -341,97 +341,15 @@ impl Model {
         }
     }
 
-    /// Creates a process, opening its fds against the nodes present now.
-    pub fn insert_process(&mut self, pid: u32, cgroup: &str, template: &ProcessTemplate) {
-        let present = self.nodes();
-        let mut fds = Vec::new();
-        for spec in &template.fds {
-            match spec {
-                FdSpec::Node(path) => {
-                    if let Some(owner) = present.get(path) {
-                        fds.push(Fd {
-                            target: path.clone(),
-                            owner: owner.clone(),
-                        });
-                    }
-                }
-                FdSpec::Numbered(prefix) => {
-                    for (path, owner) in &present {
-                        let numbered = path.strip_prefix(prefix.as_str()).is_some_and(|rest| {
-                            !rest.is_empty() && rest.chars().all(|c| c.is_ascii_digit())
-                        });
-                        if numbered {
-                            fds.push(Fd {
-                                target: path.clone(),
-                                owner: owner.clone(),
-                            });
-                        }
-                    }
-                }
-            }
-        }
-        self.processes.insert(
-            pid,
-            Proc {
-                pid,
-                comm: template.comm.clone(),
-                cmdline: template.cmdline.clone(),
-                cgroup: cgroup.to_string(),
-                fds,
-                alive: true,
-                ignore_term: false,
-                started: template
-                    .started
-                    .unwrap_or_else(|| now_secs().saturating_sub(self.boot_time)),
-            },
-        );
-    }
-
     pub fn spawn(&mut self, cgroup: &str, template: &ProcessTemplate) -> u32 {
         let pid = self.next_pid;
         self.next_pid += 1;
         self.insert_process(pid, cgroup, template);
         pid
     }
-
-    pub fn end_process(&mut self, pid: u32) {
-        let Some(p) = self.processes.get_mut(&pid) else {
-            return;
-        };
-        p.alive = false;
-        let held: Vec<String> = p.fds.iter().map(|f| f.target.clone()).collect();
-        self.let_go(pid, &held);
-    }
-
-    /// The brokers of `client` close their copies of `nodes`, and so do theirs in turn (systemd's
-    /// file descriptor store after logind).
-    fn let_go(&mut self, client: u32, nodes: &[String]) {
-        let brokers: Vec<u32> = self
-            .brokered
-            .iter()
-            .filter(|(_, c)| *c == client)
-            .map(|(broker, _)| *broker)
-            .collect();
-        for broker in brokers {
-            if let Some(b) = self.processes.get_mut(&broker) {
-                b.fds.retain(|f| !nodes.contains(&f.target));
-            }
-            self.let_go(broker, nodes);
-        }
-    }
-
-    /// Live processes in the unit's cgroup.
-    pub fn unit_pids(&self, unit: &str) -> Vec<u32> {
-        let cgroup = crate::builder::unit_cgroup(unit);
-        self.processes
-            .values()
-            .filter(|p| p.alive && p.cgroup == cgroup)
-            .map(|p| p.pid)
-            .collect()
-    }
 }
 
-fn now_secs() -> u64 {
+pub(crate) fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
