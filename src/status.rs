@@ -171,15 +171,7 @@ impl fmt::Display for Status {
                 writeln!(f, "{line}")?;
             }
             for h in &gpu.holders {
-                let nodes: Vec<&str> = h.nodes.iter().map(String::as_str).collect();
-                writeln!(
-                    f,
-                    "  held by pid {} ({}) in {}: {}",
-                    h.pid,
-                    h.comm,
-                    h.unit.as_deref().unwrap_or("no unit"),
-                    nodes.join(", ")
-                )?;
+                writeln!(f, "  held by {}", h.in_unit())?;
             }
             if let Some(kept) = &gpu.kept_off {
                 write_kept_off(f, kept)?;
@@ -254,15 +246,7 @@ fn write_kept_off(f: &mut fmt::Formatter<'_>, kept: &keepoff::State) -> fmt::Res
     };
     writeln!(f, "  its sound: {sound}")?;
     for h in &kept.sound_holders {
-        let nodes: Vec<&str> = h.nodes.iter().map(String::as_str).collect();
-        writeln!(
-            f,
-            "  sound held by pid {} ({}) in {}: {}",
-            h.pid,
-            h.comm,
-            h.unit.as_deref().unwrap_or("no unit"),
-            nodes.join(", ")
-        )?;
+        writeln!(f, "  sound held by {}", h.in_unit())?;
     }
     Ok(())
 }

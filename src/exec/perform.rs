@@ -261,24 +261,16 @@ pub(super) fn await_release(
     nodes: &BTreeSet<String>,
     policy: &Policy,
 ) -> Result<(), StepError> {
-    let what = format!("{comm} ({pid}) closing {}", join(nodes));
+    let what = format!("{comm} ({pid}) closing {}", holders::listed(nodes));
     crate::wait::until(&what, policy.step_timeout, || {
         holders::held_nodes(host, pid).is_disjoint(nodes)
     })
     .map_err(|_| StepError::SessionHolds {
         pid,
         comm: comm.to_string(),
-        nodes: join(nodes),
+        nodes: holders::listed(nodes),
         waited: policy.step_timeout,
     })
-}
-
-fn join(nodes: &BTreeSet<String>) -> String {
-    nodes
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 fn loaded(host: &Host, module: &str) -> Result<bool, StepError> {

@@ -168,6 +168,17 @@ impl Holder {
         self.pid == 1
     }
 
+    /// `pid 4242 (pipewire) in session-2.scope: /dev/snd/controlC1`, as `status` shows it.
+    pub fn in_unit(&self) -> String {
+        format!(
+            "pid {} ({}) in {}: {}",
+            self.pid,
+            self.comm,
+            self.unit.as_deref().unwrap_or("no unit"),
+            listed(&self.nodes)
+        )
+    }
+
     /// The same process, reduced to the nodes among `nodes`; None when it holds none of them.
     pub fn of(&self, nodes: &BTreeSet<String>) -> Option<Holder> {
         let mine: BTreeSet<String> = self.nodes.intersection(nodes).cloned().collect();
@@ -178,16 +189,24 @@ impl Holder {
     }
 }
 
+/// Nodes as messages list them: `/dev/snd/controlC1, /dev/snd/pcmC1D3p`.
+pub fn listed(nodes: &BTreeSet<String>) -> String {
+    nodes
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// `pid 4242 (pipewire) holding /dev/snd/controlC1, /dev/snd/pcmC1D3p`
 impl fmt::Display for Holder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let nodes: Vec<&str> = self.nodes.iter().map(String::as_str).collect();
         write!(
             f,
             "pid {} ({}) holding {}",
             self.pid,
             self.comm,
-            nodes.join(", ")
+            listed(&self.nodes)
         )
     }
 }

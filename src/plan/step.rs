@@ -1,6 +1,7 @@
 //! The steps a plan is made of, each printable for a dry run.
 
 use crate::bdf::Bdf;
+use crate::host::holders::listed;
 use serde::Serialize;
 use std::collections::BTreeSet;
 use std::fmt;
@@ -144,23 +145,17 @@ impl fmt::Display for Step {
         match self {
             Step::StopUnit { unit, why } => write!(f, "stop {unit} ({why})"),
             Step::StartUnit { unit } => write!(f, "start {unit}"),
-            Step::EndProcess { pid, comm, nodes } => {
-                let nodes: Vec<&str> = nodes.iter().map(String::as_str).collect();
-                write!(
-                    f,
-                    "end process {pid} ({comm}) holding {}: TERM, then KILL after the deadline",
-                    nodes.join(", ")
-                )
-            }
-            Step::AwaitRelease { pid, comm, nodes } => {
-                let nodes: Vec<&str> = nodes.iter().map(String::as_str).collect();
-                write!(
-                    f,
-                    "wait for {comm} ({pid}) to close {}, which it holds for a login session \
-                     (it is never signalled)",
-                    nodes.join(", ")
-                )
-            }
+            Step::EndProcess { pid, comm, nodes } => write!(
+                f,
+                "end process {pid} ({comm}) holding {}: TERM, then KILL after the deadline",
+                listed(nodes)
+            ),
+            Step::AwaitRelease { pid, comm, nodes } => write!(
+                f,
+                "wait for {comm} ({pid}) to close {}, which it holds for a login session \
+                 (it is never signalled)",
+                listed(nodes)
+            ),
             Step::ReleaseSound { bdf, card, holders } => write!(
                 f,
                 "ask {} to release ALSA card {card} of {bdf} through \
