@@ -50,22 +50,31 @@ session_log() {
 	journalctl -q --no-pager -b _UID="$(id -u "$USER_NAME")" | tail -n 12 | sed 's/^/  user journal: /' >&9
 }
 
-# fresh_session SESSION KEEP-OFF-ARGS...: log out (display manager and the user's manager
-# stopped), run keep-off on 03.0 while nothing of the desktop holds it, log in to SESSION.
-fresh_session() {
-	session=$1
-	shift
+# log_out: the display manager and the user's manager stopped, none of the user's processes
+# left, and no keep-off rule for 03.0.
+log_out() {
 	systemctl stop lightdm.service
 	systemctl stop "user@$(id -u "$USER_NAME").service" 2>/dev/null
 	need "the user's processes still run 30 s after logout" wait_for 30 user_gone || return 1
-	# Each scenario starts from no rules, so keep-off applies every part it is asked for.
 	[ -e /etc/udev/rules.d/73-pitcrew-keep-off.rules ] && "$HERE/pitcrew" keep-off --undo "$GPU" >/dev/null 2>&1
+	return 0
+}
+# autologin_into SESSION: the session LightDM logs the user into at its next start.
+autologin_into() { sed -i "s/^autologin-session=.*/autologin-session=$1/" "$AUTOLOGIN"; }
+
+# fresh_session SESSION KEEP-OFF-ARGS...: log out, run keep-off on 03.0 while nothing of the
+# desktop holds it, log in to SESSION.
+fresh_session() {
+	session=$1
+	shift
+	# Each scenario starts from no rules, so keep-off applies every part it is asked for.
+	log_out || return 1
 	"$HERE/pitcrew" keep-off "$@" "$GPU" >/tmp/keepoff.out 2>&1 || {
 		why="pitcrew keep-off $* failed: $(tr '\n' ' ' </tmp/keepoff.out)"
 		return 1
 	}
 	sed 's/^/  keep-off: /' /tmp/keepoff.out >&9
-	sed -i "s/^autologin-session=.*/autologin-session=$session/" "$AUTOLOGIN"
+	autologin_into "$session"
 	t0=$(now_ms)
 	systemctl start lightdm.service
 	need "$SERVER not running within 180 s of the login" wait_for 180 pgrep -x "$SERVER" || { session_log; return 1; }
@@ -161,11 +170,8 @@ logind_state() { systemctl show -p MainPID -p NRestarts --value systemd-logind.s
 # (display manager stop, then weston) and waits for logind, and for systemd, which keeps logind's
 # copies in its file descriptor store, to close the card: neither is ever signalled.
 session_on_the_card() {
-	systemctl stop lightdm.service
-	systemctl stop "user@$(id -u "$USER_NAME").service" 2>/dev/null
-	need "the user's processes still run 30 s after logout" wait_for 30 user_gone || return 1
-	[ -e /etc/udev/rules.d/73-pitcrew-keep-off.rules ] && "$HERE/pitcrew" keep-off --undo "$GPU" >/dev/null 2>&1
-	sed -i "s/^autologin-session=.*/autologin-session=pitcrew-weston/" "$AUTOLOGIN"
+	log_out || return 1
+	autologin_into pitcrew-weston
 	systemctl start lightdm.service
 	need "weston of $USER_NAME not running within 120 s of the login" wait_for 120 running weston || {
 		tail -n 15 /tmp/weston.log 2>/dev/null | sed 's/^/  weston.log: /' >&9
@@ -180,7 +186,7 @@ session_on_the_card() {
 	say "  session on the card: $(fuser -v "$(readlink -f "$CARD")" 2>&1 | awk 'NR>1 {print $NF}' | sort -u | tr '\n' ' ')"
 	# The display manager comes back at the end of the detach: into the X session this time,
 	# since the card it would draw on is lent.
-	sed -i "s/^autologin-session=.*/autologin-session=pitcrew-x/" "$AUTOLOGIN"
+	autologin_into pitcrew-x
 	before=$(logind_state)
 	t0=$(now_ms)
 	virsh start gpu-vm >/tmp/start.out 2>&1

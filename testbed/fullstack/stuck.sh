@@ -24,9 +24,7 @@ card_free() { ! fuser -s "$CARD"; }
 # `nobody` holding the control node of 03.1's sound card (its pid in $holder).
 hidden_holder_setup() {
 	settle
-	systemctl stop lightdm.service
-	systemctl stop "user@$(id -u "$USER_NAME").service" 2>/dev/null
-	need "the user's processes still run 30 s after logout" wait_for 30 user_gone || return 1
+	log_out || return 1
 	need "$CARD still open 30 s after logout" wait_for 30 card_free || return 1
 	stuck_card=$(alsa_card)
 	[ -n "$stuck_card" ] || { why="$AUDIO has no sound card"; return 1; }
