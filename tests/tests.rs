@@ -7,6 +7,8 @@ mod config;
 mod console;
 mod crash;
 mod doctor;
+mod doctor_gpu;
+mod doctor_setup;
 mod faults;
 mod handover;
 mod hardening;
