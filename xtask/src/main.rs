@@ -17,7 +17,7 @@ mod report;
 mod scenarios;
 mod suite;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use report::{Bench, Verdict};
 use std::collections::BTreeMap;
