@@ -54,3 +54,67 @@ fn wireplumber_releases_the_card_and_keeps_running() {
     // Its other card stays open; the lent card's nodes are closed.
     assert_eq!(sim.process_fds(2200), ["/dev/snd/controlC0"]);
 }
+
+/// The race seen on Debian 13: WirePlumber let go of the card, then opened its PCM again while
+/// its device was re-created and torn down. Asked again through the reservation, it lets go;
+/// no signal ever reaches it.
+#[test]
+fn a_sound_server_that_reopens_the_card_is_asked_again_not_ended() {
+    let sim = fixtures::radeon_beside_the_desktop();
+    sim.reopens_after_release(2200, "/dev/snd/pcmC1D3p", false);
+    detach(&sim, &["03:00.0"]).unwrap();
+    assert_eq!(sim.driver("0000:03:00.1").as_deref(), Some("vfio-pci"));
+    assert!(sim.process_alive(2200));
+    assert!(!signalled(&sim, 2200), "{:#?}", sim.events());
+    assert_eq!(
+        reservations(&sim),
+        2,
+        "asked once by the plan, once again by the re-check"
+    );
+    assert_eq!(sim.process_fds(2200), ["/dev/snd/controlC0"]);
+}
+
+/// One that keeps the reopened node past the deadline of the second request is ended then,
+/// and only then: the unbind never waits on it.
+#[test]
+fn a_sound_server_that_keeps_the_reopened_card_is_ended_after_being_asked_again() {
+    let sim = fixtures::radeon_beside_the_desktop();
+    sim.reopens_after_release(2200, "/dev/snd/pcmC1D3p", true);
+    detach(&sim, &["03:00.0"]).unwrap();
+    assert_eq!(sim.driver("0000:03:00.1").as_deref(), Some("vfio-pci"));
+    assert_eq!(reservations(&sim), 2);
+    let asked_again = sim.events().iter().rposition(is_reservation).unwrap();
+    let ended = sim
+        .events()
+        .iter()
+        .position(|e| matches!(e, Event::Signal { pid: 2200, .. }))
+        .expect("the server that kept the card was ended");
+    assert!(asked_again < ended, "{:#?}", sim.events());
+    assert!(!sim.process_alive(2200));
+}
+
+/// A refused release is no reason to skip the unbind's safety: the refusing server is ended
+/// before the unbind, as the plan said.
+#[test]
+fn a_sound_server_that_refuses_is_ended_before_the_unbind() {
+    let sim = fixtures::radeon_beside_the_desktop();
+    sim.refuses_release(2200);
+    detach(&sim, &["03:00.0"]).unwrap();
+    assert_eq!(sim.driver("0000:03:00.1").as_deref(), Some("vfio-pci"));
+    assert!(signalled(&sim, 2200));
+    assert!(!sim.process_alive(2200));
+}
+
+fn is_reservation(e: &Event) -> bool {
+    matches!(e, Event::Command { argv } if argv.get(1).map(String::as_str) == Some("reserve-audio"))
+}
+
+fn reservations(sim: &pitcrew_sim::SimHost) -> usize {
+    sim.events().iter().filter(|e| is_reservation(e)).count()
+}
+
+fn signalled(sim: &pitcrew_sim::SimHost, pid: u32) -> bool {
+    sim.events()
+        .iter()
+        .any(|e| matches!(e, Event::Signal { pid: p, .. } if *p == pid))
+}

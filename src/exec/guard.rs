@@ -5,8 +5,9 @@ use super::error::StepError;
 use super::perform::{await_release, end_process};
 use crate::bdf::Bdf;
 use crate::host::holders::{self, Holder};
-use crate::host::{nodes, pci, Host};
+use crate::host::{nodes, pci, sound, Host};
 use crate::policy::Policy;
+use crate::reserve;
 use crate::vendor;
 use std::collections::BTreeSet;
 
@@ -23,13 +24,16 @@ pub fn function_nodes(host: &Host, bdf: Bdf) -> BTreeSet<String> {
     found
 }
 
-/// Checks again, right before a write that waits for open files, that nothing holds `nodes`:
-/// a holder that appeared since the plan (a sound server restarting, a browser probing GPUs)
-/// is ended under the same TERM -> KILL policy; logind or seatd is waited for instead. A VM
-/// holding a /dev/vfio node is not ended: the step fails, naming it.
+/// Checks again, right before a write that waits for open files, that nothing holds `nodes`
+/// (of `functions`): a holder that appeared since the plan (a sound server restarting, a
+/// browser probing GPUs) is ended under the same TERM -> KILL policy; logind or seatd is waited
+/// for instead, and a sound server holding one of the functions' ALSA cards is first asked
+/// again through the reservation. A VM holding a /dev/vfio node is not ended: the step fails,
+/// naming it.
 pub fn clear_new_holders(
     host: &Host,
     what: &str,
+    functions: &[Bdf],
     nodes: &BTreeSet<String>,
     policy: &Policy,
 ) -> Result<(), StepError> {
@@ -48,7 +52,20 @@ pub fn clear_new_holders(
             tracing::warn!("{holder} opened {what} since the plan: waiting for it to close it");
             await_release(host, holder.pid, &holder.comm, &holder.nodes, policy)
         } else {
-            tracing::warn!("{holder} opened {what} since the plan: ending it");
+            if let Some((bdf, card)) = sound_card_held(host, functions, &holder) {
+                tracing::warn!(
+                    "{holder} opened ALSA card {card} of {bdf} since the plan: asking it again \
+                     through the reservation"
+                );
+                let asked = reserve::release(host, bdf, card, policy);
+                if holders::held_nodes(host, holder.pid).is_disjoint(nodes) {
+                    tracing::info!("{holder} let go of ALSA card {card} when asked again");
+                    continue;
+                }
+                tracing::warn!("{holder}: {}: ending it", asked.why_kept(card));
+            } else {
+                tracing::warn!("{holder} opened {what} since the plan: ending it");
+            }
             end_process(host, holder.pid, &holder.comm, &holder.nodes, policy)
         };
         outcome.map_err(|e| StepError::LateHolder {
@@ -58,6 +75,16 @@ pub fn clear_new_holders(
         })?;
     }
     Ok(())
+}
+
+/// The first of the functions' ALSA cards the holder has a node of.
+fn sound_card_held(host: &Host, functions: &[Bdf], holder: &Holder) -> Option<(Bdf, u32)> {
+    functions.iter().find_map(|bdf| {
+        sound::cards(host, *bdf)
+            .into_iter()
+            .find(|card| holder.nodes.iter().any(|n| sound::is_node_of(*card, n)))
+            .map(|card| (*bdf, card))
+    })
 }
 
 /// A write about `bdf` that the kernel did not return from, with who holds the device now.

@@ -36,7 +36,7 @@ pub fn perform(host: &Host, step: &Step, policy: &Policy) -> Result<(), StepErro
                     .iter()
                     .flat_map(|bdf| guard::function_nodes(host, *bdf)),
             );
-            guard::clear_new_holders(host, &format!("module {module}"), &watched, policy)?;
+            guard::clear_new_holders(host, &format!("module {module}"), &bound, &watched, policy)?;
             let hint = "`pitcrew status` lists what holds the card's nodes";
             command(host, "modprobe", &["-r", module], policy, Some(hint.into())).map_err(|e| {
                 match e {
@@ -75,6 +75,7 @@ pub fn perform(host: &Host, step: &Step, policy: &Policy) -> Result<(), StepErro
             guard::clear_new_holders(
                 host,
                 &bdf.to_string(),
+                &[*bdf],
                 &guard::function_nodes(host, *bdf),
                 policy,
             )?;
@@ -114,7 +115,7 @@ fn written(host: &Host, bdf: Bdf, result: Result<(), WriteError>) -> Result<(), 
 /// every one of them to close.
 fn unbind_from(host: &Host, bdf: Bdf, driver: &str, policy: &Policy) -> Result<(), StepError> {
     let nodes = guard::function_nodes(host, bdf);
-    guard::clear_new_holders(host, &bdf.to_string(), &nodes, policy)?;
+    guard::clear_new_holders(host, &bdf.to_string(), &[bdf], &nodes, policy)?;
     written(
         host,
         bdf,

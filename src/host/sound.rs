@@ -69,6 +69,74 @@ impl ReserveRequest {
     }
 }
 
+/// How a reservation request went, as the helper reports it on its first line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// Nobody had reserved the card: the name is pitcrew's.
+    Free,
+    /// `app` released the card, and the bus handed the name straight to pitcrew.
+    Released { app: String },
+    /// Another pitcrew helper holds the reservation already (a sound server reopened a node
+    /// after it had let go): there is nothing to ask anyone.
+    AlreadyOurs,
+    /// `app` refused to release the card.
+    Refused { app: String },
+    /// The request went nowhere: no answer, no bus, no helper.
+    Failed { why: String },
+}
+
+impl Answer {
+    /// The helper's first line.
+    pub fn line(&self) -> String {
+        match self {
+            Answer::Free => "free".into(),
+            Answer::Released { app } => format!("released {app}"),
+            Answer::AlreadyOurs => "ours".into(),
+            Answer::Refused { app } => format!("refused {app}"),
+            Answer::Failed { why } => format!("failed {why}"),
+        }
+    }
+
+    /// Reads the helper's first line back; anything else is a failure naming what it said.
+    pub fn parse(line: &str) -> Answer {
+        let (word, rest) = line.split_once(' ').unwrap_or((line, ""));
+        let rest = rest.to_string();
+        match word {
+            "free" => Answer::Free,
+            "ours" => Answer::AlreadyOurs,
+            "released" => Answer::Released { app: rest },
+            "refused" => Answer::Refused { app: rest },
+            "failed" => Answer::Failed { why: rest },
+            _ => Answer::Failed {
+                why: format!("the helper said {line:?}"),
+            },
+        }
+    }
+
+    /// True when the card is pitcrew's to keep closed: whoever holds a node of it now holds
+    /// it against the reservation.
+    pub fn is_ours(&self) -> bool {
+        matches!(
+            self,
+            Answer::Free | Answer::Released { .. } | Answer::AlreadyOurs
+        )
+    }
+}
+
+impl std::fmt::Display for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Answer::Free => write!(f, "nobody had reserved the card"),
+            Answer::Released { app } => {
+                write!(f, "{app} released the card through the reservation")
+            }
+            Answer::AlreadyOurs => write!(f, "pitcrew holds the reservation already"),
+            Answer::Refused { app } => write!(f, "{app} refused to release the card"),
+            Answer::Failed { why } => write!(f, "the reservation failed: {why}"),
+        }
+    }
+}
+
 /// Who has a node of one of these ALSA cards open; unreadable /proc means none seen.
 pub fn holders(host: &Host, cards: &[u32]) -> Vec<Holder> {
     holders::scan_for(host, |node| cards.iter().any(|c| is_node_of(*c, node))).unwrap_or_default()
@@ -76,7 +144,34 @@ pub fn holders(host: &Host, cards: &[u32]) -> Vec<Holder> {
 
 #[cfg(test)]
 mod tests {
-    use super::is_node_of;
+    use super::{is_node_of, Answer};
+
+    #[test]
+    fn the_helpers_answer_survives_its_line() {
+        for answer in [
+            Answer::Free,
+            Answer::AlreadyOurs,
+            Answer::Released {
+                app: "WirePlumber".into(),
+            },
+            Answer::Refused {
+                app: "PulseAudio".into(),
+            },
+            Answer::Failed {
+                why: "no answer within 10s".into(),
+            },
+        ] {
+            assert_eq!(Answer::parse(&answer.line()), answer);
+        }
+        let garbled = Answer::parse("ok something older");
+        assert_eq!(
+            garbled,
+            Answer::Failed {
+                why: "the helper said \"ok something older\"".into()
+            }
+        );
+        assert!(!garbled.is_ours());
+    }
 
     #[test]
     fn nodes_of_one_card_only() {

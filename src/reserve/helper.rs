@@ -2,17 +2,26 @@
 //! server is on: it takes the card's reservation and keeps it until the function is on vfio-pci.
 //!
 //! The protocol (org.freedesktop.ReserveDevice1, as JACK, PulseAudio and WirePlumber speak it):
-//! request `org.freedesktop.ReserveDevice1.Audio<N>` without queueing; if another peer owns it,
-//! call `RequestRelease(priority)` on that owner's `/org/freedesktop/ReserveDevice1/Audio<N>`:
-//! an owner that grants it closes the card and returns true; then request the name again,
-//! replacing. While we own it we answer `false` to anyone asking us to release it.
+//! an owner of `org.freedesktop.ReserveDevice1.Audio<N>` is asked to let go with
+//! `RequestRelease(priority)` on its `/org/freedesktop/ReserveDevice1/Audio<N>`; one that grants
+//! it closes the card, gives up the name and returns true. While we own it we answer `false` to
+//! anyone asking us to release it.
+//!
+//! We stand in the bus's queue for the name before asking, so that the owner's ReleaseName hands
+//! it straight to us. The other way (ask, then request the name with REPLACE_EXISTING) leaves
+//! the name without an owner for a moment, and WirePlumber (0.4 and 0.5 alike) re-acquires a
+//! name it sees vanish at once: its device comes back, opens the card's PCMs to probe them, and
+//! is torn down again only when our replacing request lands. The re-check before the unbind then
+//! finds it holding the card (testbed/README.md, "The sound server's release").
 
 use crate::bdf::Bdf;
+use crate::host::sound::Answer;
 use crate::host::{pci, Host};
 use crate::wait;
+use enumflags2::BitFlags;
 use std::io::Write;
 use std::time::Duration;
-use zbus::fdo::RequestNameFlags;
+use zbus::fdo::RequestNameReply;
 
 /// Above JACK's 10 and PulseAudio's 0: WirePlumber grants a release to any request not far
 /// below its own priority.
@@ -20,6 +29,8 @@ pub const PRIORITY: i32 = 100;
 const INTERFACE: &str = "org.freedesktop.ReserveDevice1";
 /// How long the owner may take to close the card before answering.
 const RELEASE_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// What we call ourselves on the bus; a second helper of ours knows the first by it.
+const APPLICATION_NAME: &str = "GPU Pit Crew (lending the card to a VM)";
 
 pub struct Args {
     pub card: u32,
@@ -50,7 +61,7 @@ impl Reservation {
 
     #[zbus(property)]
     fn application_name(&self) -> String {
-        "GPU Pit Crew (lending the card to a VM)".into()
+        APPLICATION_NAME.into()
     }
 
     #[zbus(property)]
@@ -59,18 +70,16 @@ impl Reservation {
     }
 }
 
-/// Takes the reservation, says on `out` how (`ok ...`) or why not (`err ...`), then holds it.
+/// Takes the reservation, says on `out` how (or why not), then holds it while it is ours to hold.
 pub fn run(host: &Host, args: &Args, out: &mut dyn Write) -> i32 {
-    let conn = match take(args) {
-        Ok((conn, how)) => {
-            let _ = writeln!(out, "ok {how}");
-            let _ = out.flush();
-            conn
-        }
-        Err(why) => {
-            let _ = writeln!(out, "err {why}");
-            return 1;
-        }
+    let (conn, answer) = match take(args) {
+        Ok(taken) => taken,
+        Err(answer) => (None, answer),
+    };
+    let _ = writeln!(out, "{}", answer.line());
+    let _ = out.flush();
+    let Some(conn) = conn else {
+        return if answer.is_ours() { 0 } else { 1 };
     };
     // Holding the connection holds the name; it goes when the process exits.
     let _ = wait::until(
@@ -82,49 +91,49 @@ pub fn run(host: &Host, args: &Args, out: &mut dyn Write) -> i32 {
     0
 }
 
-fn take(args: &Args) -> Result<(zbus::blocking::Connection, String), String> {
+type Taken = (Option<zbus::blocking::Connection>, Answer);
+
+fn failed(why: String) -> Answer {
+    Answer::Failed { why }
+}
+
+/// The connection that owns the name now (none when another helper of ours has it), and how.
+fn take(args: &Args) -> Result<Taken, Answer> {
     let name = format!("{INTERFACE}.Audio{}", args.card);
     let path = format!("/org/freedesktop/ReserveDevice1/Audio{}", args.card);
     let conn = zbus::blocking::connection::Builder::address(args.bus.as_str())
         .map(|b| b.method_timeout(RELEASE_CALL_TIMEOUT))
         .and_then(|b| b.build())
-        .map_err(|e| format!("cannot connect to the session bus {}: {e}", args.bus))?;
+        .map_err(|e| {
+            failed(format!(
+                "cannot connect to the session bus {}: {e}",
+                args.bus
+            ))
+        })?;
     conn.object_server()
         .at(path.as_str(), Reservation { card: args.card })
-        .map_err(|e| format!("cannot serve {path}: {e}"))?;
-    let no_queue = RequestNameFlags::DoNotQueue.into();
-    match conn.request_name_with_flags(name.as_str(), no_queue) {
-        Ok(_) => {
-            return Ok((
-                conn,
-                format!("{name} was free: nobody had reserved the card"),
-            ))
+        .map_err(|e| failed(format!("cannot serve {path}: {e}")))?;
+    // Queued, not DoNotQueue: see the module's comment.
+    match conn.request_name_with_flags(name.as_str(), BitFlags::empty()) {
+        Ok(RequestNameReply::PrimaryOwner | RequestNameReply::AlreadyOwner) => {
+            return Ok((Some(conn), Answer::Free))
         }
-        Err(zbus::Error::NameTaken) => {}
-        Err(e) => return Err(format!("cannot request {name}: {e}")),
+        Ok(_) => {}
+        Err(e) => return Err(failed(format!("cannot request {name}: {e}"))),
     }
     let dbus = zbus::blocking::fdo::DBusProxy::new(&conn)
-        .map_err(|e| format!("cannot talk to the bus: {e}"))?;
+        .map_err(|e| failed(format!("cannot talk to the bus: {e}")))?;
+    let bus_name: zbus::names::BusName = name
+        .as_str()
+        .try_into()
+        .map_err(|e| failed(format!("{e}")))?;
     let owner = dbus
-        .get_name_owner(name.as_str().try_into().map_err(|e| format!("{e}"))?)
-        .map_err(|e| format!("cannot find the owner of {name}: {e}"))?;
-    let app = conn
-        .call_method(
-            Some(owner.as_str()),
-            path.as_str(),
-            Some("org.freedesktop.DBus.Properties"),
-            "Get",
-            &(INTERFACE, "ApplicationName"),
-        )
-        .ok()
-        .and_then(|reply| {
-            reply
-                .body()
-                .deserialize::<zbus::zvariant::OwnedValue>()
-                .ok()
-        })
-        .and_then(|v| String::try_from(v).ok())
-        .unwrap_or_else(|| owner.to_string());
+        .get_name_owner(bus_name.clone())
+        .map_err(|e| failed(format!("cannot find the owner of {name}: {e}")))?;
+    let app = application_name(&conn, owner.as_str(), &path).unwrap_or_else(|| owner.to_string());
+    if app == APPLICATION_NAME {
+        return Ok((None, Answer::AlreadyOurs));
+    }
     let granted: bool = conn
         .call_method(
             Some(owner.as_str()),
@@ -134,12 +143,42 @@ fn take(args: &Args) -> Result<(zbus::blocking::Connection, String), String> {
             &(PRIORITY,),
         )
         .and_then(|reply| reply.body().deserialize())
-        .map_err(|e| format!("{app} ({owner}) did not answer RequestRelease on {path}: {e}"))?;
+        .map_err(|e| {
+            failed(format!(
+                "{app} ({owner}) did not answer RequestRelease on {path}: {e}"
+            ))
+        })?;
     if !granted {
-        return Err(format!("{app} ({owner}) refused to release {name}"));
+        return Err(Answer::Refused { app });
     }
-    let replace = RequestNameFlags::DoNotQueue | RequestNameFlags::ReplaceExisting;
-    conn.request_name_with_flags(name.as_str(), replace)
-        .map_err(|e| format!("{app} released the card but {name} stays taken: {e}"))?;
-    Ok((conn, format!("{app} released the card and {name} is ours")))
+    // The owner gave the name up before it answered; the bus passed it to the queue's head.
+    let ours = conn.unique_name().map(|n| n.to_string());
+    wait::until(
+        &format!("the bus to hand {name} over"),
+        RELEASE_CALL_TIMEOUT,
+        || {
+            dbus.get_name_owner(bus_name.clone())
+                .is_ok_and(|o| Some(o.to_string()) == ours)
+        },
+    )
+    .map_err(|e| failed(format!("{app} released the card but {e}")))?;
+    Ok((Some(conn), Answer::Released { app }))
+}
+
+/// The owner's `ApplicationName` property, when it has one.
+fn application_name(conn: &zbus::blocking::Connection, owner: &str, path: &str) -> Option<String> {
+    let reply = conn
+        .call_method(
+            Some(owner),
+            path,
+            Some("org.freedesktop.DBus.Properties"),
+            "Get",
+            &(INTERFACE, "ApplicationName"),
+        )
+        .ok()?;
+    let value = reply
+        .body()
+        .deserialize::<zbus::zvariant::OwnedValue>()
+        .ok()?;
+    String::try_from(value).ok()
 }

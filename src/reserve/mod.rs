@@ -10,7 +10,7 @@ pub mod helper;
 
 use crate::bdf::Bdf;
 use crate::host::holders::Holder;
-use crate::host::sound::{self, ReserveRequest};
+use crate::host::sound::{self, Answer, ReserveRequest};
 use crate::host::Host;
 use crate::policy::Policy;
 use crate::wait;
@@ -21,14 +21,47 @@ use std::time::Duration;
 /// close a moment later.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
-/// Asks whoever holds ALSA card `card` (of function `bdf`) to release it, then waits until none
-/// of its nodes is open. Never fails the handover: where a holder does not let go (PulseAudio
-/// keeps its control device open, a player without a reservation), it says so and the steps
-/// that follow deal with the holder.
-pub fn release(host: &Host, bdf: Bdf, card: u32, policy: &Policy) {
+/// What a release came to: how each user's sound server answered, and who still holds a node
+/// of the card once the wait for it to close is over.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub answers: Vec<Answer>,
+    pub still: Vec<Holder>,
+}
+
+impl Outcome {
+    /// Why a holder that kept the card past the deadline is ended: which of the ways a release
+    /// goes wrong this was.
+    pub fn why_kept(&self, card: u32) -> String {
+        let refused = self.answers.iter().find_map(|a| match a {
+            Answer::Refused { app } => Some(format!("{app} refused to release ALSA card {card}")),
+            _ => None,
+        });
+        let failed = self.answers.iter().find_map(|a| match a {
+            Answer::Failed { why } => Some(format!(
+                "the release of ALSA card {card} went unanswered ({why})"
+            )),
+            _ => None,
+        });
+        refused.or(failed).unwrap_or_else(|| {
+            format!(
+                "ALSA card {card} stayed open past the deadline although its reservation is \
+                 pitcrew's: the release was ignored or left a node open (PulseAudio keeps its \
+                 control device)"
+            )
+        })
+    }
+}
+
+/// Asks whoever holds ALSA card `card` (of function `bdf`) to release it, then gives the sound
+/// server the time its teardown needs: polls, with a deadline, until none of the card's nodes
+/// is open. Never fails the handover: where a holder does not let go (PulseAudio keeps its
+/// control device open, a player without a reservation), it says so and the steps that follow
+/// deal with the holder.
+pub fn release(host: &Host, bdf: Bdf, card: u32, policy: &Policy) -> Outcome {
     let holders = sound::holders(host, &[card]);
     if holders.is_empty() {
-        return;
+        return Outcome::default();
     }
     let mut users: BTreeSet<(u32, u32)> = BTreeSet::new();
     for h in &holders {
@@ -36,9 +69,12 @@ pub fn release(host: &Host, bdf: Bdf, card: u32, policy: &Policy) {
             users.insert(ids);
         }
     }
+    let mut outcome = Outcome::default();
     for (uid, gid) in users {
         let Some(bus) = holders.iter().find_map(|h| session_bus(host, h.pid, uid)) else {
-            tracing::warn!("ALSA card {card} ({bdf}): no session bus for uid {uid}");
+            let why = format!("no session bus for uid {uid}");
+            tracing::warn!("ALSA card {card} ({bdf}): {why}");
+            outcome.answers.push(Answer::Failed { why });
             continue;
         };
         let request = ReserveRequest {
@@ -49,16 +85,18 @@ pub fn release(host: &Host, bdf: Bdf, card: u32, policy: &Policy) {
             until_vfio: bdf,
             hold_at_most: policy.step_timeout * 4,
         };
-        match host.effects().reserve_audio(&request, policy.step_timeout) {
-            Ok(line) => match line.strip_prefix("ok ") {
-                Some(how) => tracing::info!("ALSA card {card} ({bdf}): {how}"),
-                None => tracing::warn!(
-                    "ALSA card {card} ({bdf}): the reservation failed: {}",
-                    line.trim_start_matches("err ")
-                ),
+        let answer = match host.effects().reserve_audio(&request, policy.step_timeout) {
+            Ok(line) => Answer::parse(&line),
+            Err(e) => Answer::Failed {
+                why: format!("cannot start the helper: {e}"),
             },
-            Err(e) => tracing::warn!("ALSA card {card} ({bdf}): cannot start the helper: {e}"),
+        };
+        if answer.is_ours() {
+            tracing::info!("ALSA card {card} ({bdf}): {answer}; its reservation is pitcrew's");
+        } else {
+            tracing::warn!("ALSA card {card} ({bdf}): {answer}");
         }
+        outcome.answers.push(answer);
     }
     let closed = wait::until(
         &format!("every node of ALSA card {card} to close"),
@@ -66,14 +104,15 @@ pub fn release(host: &Host, bdf: Bdf, card: u32, policy: &Policy) {
         || sound::holders(host, &[card]).is_empty(),
     );
     if closed.is_err() {
-        let still = sound::holders(host, &[card]);
+        outcome.still = sound::holders(host, &[card]);
         tracing::warn!(
-            "ALSA card {card} ({bdf}) is still open in {} after the reservation: releasing it \
-             through org.freedesktop.ReserveDevice1 is not enough there (PulseAudio closes only \
-             its PCM and keeps the control device open), so it is handled as any other holder",
-            describe(&still)
+            "ALSA card {card} ({bdf}) is still open in {}: {}, so it is handled as any other \
+             holder",
+            describe(&outcome.still),
+            outcome.why_kept(card)
         );
     }
+    outcome
 }
 
 fn describe(holders: &[Holder]) -> String {
@@ -121,4 +160,35 @@ fn session_bus(host: &Host, pid: u32, uid: u32) -> Option<String> {
     host.path(&socket)
         .exists()
         .then(|| format!("unix:path={socket}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Answer, Outcome};
+
+    #[test]
+    fn an_ended_sound_server_is_told_which_way_its_release_went() {
+        let with = |answers: Vec<Answer>| {
+            Outcome {
+                answers,
+                still: Vec::new(),
+            }
+            .why_kept(1)
+        };
+        let refused = with(vec![Answer::Refused {
+            app: "PulseAudio".into(),
+        }]);
+        assert_eq!(refused, "PulseAudio refused to release ALSA card 1");
+        let unanswered = with(vec![Answer::Failed {
+            why: "no answer".into(),
+        }]);
+        assert!(
+            unanswered.contains("went unanswered (no answer)"),
+            "{unanswered}"
+        );
+        let ignored = with(vec![Answer::Released {
+            app: "WirePlumber".into(),
+        }]);
+        assert!(ignored.contains("the release was ignored"), "{ignored}");
+    }
 }

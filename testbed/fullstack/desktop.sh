@@ -149,6 +149,42 @@ sound_released() {
 	say "  after the return, sound card $(alsa_card) open in: $(sound_held_by)"
 }
 
+# sound_released, again and again in the session it left: every lend must have the sound
+# server release the card through the reservation and keep its PID (the race this guards against
+# ended WirePlumber in about one lend in three on Debian 13), every return must see it take the
+# card back. A lend where it opened the card again and was asked again is counted, not failed.
+SOUND_LENDS=20
+sound_released_repeat() {
+	SERVER=Xorg SHELL_PROC=openbox
+	before=$(session_pids "$SERVER" "$SHELL_PROC")
+	case "$before" in *=\ * | *=) why="not every process of the desktop runs: $before"; return 1 ;; esac
+	asked_again=0 i=1 t_start=$(now_ms)
+	while [ "$i" -le "$SOUND_LENDS" ]; do
+		need "lend $i: the sound server did not hold ALSA card $(alsa_card) of 03.1 within 60 s" wait_for 60 sound_held || return 1
+		t0=$(now_ms)
+		virsh start gpu-vm >/tmp/start.out 2>&1 || { why="lend $i: virsh start: $(tr '\n' ' ' </tmp/start.out)"; return 1; }
+		journalctl -q --no-pager -o cat -u "$UNIT" --since "@$((t0 / 1000))" >/tmp/lend.journal
+		need "lend $i: not both functions on vfio-pci" lent || return 1
+		during=$(session_pids "$SERVER" "$SHELL_PROC")
+		if [ "$during" != "$before" ] || grep -q "ending it" /tmp/lend.journal; then
+			sed 's/^/  journal: /' /tmp/lend.journal >&9
+			why="lend $i of $SOUND_LENDS: PIDs $before -> $during"
+			return 1
+		fi
+		need "lend $i: the sound server did not release the card through the reservation" grep -q "released the card" /tmp/lend.journal || return 1
+		asked_again=$((asked_again + $(grep -c "asking it again through the reservation" /tmp/lend.journal)))
+		virsh destroy gpu-vm >/tmp/destroy.out 2>&1 || { why="lend $i: virsh destroy: $(tr '\n' ' ' </tmp/destroy.out)"; return 1; }
+		need "lend $i: functions not back on bochs-drm and snd_hda_intel within 60 s" wait_for 60 home || return 1
+		need "lend $i: $UNIT not inactive within 60 s" wait_for 60 unit_is "$UNIT" inactive || return 1
+		after=$(session_pids "$SERVER" "$SHELL_PROC")
+		[ "$after" = "$before" ] || { why="lend $i of $SOUND_LENDS: PIDs changed by the return: $before -> $after"; return 1; }
+		i=$((i + 1))
+	done
+	need "the sound server did not take ALSA card $(alsa_card) back within 60 s of the last return" wait_for 60 sound_held || return 1
+	say "TIMING sound_released_repeat_ms $(($(now_ms) - t_start))"
+	say "  $SOUND_LENDS lends and returns, the same PIDs throughout ($before); asked again after reopening: $asked_again"
+}
+
 wayland_desktop_stays() {
 	SERVER=sway SHELL_PROC=swaybar
 	fresh_session pitcrew-sway || {
@@ -220,6 +256,9 @@ desktop_scenarios() {
 	settle
 	sound_released
 	verdict sound_released $? "DRM kept off, sound not: WirePlumber's card released through the reservation, session and sound server PIDs kept, card taken back after destroy"
+	settle
+	sound_released_repeat
+	verdict sound_released_repeat $? "$SOUND_LENDS lends in one session: each released through the reservation, no sound server ended, card taken back after each return"
 	settle
 	desktop_stays
 	verdict desktop_stays $? "keep-off before login: virsh start/destroy lent and returned 03.0+03.1; LightDM, Xorg, openbox, PipeWire, WirePlumber kept their PIDs; Xorg never opened the card"

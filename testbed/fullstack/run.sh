@@ -190,7 +190,7 @@ if setup; then
 	verdict stuck_write_unit $? "${stuck_summary:-}"
 	stuck_write_cleanup
 else
-	for s in doctor libvirt_lend_and_return libvirt_failed_start_rolls_back desktop_stays sound_released wayland_desktop_stays session_on_the_card stuck_write_unit; do
+	for s in doctor libvirt_lend_and_return libvirt_failed_start_rolls_back desktop_stays sound_released sound_released_repeat wayland_desktop_stays session_on_the_card stuck_write_unit; do
 		say "RESULT $s FAIL setup: $why"
 	done
 fi

@@ -23,6 +23,7 @@ pub const PACKAGES: &[&str] = &[
 pub const SCENARIOS: &[&str] = &[
     "desktop_stays",
     "sound_released",
+    "sound_released_repeat",
     "wayland_desktop_stays",
     "session_on_the_card",
 ];

@@ -100,9 +100,7 @@ impl Effects for SimEffects {
         Ok(pid)
     }
 
-    /// Plays the sound servers' side of the reservation as their sources describe it:
-    /// WirePlumber and PipeWire close every node of the card, PulseAudio only its PCMs (its
-    /// control device and jack mixers stay open); other holders do not take part.
+    /// Plays the sound servers' side of the reservation ([`crate::sound_servers`]).
     fn reserve_audio(
         &self,
         request: &pitcrew::ReserveRequest,
@@ -114,28 +112,11 @@ impl Effects for SimEffects {
                 .chain(request.args())
                 .collect(),
         });
-        let card = request.card;
-        let mut released = Vec::new();
-        for p in state.model.processes.values_mut().filter(|p| p.alive) {
-            let closes: fn(u32, &str) -> bool = match p.comm.as_str() {
-                "wireplumber" | "pipewire" => pitcrew::is_sound_node_of,
-                "pulseaudio" => |card, node| {
-                    pitcrew::is_sound_node_of(card, node) && node.starts_with("/dev/snd/pcmC")
-                },
-                _ => continue,
-            };
-            let before = p.fds.len();
-            p.fds.retain(|fd| !closes(card, &fd.target));
-            if p.fds.len() != before {
-                released.push(p.pid);
-            }
-        }
-        // A process's /proc entry is rendered once; drop it so it is rendered with its new fds.
-        for pid in released {
-            let _ = std::fs::remove_dir_all(self.shared.root.join(format!("proc/{pid}")));
-        }
+        let State { model, sound, .. } = &mut *state;
+        let (line, changed) = sound.reserve(model, request.card, &request.until_vfio.to_string());
+        self.shared.rerender_processes(&changed);
         self.shared.commit(&state)?;
-        Ok("ok released (simulated)".into())
+        Ok(line)
     }
 
     fn process(&self, pid: u32) -> io::Result<Box<dyn Process>> {
@@ -160,6 +141,12 @@ fn write_now(shared: &Shared, host_path: &str, value: &str) -> io::Result<()> {
     if let Some(index) = state.faults.spawns.iter().position(|s| s.0 == host_path) {
         let (_, cgroup, template) = state.faults.spawns.remove(index);
         state.model.spawn(&cgroup, &template);
+        shared.commit(&state)?;
+    }
+    let State { model, sound, .. } = &mut *state;
+    let reopened = sound.reopen(model);
+    if !reopened.is_empty() {
+        shared.rerender_processes(&reopened);
         shared.commit(&state)?;
     }
     state = wait_unblocked(shared, state, host_path);

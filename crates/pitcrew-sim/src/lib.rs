@@ -36,6 +36,7 @@ mod kernel;
 mod model;
 mod processes;
 mod render;
+mod sound_servers;
 mod state;
 mod tree;
 
@@ -55,6 +56,7 @@ use pitcrew::{Effects, Host};
 
 use effects::SimEffects;
 use model::Model;
+use sound_servers::Quirk;
 use state::Shared;
 
 /// Linux errno values the simulated kernel answers with.
@@ -350,6 +352,24 @@ impl SimHost {
             .faults
             .spawns
             .push((path.to_string(), cgroup.to_string(), template));
+    }
+
+    /// The sound server `pid`, once it has released its card through the reservation, opens
+    /// `node` again at pitcrew's next write, as WirePlumber did when the reservation's name was
+    /// free for a moment between its release and pitcrew's request. Asked again, it lets go,
+    /// unless `keeps`.
+    pub fn reopens_after_release(&self, pid: u32, node: &str, keeps: bool) {
+        let quirk = Quirk::Reopens {
+            node: node.to_string(),
+            armed: false,
+            keeps,
+        };
+        self.shared.lock().sound.add_quirk(pid, quirk);
+    }
+
+    /// The sound server `pid` answers `false` when asked to release its card.
+    pub fn refuses_release(&self, pid: u32) {
+        self.shared.lock().sound.add_quirk(pid, Quirk::Refuses);
     }
 
     /// Where a write to `path` waits in the simulated kernel right now, if it does.

@@ -8,6 +8,7 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use crate::faults::Faults;
 use crate::model::Model;
 use crate::render;
+use crate::sound_servers::SoundServers;
 use crate::tree::Tree;
 use crate::Event;
 
@@ -15,6 +16,7 @@ pub(crate) struct State {
     pub model: Model,
     pub events: Vec<Event>,
     pub faults: Faults,
+    pub sound: SoundServers,
     /// Set when the SimHost is dropped: blocked writers wake up and fail.
     pub closed: bool,
     /// Devices whose lock a waiting unbind holds: every other write about them waits too.
@@ -44,6 +46,7 @@ impl Shared {
                 model,
                 events: Vec::new(),
                 faults: Faults::default(),
+                sound: SoundServers::default(),
                 closed: false,
                 busy: BTreeSet::new(),
                 waits_in: HashMap::new(),
@@ -64,6 +67,13 @@ impl Shared {
         let result = render::render(&Tree::new(&self.root), &state.model);
         self.changed.notify_all();
         result.map_err(|e| io::Error::new(e.kind(), format!("pitcrew-sim render: {e}")))
+    }
+
+    /// A process's /proc entry is rendered once; dropping it has it rendered with its new fds.
+    pub fn rerender_processes(&self, pids: &[u32]) {
+        for pid in pids {
+            let _ = std::fs::remove_dir_all(self.root.join(format!("proc/{pid}")));
+        }
     }
 
     /// The host-absolute spelling (`/sys/...`) of a path the engine resolved under the root.
