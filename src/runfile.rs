@@ -11,7 +11,7 @@ pub const RUN_DIR: &str = "/run/pitcrew";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunFileError {
-    #[error("{path}: {action}: {source}", path = .path.display())]
+    #[error("{path}: {action}: {cause}", path = .path.display(), cause = crate::untrusted::cause(.path, .source))]
     Io {
         path: PathBuf,
         action: &'static str,

@@ -148,7 +148,7 @@ pub enum StepError {
         source: Box<StepError>,
     },
     /// A sysfs attribute could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {cause}", cause = crate::untrusted::cause(std::path::Path::new(.path), .source))]
     Read {
         /// The attribute.
         path: String,
