@@ -162,9 +162,8 @@ fn a_file_owned_by_someone_else_is_refused() {
 #[test]
 fn a_directory_that_is_not_pitcrews_is_never_advised_a_change() {
     use std::os::unix::fs::PermissionsExt;
-    let set = |p: &Path, m: u32| {
-        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
-    };
+    let set =
+        |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
     // The config in place under a system directory others can write: nothing to move it to.
     for (dir, mode) in [("/etc", 0o777), ("/", 0o1777)] {
         let t = TestHost::new();
