@@ -52,7 +52,7 @@ pub fn read_trusted(host: &Host, path: &Path) -> Result<Option<Vec<u8>>, Refusal
             "replace the link with a regular file of root's"
         };
         return Err(Refusal::Insecure(format!(
-            "{} {}, not a regular file; {fix}",
+            "{} is {}, not a regular file; {fix}",
             place.subject(),
             untrusted::kind(&meta)
         )));
@@ -62,7 +62,7 @@ pub fn read_trusted(host: &Host, path: &Path) -> Result<Option<Vec<u8>>, Refusal
         .map_err(Refusal::Insecure)?;
     if meta.len() > MAX_BYTES {
         return Err(Refusal::Insecure(format!(
-            "{} {} bytes; a pitcrew config is at most {MAX_BYTES} bytes",
+            "{} is {} bytes; a pitcrew config is at most {MAX_BYTES} bytes",
             place.subject(),
             meta.len()
         )));
@@ -129,9 +129,9 @@ impl Place {
     /// already), or the file its link leads to.
     fn subject(&self) -> String {
         if self.in_place() {
-            "it is".into()
+            "it".into()
         } else {
-            format!("it leads to {}, which is", self.real.display())
+            format!("it leads to {}, which", self.real.display())
         }
     }
 
@@ -162,10 +162,14 @@ impl Place {
         let owned = owners.contains(&meta.uid());
         let writable = meta.mode() & 0o022 != 0;
         let problem = if !owned {
-            format!("owned by uid {} instead of uid {}", meta.uid(), owners[0])
+            format!(
+                "is owned by uid {} instead of uid {}",
+                meta.uid(),
+                owners[0]
+            )
         } else if writable {
             format!(
-                "of mode {:04o}, so others can change it",
+                "has mode {:04o}, so others can change it",
                 meta.mode() & 0o7777
             )
         } else {
@@ -206,7 +210,7 @@ impl Place {
                 ),
             )
         };
-        Err(format!("{whose} {} is {problem}; {fix}", at.display()))
+        Err(format!("{whose} {} {problem}; {fix}", at.display()))
     }
 }
 

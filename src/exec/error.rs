@@ -103,7 +103,7 @@ pub enum StepError {
         source: std::io::Error,
     },
     /// A command ran and failed.
-    #[error("{command} failed: {stderr}{}", hint_text(.hint))]
+    #[error("{command} failed: {}{}", .stderr.trim_end_matches('.'), hint_text(.hint))]
     CommandFailed {
         /// The command line.
         command: String,

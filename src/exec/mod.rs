@@ -170,7 +170,8 @@ impl Executor<'_> {
                         note(record, &undo, plan);
                     }
                     Err(cause) => {
-                        tracing::error!("rollback: {undo} failed: {cause}");
+                        // Said once, by the error the run returns.
+                        tracing::debug!("rollback: {undo} failed: {cause}");
                         stuck.borrow_mut().note(&cause, record);
                         errors.push((undo, cause));
                     }

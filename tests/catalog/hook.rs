@@ -98,6 +98,19 @@ fn hook_lines() {
     );
     say(&mut c, "the stop cannot be queued", &t, reply);
 
+    let t = host(failing(), "[vm.\"gpu-vm\"]\ndevices = [\"01:00.0\"]\n");
+    let reply = hook(
+        &t.host,
+        &args("gpu-vm", "release", "end"),
+        &mut "".as_bytes(),
+    );
+    say(
+        &mut c,
+        "the stop of an escaped name cannot be queued",
+        &t,
+        reply,
+    );
+
     let t = host(FakeRunner::default(), "auto = true\n");
     let xml = domain_xml("games", &[(1, 0, 0)]);
     let reply = hook(
