@@ -78,7 +78,7 @@ fn request_refusals() {
     std::fs::remove_file(t.path(REQUEST)).unwrap();
     rustix::fs::mkfifoat(
         rustix::fs::CWD,
-        &t.path(REQUEST),
+        t.path(REQUEST),
         rustix::fs::Mode::from(0o600),
     )
     .unwrap();
