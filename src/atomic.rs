@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 /// A file operation that failed, with the file and what was tried.
 #[derive(Debug, thiserror::Error)]
-#[error("{path}: {action}: {source}", path = .path.display())]
+#[error("{path}: {action}: {cause}", path = .path.display(), cause = crate::untrusted::cause(.path, .source))]
 pub struct WriteError {
     pub path: PathBuf,
     pub action: &'static str,

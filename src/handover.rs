@@ -7,6 +7,7 @@ use crate::host::Host;
 use crate::plan::{self, Direction, Plan, PlanError};
 use crate::policy::Policy;
 use crate::snapshot::{ReadError, Snapshot};
+use std::fmt;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +44,50 @@ pub struct Outcome {
     pub plan: Plan,
     /// Empty for a dry run.
     pub timeline: Vec<Timed>,
+}
+
+/// What the user is told at the end: the plan when nothing ran (a dry run, or nothing to do),
+/// else one line of what moved where in how long. The steps themselves were each logged once,
+/// with their durations, as they ran.
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.timeline.is_empty() {
+            return write!(f, "{}", self.plan);
+        }
+        let total: Duration = self.timeline.iter().map(|t| t.took).sum();
+        let functions: Vec<String> = self.plan.functions.iter().map(Bdf::to_string).collect();
+        let steps = match self.timeline.len() {
+            1 => "1 step".to_string(),
+            n => format!("{n} steps"),
+        };
+        match self.plan.direction {
+            Direction::Detach => writeln!(
+                f,
+                "Moved {} to vfio-pci in {} ms ({steps})",
+                functions.join(", "),
+                total.as_millis()
+            ),
+            Direction::Reattach => {
+                let back: Vec<String> = self
+                    .plan
+                    .functions
+                    .iter()
+                    .map(
+                        |bdf| match self.plan.originals.get(bdf).cloned().flatten() {
+                            Some(driver) => format!("{bdf} to {driver}"),
+                            None => format!("{bdf} to the driver the kernel picks"),
+                        },
+                    )
+                    .collect();
+                writeln!(
+                    f,
+                    "Gave back {} in {} ms ({steps})",
+                    back.join(", "),
+                    total.as_millis()
+                )
+            }
+        }
+    }
 }
 
 /// Why a handover did not happen; `Plan` means nothing was changed.

@@ -42,7 +42,7 @@ pub enum KeepOffError {
     #[error(transparent)]
     Read(#[from] ReadError),
     /// The rules file could not be written or removed.
-    #[error("{path}: {action}: {source}", path = .path.display())]
+    #[error("{path}: {action}: {cause}", path = .path.display(), cause = crate::untrusted::cause(.path, .source))]
     Io {
         /// The file.
         path: PathBuf,

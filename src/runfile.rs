@@ -11,7 +11,7 @@ pub const RUN_DIR: &str = "/run/pitcrew";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunFileError {
-    #[error("{path}: {action}: {source}", path = .path.display())]
+    #[error("{path}: {action}: {cause}", path = .path.display(), cause = crate::untrusted::cause(.path, .source))]
     Io {
         path: PathBuf,
         action: &'static str,
@@ -59,8 +59,9 @@ fn one_private_dir(dir: &Path, owner: u32) -> Result<(), RunFileError> {
                 return Err(RunFileError::Refused {
                     path: dir.to_path_buf(),
                     reason: format!(
-                        "expected a directory of uid {owner} and mode 0700, found uid {} mode \
-                         {:04o}; remove it",
+                        "expected a directory of uid {owner} and mode 0700, found {} of uid {} \
+                         and mode {:04o}; remove it",
+                        untrusted::kind_or_file(&meta),
                         meta.uid(),
                         meta.mode() & 0o7777
                     ),

@@ -107,6 +107,17 @@ pub fn named(path: &Path, e: io::Error) -> io::Error {
     io::Error::new(e.kind(), format!("{}: {}", path.display(), plain(&e)))
 }
 
+/// What went wrong with `path`, for a message that names `path` itself: the error's text
+/// without Rust's " (os error N)" suffix and without the path when the error already starts with
+/// it (as those of [`named`] do), so the path is said once.
+pub fn cause(path: &Path, e: &io::Error) -> String {
+    let text = plain(e);
+    match text.strip_prefix(&format!("{}: ", path.display())) {
+        Some(rest) => rest.to_string(),
+        None => text,
+    }
+}
+
 /// An OS error's text without Rust's " (os error N)" suffix.
 pub fn plain(e: &io::Error) -> String {
     let text = e.to_string();

@@ -1,5 +1,5 @@
 # shellcheck shell=sh
-# The demo: pitcrew status, detach (with its timeline), status, reattach, on the real kernel.
+# The demo: pitcrew status, detach (each step once, as it runs), status, reattach, on the real kernel.
 # Everything goes to the results port; the host prints it as it comes.
 show() { say ""; say "\$ $*"; }
 kernel_view() {

@@ -136,7 +136,7 @@ fn files_others_can_write_are_refused() {
         set("/etc/pitcrew", dir_mode);
         let message = Config::load(&t.host).unwrap_err().to_string();
         assert!(
-            message.contains("lets others change it"),
+            message.contains("so others can change it"),
             "{mode:o}/{dir_mode:o}: {message}"
         );
         assert!(message.contains("chmod go-w"), "{message}");
@@ -157,4 +157,38 @@ fn a_file_owned_by_someone_else_is_refused() {
     std::os::unix::fs::chown(t.path("/etc/pitcrew/pitcrew.toml"), Some(65534), None).unwrap();
     let message = Config::load(&t.host).unwrap_err().to_string();
     assert!(message.contains("owned by uid 65534"), "{message}");
+}
+
+#[test]
+fn a_directory_that_is_not_pitcrews_is_never_advised_a_change() {
+    use std::os::unix::fs::PermissionsExt;
+    let set =
+        |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    // The config in place under a system directory others can write: nothing to move it to.
+    for (dir, mode) in [("/etc", 0o777), ("/", 0o1777)] {
+        let t = TestHost::new();
+        t.config("auto = true\n");
+        set(&t.path(dir), mode);
+        let message = Config::load(&t.host).unwrap_err().to_string();
+        assert!(message.contains("so others can change it"), "{message}");
+        assert!(
+            !message.contains("chmod") && !message.contains("chown"),
+            "{message}"
+        );
+    }
+    // /etc/pitcrew itself a link into a shared directory: the link is replaced, /tmp kept.
+    let t = TestHost::new();
+    t.file("/var/tmp/pc/pitcrew.toml", "auto = true\n", 0o644);
+    set(&t.path("/var/tmp"), 0o1777);
+    std::fs::create_dir_all(t.path("/etc")).unwrap();
+    std::os::unix::fs::symlink(t.path("/var/tmp/pc"), t.path("/etc/pitcrew")).unwrap();
+    let message = Config::load(&t.host).unwrap_err().to_string();
+    assert!(
+        !message.contains("chmod") && !message.contains("chown"),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("`rm {}", t.path("/etc/pitcrew").display())),
+        "{message}"
+    );
 }

@@ -78,9 +78,14 @@ fn a_config_linked_into_a_directory_others_can_write_is_refused() {
     std::os::unix::fs::symlink(&elsewhere, t.path("/etc/pitcrew/pitcrew.toml")).unwrap();
     let message = Config::load(&t.host).unwrap_err().to_string();
     assert!(
-        message.contains(&format!("its directory {}", t.path("/var/tmp").display()))
-            && message.contains("lets others change it")
-            && message.contains("chmod go-w"),
+        message.contains(&format!("whose directory {}", t.path("/var/tmp").display()))
+            && message.contains("so others can change it")
+            && !message.contains("chmod")
+            && message.contains(&format!(
+                "run `install -m 0644 {} {}`",
+                elsewhere.display(),
+                t.path("/etc/pitcrew/pitcrew.toml").display()
+            )),
         "{message}"
     );
     // The same file behind a link into a directory only its owner can write is fine.

@@ -105,8 +105,31 @@ fn detach_ends_the_holders_of_the_sound_card_kfd_and_ddc_bus_and_moves_both_func
     assert!(sim.dev_exists("/dev/snd/controlC1"));
 }
 
+/// A player without a reservation (aplay) that opens the card after the plan is asked through
+/// the reservation like any sound holder, keeps the card, and is ended before the unbind.
 #[test]
-fn a_holder_that_opens_the_sound_card_after_the_plan_is_ended_before_the_unbind() {
+fn a_player_that_opens_the_sound_card_after_the_plan_is_ended_before_the_unbind() {
+    let sim = fixtures::amd_with_audio();
+    let player = ProcessTemplate::new("aplay").holds("/dev/snd/controlC1");
+    sim.spawn_on_write(
+        "/sys/bus/pci/devices/0000:03:00.1/driver_override",
+        SESSION_SCOPE,
+        player,
+    );
+    let outcome = detach(&sim, &["03:00.0"]).unwrap();
+    // Not in the plan: it appeared later.
+    assert!(!outcome.plan.to_string().contains("aplay"));
+    let late = sim.pids_of("aplay");
+    assert!(late.is_empty(), "the late holder {late:?} survived");
+    let spawned = late_signalled(&sim);
+    assert_eq!(signals_to(&sim, spawned[0]), [Signal::Term]);
+    assert_eq!(sim.driver("0000:03:00.1").as_deref(), Some("vfio-pci"));
+}
+
+/// A sound server that opens the card after the plan (restarted, or its device re-created) is
+/// asked through the reservation first, lets go, and is never signalled.
+#[test]
+fn a_sound_server_that_opens_the_sound_card_after_the_plan_is_asked_not_ended() {
     let sim = fixtures::amd_with_audio();
     let pipewire = ProcessTemplate::new("pipewire").holds("/dev/snd/controlC1");
     sim.spawn_on_write(
@@ -114,22 +137,30 @@ fn a_holder_that_opens_the_sound_card_after_the_plan_is_ended_before_the_unbind(
         SESSION_SCOPE,
         pipewire,
     );
-    let outcome = detach(&sim, &["03:00.0"]).unwrap();
-    // Not in the plan: it appeared later.
-    assert!(!outcome.plan.to_string().contains("pipewire"));
-    let late = sim.pids_of("pipewire");
-    assert!(late.is_empty(), "the late holder {late:?} survived");
-    let spawned: Vec<u32> = sim
-        .events()
+    detach(&sim, &["03:00.0"]).unwrap();
+    assert_eq!(
+        sim.pids_of("pipewire").len(),
+        1,
+        "the sound server was ended"
+    );
+    assert!(late_signalled(&sim).is_empty(), "{:#?}", sim.events());
+    assert!(sim
+        .commands()
+        .iter()
+        .any(|argv| argv.get(1).map(String::as_str) == Some("reserve-audio")));
+    assert_eq!(sim.driver("0000:03:00.1").as_deref(), Some("vfio-pci"));
+}
+
+/// The pids signalled among those started during the test (the fixtures' own are below 4000).
+fn late_signalled(sim: &pitcrew_sim::SimHost) -> Vec<u32> {
+    sim.events()
         .into_iter()
         .filter_map(|e| match e {
             Event::Signal { pid, .. } => Some(pid),
             _ => None,
         })
         .filter(|pid| *pid >= 4000)
-        .collect();
-    assert_eq!(signals_to(&sim, spawned[0]), [Signal::Term]);
-    assert_eq!(sim.driver("0000:03:00.1").as_deref(), Some("vfio-pci"));
+        .collect()
 }
 
 #[test]

@@ -2,6 +2,8 @@
 
 mod engine;
 
+mod catalog;
+
 mod cli;
 mod config;
 mod console;

@@ -1,5 +1,6 @@
 //! `pitcrew detach` / `pitcrew reattach`: the request from the command line (or the VM's
-//! config and the hook's request), the handover, and its plan and timeline on stdout.
+//! config and the hook's request), the handover, and on stdout its plan (a dry run) or the line
+//! that sums it up (the steps are logged as they run).
 
 use super::args::HandoverArgs;
 use super::print_out;
@@ -85,18 +86,5 @@ fn handover(host: &Host, direction: Direction, args: HandoverArgs) -> Result<(),
         Err(handover::HandoverError::Interrupted { .. }) => crate::fault::die(),
         other => other?,
     };
-    let mut text = outcome.plan.to_string();
-    if !outcome.timeline.is_empty() {
-        let total: Duration = outcome.timeline.iter().map(|t| t.took).sum();
-        text += &format!("Done in {} ms:\n", total.as_millis());
-        for (n, timed) in outcome.timeline.iter().enumerate() {
-            text += &format!(
-                "{:>3}. {:>6} ms  {}\n",
-                n + 1,
-                timed.took.as_millis(),
-                timed.step
-            );
-        }
-    }
-    print_out(&text)
+    print_out(&outcome.to_string())
 }

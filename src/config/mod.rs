@@ -36,7 +36,7 @@ pub enum ConfigError {
         /// Where it was looked for.
         path: PathBuf,
     },
-    #[error("{path}: cannot read it: {cause}", path = .path.display(), cause = crate::untrusted::plain(.source))]
+    #[error("{path}: cannot read it: {cause}", path = .path.display(), cause = crate::untrusted::cause(.path, .source))]
     /// It exists but cannot be read.
     Unreadable {
         /// The config file.

@@ -49,7 +49,7 @@ pub(super) fn config(host: &Host, checks: &mut Vec<Check>) -> Option<Config> {
             checks.push(Check::fail(
                 "config",
                 e.to_string(),
-                format!("fix {CONFIG_PATH} as the message says; until then every VM start fails"),
+                "do as the finding says; until then every VM start fails",
             ));
             None
         }

@@ -103,7 +103,7 @@ pub enum StepError {
         source: std::io::Error,
     },
     /// A command ran and failed.
-    #[error("{command} failed: {stderr}{}", hint_text(.hint))]
+    #[error("{command} failed: {}{}", .stderr.trim_end_matches('.'), hint_text(.hint))]
     CommandFailed {
         /// The command line.
         command: String,
@@ -148,7 +148,7 @@ pub enum StepError {
         source: Box<StepError>,
     },
     /// A sysfs attribute could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {cause}", cause = crate::untrusted::cause(std::path::Path::new(.path), .source))]
     Read {
         /// The attribute.
         path: String,

@@ -20,7 +20,7 @@ pub enum LockError {
         holder: String,
         waited: Duration,
     },
-    #[error("cannot open the lock {path}: {source}")]
+    #[error("cannot open the lock {path}: {cause}", cause = crate::untrusted::cause(std::path::Path::new(.path), .source))]
     Io { path: String, source: io::Error },
     #[error(transparent)]
     Dir(crate::runfile::RunFileError),

@@ -119,7 +119,8 @@ impl Executor<'_> {
                     }
                 }
                 Err(cause) => {
-                    tracing::error!("[{number}/{total}] {step} failed: {cause}");
+                    // Said once, by the error the run returns (step, cause and rollback).
+                    tracing::debug!("[{number}/{total}] {step} failed: {cause}");
                     stuck.borrow_mut().note(&cause, &mut record);
                     // A failed step is undone too: it may have done half its work.
                     let end = if cancelled { index } else { index + 1 };
@@ -169,7 +170,8 @@ impl Executor<'_> {
                         note(record, &undo, plan);
                     }
                     Err(cause) => {
-                        tracing::error!("rollback: {undo} failed: {cause}");
+                        // Said once, by the error the run returns.
+                        tracing::debug!("rollback: {undo} failed: {cause}");
                         stuck.borrow_mut().note(&cause, record);
                         errors.push((undo, cause));
                     }

@@ -281,7 +281,10 @@ fn loaded(host: &Host, module: &str) -> Result<bool, StepError> {
 }
 
 fn systemctl(host: &Host, verb: &str, unit: &str, policy: &Policy) -> Result<(), StepError> {
-    let hint = format!("`journalctl -u {unit}` tells more");
+    let hint = format!(
+        "`journalctl -u {}` tells more",
+        crate::text::shell_word(unit)
+    );
     command(host, "systemctl", &[verb, unit], policy, Some(hint))
 }
 

@@ -20,7 +20,7 @@ const PARKING_DRIVERS: [&str; 2] = [VFIO_DRIVER, "pci-stub"];
 
 /// A sysfs write the kernel refused.
 #[derive(Debug, thiserror::Error)]
-#[error("writing {value:?} to {path}: {source}", path = .path.display())]
+#[error("writing {value:?} to {path}: {cause}", path = .path.display(), cause = crate::untrusted::cause(.path, .source))]
 pub struct WriteError {
     path: PathBuf,
     value: String,

@@ -31,22 +31,17 @@ pub fn find(host: &Host) -> Vec<String> {
     found
 }
 
-/// What to do about them, for the install error.
+/// What to do about them, for the install error: one line, as every error is.
 pub fn migration_help(found: &[String]) -> String {
-    let mut text = String::from(
-        "found an install of the bash GPU Pit Crew, which would hand the GPU over a second time:\n",
-    );
-    for path in found {
-        text.push_str(&format!("  {path}\n"));
-    }
-    text.push_str(
-        "To migrate (pitcrew replaces all of it; your VMs' XML stays as it is):\n\
-         \x20 1. shut the VMs down, then: systemctl disable --now pitcrew.service\n\
-         \x20 2. note whether stop.sh's last line (reattach) was enabled: set `reattach` per VM in\n\
-         \x20    /etc/pitcrew/pitcrew.toml to match (pitcrew's default is to reattach)\n\
-         \x20 3. remove the files listed above (keep /etc/libvirt/hooks/qemu if other hooks use it;\n\
-         \x20    pitcrew never touches it and runs from /etc/libvirt/hooks/qemu.d/pitcrew)\n\
-         \x20 4. systemctl daemon-reload, then run `pitcrew install --vm NAME` again",
-    );
-    text
+    format!(
+        "found an install of the bash GPU Pit Crew ({}), which would hand the GPU over a second \
+         time. To migrate (pitcrew replaces all of it; your VMs' XML stays as it is): shut the \
+         VMs down and run `systemctl disable --now pitcrew.service`; set `reattach` per VM in \
+         /etc/pitcrew/pitcrew.toml to match whether stop.sh's last line (reattach) was enabled \
+         (pitcrew's default is to reattach); remove the files listed (keep \
+         /etc/libvirt/hooks/qemu if other hooks use it: pitcrew never touches it and runs from \
+         its qemu.d/pitcrew); run `systemctl daemon-reload`, then `pitcrew install --vm NAME` \
+         again",
+        found.join(", ")
+    )
 }

@@ -32,7 +32,7 @@ pub enum InstallError {
     #[error("{path} exists and was not written by `pitcrew install`; move it away and run install again", path = .0.display())]
     /// A file install would write is not its own.
     Exists(PathBuf),
-    #[error("{path}: {action}: {source}", path = .path.display())]
+    #[error("{path}: {action}: {cause}", path = .path.display(), cause = crate::untrusted::cause(.path, .source))]
     /// A file operation failed.
     Io {
         /// The file.

@@ -5,6 +5,7 @@ use super::manifest::{Entry, Kind, Manifest};
 use super::InstallError;
 use crate::atomic;
 use crate::host::Host;
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -13,6 +14,8 @@ pub struct Writer<'a> {
     host: &'a Host,
     dry_run: bool,
     out: &'a mut dyn Write,
+    /// Directories a dry run said it would create: said once, though they never appear.
+    would_create: BTreeSet<String>,
 }
 
 fn io(path: &Path, action: &'static str) -> impl FnOnce(std::io::Error) -> InstallError {
@@ -26,7 +29,12 @@ fn io(path: &Path, action: &'static str) -> impl FnOnce(std::io::Error) -> Insta
 
 impl<'a> Writer<'a> {
     pub fn new(host: &'a Host, dry_run: bool, out: &'a mut dyn Write) -> Writer<'a> {
-        Writer { host, dry_run, out }
+        Writer {
+            host,
+            dry_run,
+            out,
+            would_create: BTreeSet::new(),
+        }
     }
 
     pub fn out(&mut self) -> &mut dyn Write {
@@ -48,7 +56,10 @@ impl<'a> Writer<'a> {
             .ancestors()
             .skip(1)
             .filter(|dir| *dir != Path::new("/"))
-            .take_while(|dir| !self.exists(&dir.to_string_lossy()))
+            .take_while(|dir| {
+                let dir = dir.to_string_lossy();
+                !self.exists(&dir) && !self.would_create.contains(dir.as_ref())
+            })
             .collect();
         missing.reverse();
         if !self.dry_run && !missing.is_empty() {
@@ -59,7 +70,9 @@ impl<'a> Writer<'a> {
         for dir in missing {
             let shown = dir.to_string_lossy().into_owned();
             self.say(format!("create {shown}/ (0755)"));
-            if !self.dry_run {
+            if self.dry_run {
+                self.would_create.insert(shown.clone());
+            } else {
                 let real = self.host.path(dir);
                 std::fs::create_dir(&real).map_err(io(&real, "cannot create directory"))?;
                 set_mode(&real, 0o755)?;

@@ -173,15 +173,19 @@ fn original_driver(snapshot: &Snapshot, bdf: Bdf) -> Option<String> {
 impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let functions: Vec<String> = self.functions.iter().map(Bdf::to_string).collect();
-        let goal = match self.direction {
-            Direction::Detach => "to vfio-pci",
-            Direction::Reattach => "back to the host drivers",
+        let (goal, already) = match self.direction {
+            Direction::Detach => ("to vfio-pci", "on vfio-pci"),
+            Direction::Reattach => ("back to the host drivers", "back on the host drivers"),
         };
         if self.functions.is_empty() {
             return writeln!(f, "pitcrew has lent none of these: nothing to give back");
         }
         if self.steps.is_empty() {
-            return writeln!(f, "{} already {goal}: nothing to do", functions.join(", "));
+            return writeln!(
+                f,
+                "{} already {already}: nothing to do",
+                functions.join(", ")
+            );
         }
         writeln!(f, "Move {} {goal}:", functions.join(", "))?;
         for (n, step) in self.steps.iter().enumerate() {

@@ -14,7 +14,10 @@ use std::collections::{BTreeMap, BTreeSet};
 pub enum ReattachError {
     /// A function parked on vfio-pci that pitcrew did not lend (exit 2 unless `--force`).
     #[error(
-        "{bdf} is on vfio-pci but pitcrew did not lend it (it is not in {dir}/state.json): it was          parked there before, by the kernel command line (vfio-pci.ids=), driverctl or another          tool, so pitcrew leaves it. `pitcrew reattach --force {bdf}` hands it to the driver the          kernel picks",
+        "{bdf} is on vfio-pci but pitcrew did not lend it (it is not in {dir}/state.json): it was \
+         parked there before, by the kernel command line (vfio-pci.ids=), driverctl or another \
+         tool, so pitcrew leaves it. `pitcrew reattach --force {bdf}` hands it to the driver the \
+         kernel picks",
         dir = record::DIR
     )]
     NotLent {
@@ -23,7 +26,9 @@ pub enum ReattachError {
     },
     /// A process (the VM) holds the group's /dev/vfio node (exit 1).
     #[error(
-        "a VM still uses IOMMU group {group}: {}. Giving the card back now would pull it from          under the running guest; stop the VM (`virsh destroy` or `virsh shutdown`) and reattach          then. Nothing was changed",
+        "a VM still uses IOMMU group {group}: {}. Giving the card back now would pull it from \
+         under the running guest; stop the VM (`virsh destroy` or `virsh shutdown`) and reattach \
+         then. Nothing was changed",
         list(holders)
     )]
     InUse {

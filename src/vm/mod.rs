@@ -20,13 +20,13 @@ pub enum XmlError {
     #[error("cannot read the domain XML from stdin: {0}")]
     /// Reading stdin failed (or it was not UTF-8).
     Read(#[from] std::io::Error),
-    #[error("the domain XML on stdin is larger than {} MiB", MAX_XML_BYTES / 1024 / 1024)]
+    #[error("the domain XML is larger than {} MiB", MAX_XML_BYTES / 1024 / 1024)]
     /// It is larger than any domain definition.
     TooLarge,
-    #[error("the domain XML on stdin is not valid XML: {}", crate::text::one_line(&.0.to_string(), 300))]
+    #[error("the domain XML is not valid XML: {}", crate::text::one_line(&.0.to_string(), 300))]
     /// It is not well-formed XML.
     Parse(#[from] roxmltree::Error),
-    #[error("the domain XML on stdin has no <domain> root element")]
+    #[error("the domain XML has no <domain> root element")]
     /// Its root element is not `<domain>`.
     NotDomain,
     #[error("<hostdev> source address <address {0}/> in the domain XML is not a PCI address")]

@@ -57,7 +57,7 @@ pub fn load(host: &Host) -> Result<Entries, LoadError> {
 pub enum LoadError {
     #[error("{path}: {reason}; keep-off never overwrites it: move it away or fix it")]
     Parse { path: String, reason: String },
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {cause}", cause = crate::untrusted::cause(std::path::Path::new(.path), .source))]
     Io { path: String, source: io::Error },
 }
 
