@@ -57,12 +57,12 @@ pub fn clear_new_holders(
                     "{holder} opened ALSA card {card} of {bdf} since the plan: asking it again \
                      through the reservation"
                 );
-                let asked = reserve::release(host, bdf, card, policy);
+                reserve::release(host, bdf, card, policy);
                 if holders::held_nodes(host, holder.pid).is_disjoint(nodes) {
                     tracing::info!("{holder} let go of ALSA card {card} when asked again");
                     continue;
                 }
-                tracing::warn!("{holder}: {}: ending it", asked.why_kept(card));
+                tracing::warn!("{holder} kept ALSA card {card} after being asked again: ending it");
             } else {
                 tracing::warn!("{holder} opened {what} since the plan: ending it");
             }

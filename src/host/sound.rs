@@ -126,13 +126,17 @@ impl Answer {
 impl std::fmt::Display for Answer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Answer::Free => write!(f, "nobody had reserved the card"),
-            Answer::Released { app } => {
-                write!(f, "{app} released the card through the reservation")
-            }
-            Answer::AlreadyOurs => write!(f, "pitcrew holds the reservation already"),
+            Answer::Free => write!(
+                f,
+                "nobody had reserved the card, so its reservation is pitcrew's"
+            ),
+            Answer::Released { app } => write!(
+                f,
+                "{app} released the card through the reservation, which is now pitcrew's"
+            ),
+            Answer::AlreadyOurs => write!(f, "pitcrew holds its reservation already"),
             Answer::Refused { app } => write!(f, "{app} refused to release the card"),
-            Answer::Failed { why } => write!(f, "the reservation failed: {why}"),
+            Answer::Failed { why } => write!(f, "the request to release the card failed: {why}"),
         }
     }
 }

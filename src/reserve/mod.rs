@@ -30,25 +30,20 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// Why a holder that kept the card past the deadline is ended: which of the ways a release
-    /// goes wrong this was.
-    pub fn why_kept(&self, card: u32) -> String {
+    /// Which way the release went wrong, for a holder that kept the card past the deadline.
+    pub fn why_kept(&self) -> String {
         let refused = self.answers.iter().find_map(|a| match a {
-            Answer::Refused { app } => Some(format!("{app} refused to release ALSA card {card}")),
+            Answer::Refused { app } => Some(format!("after {app} refused to release it")),
             _ => None,
         });
         let failed = self.answers.iter().find_map(|a| match a {
-            Answer::Failed { why } => Some(format!(
-                "the release of ALSA card {card} went unanswered ({why})"
-            )),
+            Answer::Failed { .. } => Some("after the request to release it failed".to_string()),
             _ => None,
         });
         refused.or(failed).unwrap_or_else(|| {
-            format!(
-                "ALSA card {card} stayed open past the deadline although its reservation is \
-                 pitcrew's: the release was ignored or left a node open (PulseAudio keeps its \
-                 control device)"
-            )
+            "although its reservation is pitcrew's: the release was ignored or left a node open \
+             (PulseAudio keeps its control device)"
+                .to_string()
         })
     }
 }
@@ -92,7 +87,7 @@ pub fn release(host: &Host, bdf: Bdf, card: u32, policy: &Policy) -> Outcome {
             },
         };
         if answer.is_ours() {
-            tracing::info!("ALSA card {card} ({bdf}): {answer}; its reservation is pitcrew's");
+            tracing::info!("ALSA card {card} ({bdf}): {answer}");
         } else {
             tracing::warn!("ALSA card {card} ({bdf}): {answer}");
         }
@@ -106,10 +101,9 @@ pub fn release(host: &Host, bdf: Bdf, card: u32, policy: &Policy) -> Outcome {
     if closed.is_err() {
         outcome.still = sound::holders(host, &[card]);
         tracing::warn!(
-            "ALSA card {card} ({bdf}) is still open in {}: {}, so it is handled as any other \
-             holder",
+            "ALSA card {card} ({bdf}) is still open in {} {}; it is handled as any other holder",
             describe(&outcome.still),
-            outcome.why_kept(card)
+            outcome.why_kept()
         );
     }
     outcome
@@ -167,28 +161,26 @@ mod tests {
     use super::{Answer, Outcome};
 
     #[test]
-    fn an_ended_sound_server_is_told_which_way_its_release_went() {
-        let with = |answers: Vec<Answer>| {
+    fn a_kept_card_is_told_which_way_its_release_went() {
+        let why = |answers: Vec<Answer>| {
             Outcome {
                 answers,
                 still: Vec::new(),
             }
-            .why_kept(1)
+            .why_kept()
         };
-        let refused = with(vec![Answer::Refused {
-            app: "PulseAudio".into(),
-        }]);
-        assert_eq!(refused, "PulseAudio refused to release ALSA card 1");
-        let unanswered = with(vec![Answer::Failed {
-            why: "no answer".into(),
-        }]);
-        assert!(
-            unanswered.contains("went unanswered (no answer)"),
-            "{unanswered}"
+        let app = || "WirePlumber".to_string();
+        assert_eq!(
+            why(vec![Answer::Refused { app: app() }]),
+            "after WirePlumber refused to release it"
         );
-        let ignored = with(vec![Answer::Released {
-            app: "WirePlumber".into(),
-        }]);
+        assert_eq!(
+            why(vec![Answer::Failed {
+                why: "no bus".into()
+            }]),
+            "after the request to release it failed"
+        );
+        let ignored = why(vec![Answer::Released { app: app() }]);
         assert!(ignored.contains("the release was ignored"), "{ignored}");
     }
 }

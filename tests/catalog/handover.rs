@@ -7,7 +7,7 @@ use pitcrew::{handover, Direction, HandoverError, Outcome};
 use pitcrew_sim::{fixtures, unit_cgroup, ProcessTemplate, SimHost, SESSION_SCOPE};
 
 /// A run's log lines and its closing text, each checked, under `name`.
-fn run(
+pub(super) fn run(
     c: &mut Catalog,
     name: &str,
     sim: &SimHost,

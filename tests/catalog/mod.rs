@@ -11,6 +11,7 @@ mod input;
 mod install;
 mod requests;
 mod rules;
+mod sound;
 
 use std::path::Path;
 
