@@ -22,6 +22,8 @@ pub struct Options {
     pub undo: bool,
     /// Leave the cards' HDMI/DP audio to the host's sound server.
     pub keep_sound: bool,
+    /// Make the render nodes root's alone (mode 0600).
+    pub strict: bool,
     /// Print the rules and change nothing.
     pub dry_run: bool,
     /// udev runs on this root: reload it and re-trigger the cards (false for a staged root,
@@ -102,6 +104,7 @@ pub fn run(
                 gpu: *bdf,
                 audio,
                 sound_off: !opts.keep_sound,
+                strict: opts.strict,
             },
         );
     }
@@ -191,7 +194,8 @@ fn apply(
     out: &mut dyn Write,
 ) -> Result<(), KeepOffError> {
     let kept = after.is_some();
-    if before.is_some() != kept {
+    let strict_changed = before.is_some_and(|e| e.strict) != after.is_some_and(|e| e.strict);
+    if before.is_some() != kept || strict_changed {
         let cards = state::drm_cards(&snapshot.devices, gpu);
         let nodes = snapshot.own_nodes(gpu);
         let holders: Vec<&Holder> = snapshot
@@ -218,10 +222,11 @@ fn apply(
                 }
             );
         } else {
-            let paths: Vec<String> = cards
+            let mut paths: Vec<String> = cards
                 .iter()
                 .map(|card| pci::device_path(gpu, &format!("drm/{card}")))
                 .collect();
+            paths.extend(render_and_ddc(gpu, &nodes));
             trigger(host, &paths)?;
             let _ = writeln!(
                 out,
@@ -280,6 +285,22 @@ fn apply(
         }
     }
     Ok(())
+}
+
+/// The sysfs paths of the card's render nodes and I2C buses, whose rules apply at a change event.
+fn render_and_ddc(gpu: Bdf, nodes: &std::collections::BTreeSet<String>) -> Vec<String> {
+    nodes
+        .iter()
+        .filter_map(|node| {
+            if let Some(name) = node.strip_prefix("/dev/dri/") {
+                name.starts_with("renderD")
+                    .then(|| pci::device_path(gpu, &format!("drm/{name}")))
+            } else {
+                node.strip_prefix("/dev/i2c-")
+                    .map(|n| format!("/sys/class/i2c-dev/i2c-{n}"))
+            }
+        })
+        .collect()
 }
 
 /// A change event makes udev apply the current rules to the device and store the result.

@@ -19,15 +19,24 @@ fn try_keep_off(
     keep_sound: bool,
     live: bool,
 ) -> Result<String, KeepOffError> {
-    let devices: Vec<_> = devices.iter().map(|d| d.parse().unwrap()).collect();
     let options = KeepOffOptions {
         undo,
         keep_sound,
+        strict: false,
         dry_run: false,
         live,
     };
+    keep_off_with(sim, devices, &options)
+}
+
+fn keep_off_with(
+    sim: &SimHost,
+    devices: &[&str],
+    options: &KeepOffOptions,
+) -> Result<String, KeepOffError> {
+    let devices: Vec<_> = devices.iter().map(|d| d.parse().unwrap()).collect();
     let mut out = Vec::new();
-    run_keep_off(&sim.host(), &devices, &options, &mut out)?;
+    run_keep_off(&sim.host(), &devices, options, &mut out)?;
     Ok(String::from_utf8(out).unwrap())
 }
 
@@ -70,6 +79,8 @@ fn udev_applied_the_rules(sim: &SimHost) {
 }
 
 const DRM_RULE: &str = r#"SUBSYSTEM=="drm", KERNEL=="card[0-9]*", KERNELS=="0000:03:00.0", ENV{ID_SEAT}="seat-pitcrew", TAG-="master-of-seat", TAG+="mutter-device-ignore""#;
+const RENDER_RULE: &str = r#"ACTION!="remove", SUBSYSTEM=="drm", KERNEL=="renderD[0-9]*", KERNELS=="0000:03:00.0", ENV{ID_SEAT}="seat-pitcrew", TAG+="mutter-device-ignore""#;
+const DDC_RULE: &str = r#"ACTION!="remove", SUBSYSTEM=="i2c-dev", KERNELS=="0000:03:00.0", ENV{ID_SEAT}="seat-pitcrew""#;
 const SOUND_RULE: &str = r#"ACTION!="remove", SUBSYSTEM=="sound", KERNEL=="card[0-9]*", KERNELS=="0000:03:00.1", ENV{ACP_IGNORE}="1", ENV{PULSE_IGNORE}="1""#;
 
 #[test]
@@ -78,12 +89,15 @@ fn a_card_nothing_holds_is_kept_off_at_once() {
     // wireplumber has ALSA card 1 open: its part waits for the sound server's restart.
     sim.exit_process(2200);
     let out = keep_off(&sim, &["03:00.0"], false, false);
-    assert_eq!(rule_lines(&sim), [DRM_RULE, SOUND_RULE]);
+    assert_eq!(
+        rule_lines(&sim),
+        [DRM_RULE, RENDER_RULE, DDC_RULE, SOUND_RULE]
+    );
     assert_eq!(
         udevadm_calls(&sim),
         [
             "control --reload",
-            "trigger --action=change --settle /sys/bus/pci/devices/0000:03:00.0/drm/card1",
+            "trigger --action=change --settle /sys/bus/pci/devices/0000:03:00.0/drm/card1 /sys/bus/pci/devices/0000:03:00.0/drm/renderD129",
             "trigger --action=change --settle /sys/bus/pci/devices/0000:03:00.1/sound/card1",
         ]
     );
@@ -109,7 +123,7 @@ fn cards_the_desktop_holds_are_not_retriggered() {
         udevadm_calls(&sim),
         [
             "control --reload",
-            "trigger --action=change --settle /sys/bus/pci/devices/0000:03:00.0/drm/card1",
+            "trigger --action=change --settle /sys/bus/pci/devices/0000:03:00.0/drm/card1 /sys/bus/pci/devices/0000:03:00.0/drm/renderD129",
         ]
     );
     assert!(
@@ -136,18 +150,60 @@ fn cards_the_desktop_holds_are_not_retriggered() {
     assert!(sim.process_alive(1200));
 }
 
+/// The render node and the DDC buses get the card's seat (strict mode: the render node is
+/// root's alone), are re-triggered with the card, and `--undo` takes their lines out too.
+#[test]
+fn render_nodes_and_ddc_buses_are_kept_off_with_the_card() {
+    let sim = fixtures::navi_audio_in_own_group();
+    sim.exit_process(2600);
+    let strict = KeepOffOptions {
+        undo: false,
+        keep_sound: true,
+        strict: true,
+        dry_run: false,
+        live: true,
+    };
+    keep_off_with(&sim, &["0b:00.0"], &strict).unwrap();
+    assert_eq!(
+        rule_lines(&sim),
+        [
+            r#"SUBSYSTEM=="drm", KERNEL=="card[0-9]*", KERNELS=="0000:0b:00.0", ENV{ID_SEAT}="seat-pitcrew", TAG-="master-of-seat", TAG+="mutter-device-ignore""#,
+            r#"ACTION!="remove", SUBSYSTEM=="drm", KERNEL=="renderD[0-9]*", KERNELS=="0000:0b:00.0", ENV{ID_SEAT}="seat-pitcrew", TAG+="mutter-device-ignore", MODE="0600""#,
+            r#"ACTION!="remove", SUBSYSTEM=="i2c-dev", KERNELS=="0000:0b:00.0", ENV{ID_SEAT}="seat-pitcrew""#,
+        ]
+    );
+    assert_eq!(
+        udevadm_calls(&sim),
+        [
+            "control --reload",
+            "trigger --action=change --settle /sys/bus/pci/devices/0000:0b:00.0/drm/card1 \
+             /sys/bus/pci/devices/0000:0b:00.0/drm/renderD129 /sys/class/i2c-dev/i2c-5",
+        ]
+    );
+    let undo = KeepOffOptions {
+        undo: true,
+        strict: false,
+        ..strict
+    };
+    keep_off_with(&sim, &["0b:00.0"], &undo).unwrap();
+    assert_eq!(rules(&sim), None);
+}
+
 #[test]
 fn keep_sound_leaves_the_hdmi_audio_to_the_host() {
     let sim = fixtures::radeon_beside_the_desktop();
     keep_off(&sim, &["03:00.0"], false, true);
-    assert_eq!(rule_lines(&sim), [DRM_RULE]);
+    assert_eq!(rule_lines(&sim), [DRM_RULE, RENDER_RULE, DDC_RULE]);
     assert!(rules(&sim)
         .unwrap()
         .contains("audio=0000:03:00.1 sound=host"));
     // Changing only the sound part re-applies only that.
     sim.exit_process(2200);
     keep_off(&sim, &["03:00.0"], false, false);
-    assert_eq!(rule_lines(&sim), [DRM_RULE, SOUND_RULE]);
+    assert_eq!(
+        rule_lines(&sim),
+        [DRM_RULE, RENDER_RULE, DDC_RULE, SOUND_RULE]
+    );
     assert_eq!(
         udevadm_calls(&sim)[2..],
         [
@@ -172,7 +228,7 @@ fn undo_takes_the_card_out_and_the_file_goes_with_the_last() {
         udevadm_calls(&sim)[3..],
         [
             "control --reload",
-            "trigger --action=change --settle /sys/bus/pci/devices/0000:03:00.0/drm/card1",
+            "trigger --action=change --settle /sys/bus/pci/devices/0000:03:00.0/drm/card1 /sys/bus/pci/devices/0000:03:00.0/drm/renderD129",
             "trigger --action=change --settle /sys/bus/pci/devices/0000:03:00.1/sound/card1",
         ]
     );
@@ -184,7 +240,10 @@ fn undo_takes_the_card_out_and_the_file_goes_with_the_last() {
 fn a_staged_root_gets_the_file_and_nothing_runs() {
     let sim = fixtures::radeon_beside_the_desktop();
     let out = try_keep_off(&sim, &["03:00.0"], false, false, false).unwrap();
-    assert_eq!(rule_lines(&sim), [DRM_RULE, SOUND_RULE]);
+    assert_eq!(
+        rule_lines(&sim),
+        [DRM_RULE, RENDER_RULE, DDC_RULE, SOUND_RULE]
+    );
     assert!(udevadm_calls(&sim).is_empty());
     assert!(out.contains("staged root"), "{out}");
 }

@@ -141,6 +141,11 @@ pub struct KeepOff {
     /// Leave the GPUs' HDMI/DP audio to the host's sound server
     #[arg(long, conflicts_with = "undo")]
     pub keep_sound: bool,
+    /// Also make the GPUs' render nodes root's alone (mode 0600), for hosts where render nodes
+    /// are open to everyone (mode 0666) or the user is in the `render` group. The cost: no
+    /// program of the host can use those GPUs for rendering or compute between lends either
+    #[arg(long, conflicts_with = "undo")]
+    pub strict: bool,
     /// Print what would be written and change nothing
     #[arg(long)]
     pub dry_run: bool,

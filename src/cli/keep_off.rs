@@ -12,6 +12,7 @@ pub fn run(host: &Host, args: &KeepOff) -> Result<(), Error> {
     let options = Options {
         undo: args.undo,
         keep_sound: args.keep_sound,
+        strict: args.strict,
         dry_run: args.dry_run,
         live: !host.is_staged(),
     };

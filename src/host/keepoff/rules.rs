@@ -32,6 +32,9 @@ pub struct Entry {
     /// True when the sound servers are told to ignore those functions' sound cards too;
     /// false with `--keep-sound` (the card's HDMI audio stays with the host).
     pub sound_off: bool,
+    /// True with `--strict`: the render node is root's alone, whatever its default mode or
+    /// the user's groups.
+    pub strict: bool,
 }
 
 /// Every kept-off GPU, by the display function's address.
@@ -54,14 +57,15 @@ pub fn render(entries: &Entries) -> Option<String> {
     for entry in entries.values() {
         let audio: Vec<String> = entry.audio.iter().map(Bdf::to_string).collect();
         text += &format!(
-            "\n{MARKER}{} audio={} sound={}\n",
+            "\n{MARKER}{} audio={} sound={} strict={}\n",
             entry.gpu,
             if audio.is_empty() {
                 "-".to_string()
             } else {
                 audio.join(",")
             },
-            if entry.sound_off { "off" } else { "host" }
+            if entry.sound_off { "off" } else { "host" },
+            if entry.strict { "on" } else { "off" }
         );
         // Xorg (config/udev.c), mutter, KWin and wlroots open only the cards whose ID_SEAT is
         // their seat; without master-of-seat logind makes no new seat (no greeter on the card);
@@ -69,6 +73,23 @@ pub fn render(entries: &Entries) -> Option<String> {
         text += &format!(
             "SUBSYSTEM==\"drm\", KERNEL==\"card[0-9]*\", KERNELS==\"{}\", \
              ENV{{ID_SEAT}}=\"{SEAT}\", TAG-=\"master-of-seat\", TAG+=\"mutter-device-ignore\"\n",
+            entry.gpu
+        );
+        // A render node takes ID_SEAT from its parent, the PCI device, not from the card node
+        // (73-seat-late.rules: IMPORT{parent}), so without its own line it stays on seat0 and
+        // the uaccess step gives the logged-in user an ACL on it; mutter's hot-add path and
+        // headless sessions skip only a node tagged mutter-device-ignore. With the seat set,
+        // uaccess flushes the ACL. Remove events are left alone, as for sound below.
+        text += &format!(
+            "ACTION!=\"remove\", SUBSYSTEM==\"drm\", KERNEL==\"renderD[0-9]*\", KERNELS==\"{}\", \
+             ENV{{ID_SEAT}}=\"{SEAT}\", TAG+=\"mutter-device-ignore\"{}\n",
+            entry.gpu,
+            if entry.strict { ", MODE=\"0600\"" } else { "" }
+        );
+        // The card's DDC/CI buses (its own and its DP AUX channels): ddcutil's uaccess rule
+        // gives them to the seat's user, so powerdevil would open them.
+        text += &format!(
+            "ACTION!=\"remove\", SUBSYSTEM==\"i2c-dev\", KERNELS==\"{}\", ENV{{ID_SEAT}}=\"{SEAT}\"\n",
             entry.gpu
         );
         if entry.sound_off {
@@ -109,6 +130,8 @@ pub fn parse(text: &str) -> Result<Entries, ParseError> {
             .map_err(|e| bad(format!("{e}")))?;
         let mut audio = Vec::new();
         let mut sound_off = None;
+        // Files written before strict mode existed have no strict= word.
+        let mut strict = false;
         for word in words {
             match word.split_once('=') {
                 Some(("audio", "-")) => {}
@@ -119,6 +142,8 @@ pub fn parse(text: &str) -> Result<Entries, ParseError> {
                 }
                 Some(("sound", "off")) => sound_off = Some(true),
                 Some(("sound", "host")) => sound_off = Some(false),
+                Some(("strict", "on")) => strict = true,
+                Some(("strict", "off")) => strict = false,
                 _ => return Err(bad(format!("unexpected '{word}'"))),
             }
         }
@@ -129,6 +154,7 @@ pub fn parse(text: &str) -> Result<Entries, ParseError> {
                 gpu,
                 audio,
                 sound_off,
+                strict,
             },
         );
     }
@@ -148,6 +174,7 @@ mod tests {
             gpu: bdf(gpu),
             audio: audio.iter().map(|a| bdf(a)).collect(),
             sound_off,
+            strict: false,
         }
     }
 
@@ -157,7 +184,10 @@ mod tests {
         for e in [
             entry("0000:01:00.0", &["0000:01:00.1"], true),
             entry("0000:02:00.0", &["0000:02:00.1"], false),
-            entry("0000:03:00.0", &[], true),
+            Entry {
+                strict: true,
+                ..entry("0000:03:00.0", &[], true)
+            },
         ] {
             entries.insert(e.gpu, e);
         }
@@ -168,12 +198,25 @@ mod tests {
                 .collect::<Vec<_>>(),
             [
                 r#"SUBSYSTEM=="drm", KERNEL=="card[0-9]*", KERNELS=="0000:01:00.0", ENV{ID_SEAT}="seat-pitcrew", TAG-="master-of-seat", TAG+="mutter-device-ignore""#,
+                r#"ACTION!="remove", SUBSYSTEM=="drm", KERNEL=="renderD[0-9]*", KERNELS=="0000:01:00.0", ENV{ID_SEAT}="seat-pitcrew", TAG+="mutter-device-ignore""#,
+                r#"ACTION!="remove", SUBSYSTEM=="i2c-dev", KERNELS=="0000:01:00.0", ENV{ID_SEAT}="seat-pitcrew""#,
                 r#"ACTION!="remove", SUBSYSTEM=="sound", KERNEL=="card[0-9]*", KERNELS=="0000:01:00.1", ENV{ACP_IGNORE}="1", ENV{PULSE_IGNORE}="1""#,
                 r#"SUBSYSTEM=="drm", KERNEL=="card[0-9]*", KERNELS=="0000:02:00.0", ENV{ID_SEAT}="seat-pitcrew", TAG-="master-of-seat", TAG+="mutter-device-ignore""#,
+                r#"ACTION!="remove", SUBSYSTEM=="drm", KERNEL=="renderD[0-9]*", KERNELS=="0000:02:00.0", ENV{ID_SEAT}="seat-pitcrew", TAG+="mutter-device-ignore""#,
+                r#"ACTION!="remove", SUBSYSTEM=="i2c-dev", KERNELS=="0000:02:00.0", ENV{ID_SEAT}="seat-pitcrew""#,
                 r#"SUBSYSTEM=="drm", KERNEL=="card[0-9]*", KERNELS=="0000:03:00.0", ENV{ID_SEAT}="seat-pitcrew", TAG-="master-of-seat", TAG+="mutter-device-ignore""#,
+                r#"ACTION!="remove", SUBSYSTEM=="drm", KERNEL=="renderD[0-9]*", KERNELS=="0000:03:00.0", ENV{ID_SEAT}="seat-pitcrew", TAG+="mutter-device-ignore", MODE="0600""#,
+                r#"ACTION!="remove", SUBSYSTEM=="i2c-dev", KERNELS=="0000:03:00.0", ENV{ID_SEAT}="seat-pitcrew""#,
             ]
         );
         assert_eq!(parse(&text).unwrap(), entries);
+    }
+
+    #[test]
+    fn a_file_from_before_strict_mode_reads_as_not_strict() {
+        let text = format!("{HEADER}\n{MARKER}0000:01:00.0 audio=- sound=host\n");
+        let entries = parse(&text).unwrap();
+        assert!(!entries[&bdf("0000:01:00.0")].strict);
     }
 
     #[test]
