@@ -92,29 +92,41 @@ fn redacted(root: &Path, message: &str) -> String {
 
 /// Runs `f` with pitcrew's log lines (what stderr or the journal get) caught, as the command
 /// line writes them; returns what `f` returned and the lines.
+///
+/// One global subscriber writes each thread's lines to that thread's own buffer. A thread-local
+/// default subscriber per call (`with_default`) loses lines when tests run in parallel: tracing
+/// caches each call site's interest across threads, and a site first reached while another
+/// test's subscriber comes or goes can be cached as disabled.
 pub(crate) fn logged<T>(f: impl FnOnce() -> T) -> (T, Vec<String>) {
-    use std::sync::{Arc, Mutex};
-    #[derive(Clone, Default)]
-    struct Sink(Arc<Mutex<Vec<u8>>>);
-    impl std::io::Write for Sink {
+    use std::cell::RefCell;
+    use std::sync::OnceLock;
+    thread_local! {
+        static LINES: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    }
+    struct ThreadBuffer;
+    impl std::io::Write for ThreadBuffer {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
+            LINES.with(|lines| lines.borrow_mut().extend_from_slice(buf));
             Ok(buf.len())
         }
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
     }
-    let sink = Sink::default();
-    let writer = sink.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .without_time()
-        .with_target(false)
-        .with_max_level(tracing::Level::INFO)
-        .finish();
-    let value = tracing::subscriber::with_default(subscriber, f);
-    let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(|| ThreadBuffer)
+            .with_ansi(false)
+            .without_time()
+            .with_target(false)
+            .with_max_level(tracing::Level::INFO)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber)
+            .expect("no other global subscriber in the test binary");
+    });
+    LINES.with(|lines| lines.borrow_mut().clear());
+    let value = f();
+    let text = LINES.with(|lines| String::from_utf8(lines.take()).unwrap());
     (value, text.lines().map(str::to_string).collect())
 }
