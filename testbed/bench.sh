@@ -6,10 +6,13 @@
 SCENARIO=bench
 ROUNDS=${BENCH:-3}
 [ "$ROUNDS" -gt 0 ] 2>/dev/null || ROUNDS=3
-# The floor is a shell doing the kernel operations pitcrew plans here (the GPU is bochs' only
-# device, so bochs is unloaded; the audio function moves alone), vfio-pci load included: the
-# ratio is what pitcrew itself adds to what the kernel needs.
+# The floor is a shell doing the kernel operations pitcrew plans here (the console leaves the
+# frame buffers; the GPU is bochs' only device, so bochs is unloaded; the audio function moves
+# alone; and back, the console bound again unless the kernel did it), vfio-pci load included:
+# the ratio is what pitcrew itself adds to what the kernel needs.
+vtcon=$(fbcon_dir)
 raw_detach() {
+	if [ -n "$vtcon" ]; then echo 0 >"$vtcon/bind"; fi
 	echo vfio-pci >"$PCI/$GPU/driver_override"
 	echo vfio-pci >"$PCI/$AUDIO/driver_override"
 	modprobe -r bochs
@@ -25,6 +28,10 @@ raw_reattach() {
 	done
 	modprobe bochs
 	echo "$AUDIO" >/sys/bus/pci/drivers_probe
+	if [ -n "$vtcon" ]; then
+		read -r bound <"$vtcon/bind"
+		[ "$bound" = 1 ] || echo 1 >"$vtcon/bind"
+	fi
 }
 raw_ok() { [ "$(driver_of "$GPU")" = "$1" ] && [ "$(driver_of "$AUDIO")" = "$2" ]; }
 
