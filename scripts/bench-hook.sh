@@ -50,22 +50,27 @@ while [ $i -le $blocks ]; do
 	i=$((i + 1))
 done
 
-# Each block: command,mean,stddev,median,user,system,min,max (seconds).
+# Each block: command,mean,stddev,median,user,system,min,max (seconds). Wall time is what libvirt
+# waits; CPU time (user + system, means) is printed beside it because other jobs on a shared
+# machine stretch the former and hardly the latter.
 size=$(stat -c %s "$bin")
 cat "$work"/block*.csv | awk -F, -v size="$size" -v runs="$runs" -v blocks="$blocks" '
 	$1 == "command" { next }
-	{ n[$1]++; m[$1, n[$1]] = $4 }
-	function median(c,   i, j, t, v) {
-		for (i = 1; i <= n[c]; i++) v[i] = m[c, i]
+	{ n[$1]++; wall[$1, n[$1]] = $4; cpu[$1, n[$1]] = $5 + $6 }
+	function median(a, c,   i, j, t, v) {
+		for (i = 1; i <= n[c]; i++) v[i] = a[c, i]
 		for (i = 2; i <= n[c]; i++)
 			for (j = i; j > 1 && v[j - 1] > v[j]; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
 		return v[int((n[c] + 1) / 2)]
 	}
 	END {
-		base = median("true")
-		printf "hook vs /bin/true (%d runs each in %d blocks, median of block medians; binary %.1f MB)\n", runs, blocks, size / 1e6
-		printf "  %-14s %7.3f ms\n", "/bin/true", base * 1000
+		w = median(wall, "true"); u = median(cpu, "true")
+		printf "hook vs /bin/true (%d runs each in %d blocks, medians of the blocks; binary %.1f MB)\n", runs, blocks, size / 1e6
+		printf "  %-14s %7s %6s %9s %6s\n", "", "wall", "ratio", "CPU", "ratio"
+		printf "  %-14s %5.3f ms %6s %6.3f ms %6s\n", "/bin/true", w * 1000, "", u * 1000, ""
 		split("ignored op,unmanaged VM,managed no-op", cases, ",")
-		for (i = 1; i <= 3; i++)
-			printf "  %-14s %7.3f ms  %5.2fx\n", cases[i], median(cases[i]) * 1000, median(cases[i]) / base
+		for (i = 1; i <= 3; i++) {
+			c = cases[i]
+			printf "  %-14s %5.3f ms %5.2fx %6.3f ms %5.2fx\n", c, median(wall, c) * 1000, median(wall, c) / w, median(cpu, c) * 1000, median(cpu, c) / u
+		}
 	}'
