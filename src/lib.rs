@@ -65,7 +65,7 @@ pub use hook::{invoked_as_hook, run as hook, HookArgs, Reply, MAX_MESSAGE};
 pub use host::keepoff::{Effect as KeepOffEffect, State as KeptOff, RULES as KEEP_OFF_RULES};
 pub use host::sound::{is_node_of as is_sound_node_of, ReserveRequest};
 pub use host::{
-    write_here, CmdOutput, Effects, Host, Process, RealEffects, Signal, StuckWrite, WRITE_HELPER,
+    serve_writes, CmdOutput, Effects, Host, Process, RealEffects, Signal, StuckWrite, WRITE_HELPER,
 };
 pub use install::{install, uninstall, InstallError, InstallOptions, UninstallOptions};
 pub use keepoff::{run as keep_off, KeepOffError, Options as KeepOffOptions};

@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use pitcrew::{
-    invoked_as_hook, run_command, run_hook, write_here, Cli, HookArgs, Host, WRITE_HELPER,
+    invoked_as_hook, run_command, run_hook, serve_writes, Cli, HookArgs, Host, WRITE_HELPER,
 };
 use std::io::Write;
 use std::process::ExitCode;
@@ -29,17 +29,16 @@ fn main() -> ExitCode {
         };
         return run_hook(&Host::real("/"), &args);
     }
-    // The write helper (`pitcrew __write PATH VALUE`, see RealEffects) runs once per sysfs
-    // write: it skips the command-line parser and logging, and prints only the errno.
-    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).take(4).collect();
-    if let [helper, path, value] = args.as_slice() {
+    // The write helper (`pitcrew __write`, see RealEffects) serves one handover's binding
+    // writes over a pipe: it skips the command-line parser and logging.
+    let mut args = std::env::args_os().skip(1);
+    if let (Some(helper), None) = (args.next(), args.next()) {
         if helper == WRITE_HELPER {
-            return match write_here(path.as_ref(), &value.to_string_lossy()) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(errno) => {
-                    let _ = writeln!(std::io::stderr(), "{errno}");
-                    ExitCode::FAILURE
-                }
+            let served = serve_writes(&mut std::io::stdin().lock(), &mut std::io::stdout().lock());
+            return if served.is_ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
             };
         }
     }

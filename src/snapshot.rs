@@ -5,7 +5,7 @@ use crate::host::console::Console;
 use crate::host::holders::{self, Holder};
 use crate::host::modules::{self, Module};
 use crate::host::pci::{self, PciDevice};
-use crate::host::{inhibit, keepoff, sound, units, Host};
+use crate::host::{inhibit, keepoff, procs, sound, units, Host};
 use crate::record::Record;
 use crate::vendor;
 use std::collections::{BTreeMap, BTreeSet};
@@ -93,7 +93,13 @@ impl Snapshot {
             .filter(|module| modules::is_builtin(host, module))
             .cloned()
             .collect();
-        let holders = holders::scan(host).map_err(ctx("processes (/proc)"))?;
+        // One walk of /proc for the holders and the inhibitors.
+        let processes = procs::user_space(host).map_err(ctx("processes (/proc)"))?;
+        let holders = holders::among(
+            host,
+            processes.iter().map(|p| p.pid),
+            crate::host::nodes::is_tracked,
+        );
         let nvidia_nodes = devices
             .values()
             .filter(|d| d.vendor == vendor::NVIDIA.vendor && d.is_gpu())
@@ -123,7 +129,7 @@ impl Snapshot {
         Ok(Snapshot {
             console,
             logind: inhibit::available(host),
-            inhibitors: inhibit::holders(host),
+            inhibitors: inhibit::among(host, &processes),
             devices,
             modules,
             driver_modules,

@@ -1,6 +1,6 @@
 //! The real kernel's binding writes (bind, unbind, drivers_probe) go through `pitcrew __write` in
-//! a process of its own: errors come back as the kernel's errno, and a write that never returns
-//! is cut off at its deadline.
+//! a process of its own, one for all the writes of a run: errors come back as the kernel's errno,
+//! and a write that never returns is cut off at its deadline and leaves that helper behind.
 
 use pitcrew::{Effects, RealEffects};
 use std::time::{Duration, Instant};
@@ -59,6 +59,59 @@ fn a_write_that_never_returns_is_cut_off_at_the_deadline_with_where_it_waits() {
         "{message}"
     );
     assert!(message.contains(" waits in "), "{message}");
+}
+
+/// The write helpers this thread started that still run.
+fn helpers() -> Vec<u32> {
+    let children = std::fs::read_to_string("/proc/thread-self/children").unwrap_or_default();
+    children
+        .split_whitespace()
+        .filter_map(|pid| pid.parse().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmdline| cmdline.ends_with(b"\0__write\0"))
+        })
+        .collect()
+}
+
+#[test]
+fn one_helper_serves_every_write_until_one_gets_stuck() {
+    let dir = tempfile::tempdir().unwrap();
+    let effects = effects();
+    let probe = dir.path().join("drivers_probe");
+    std::fs::write(&probe, "").unwrap();
+    let limit = Duration::from_secs(10);
+    effects.write(&probe, "0000:01:00.0", limit).unwrap();
+    let first = helpers();
+    assert_eq!(first.len(), 1, "{first:?}");
+    effects.write(&probe, "0000:01:00.1", limit).unwrap();
+    let err = effects
+        .write(&dir.path().join("unbind"), "0000:01:00.1", limit)
+        .unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(2), "{err}");
+    assert_eq!(helpers(), first, "a second helper was started");
+
+    let fifo = dir.path().join("bind");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let err = effects
+        .write(&fifo, "0000:01:00.0", Duration::from_millis(300))
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains(&format!("helper pid {}", first[0])),
+        "{err}"
+    );
+    effects.write(&probe, "0000:02:00.0", limit).unwrap();
+    assert_eq!(std::fs::read_to_string(&probe).unwrap(), "0000:02:00.0");
+    let now = helpers();
+    assert!(
+        now.len() == 1 && now != first,
+        "the stuck helper was used again: {now:?}"
+    );
 }
 
 #[test]

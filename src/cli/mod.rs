@@ -20,7 +20,10 @@ use std::process::ExitCode;
 
 /// Runs a parsed command line; errors go to stderr and become the exit code.
 pub fn run(cli: Cli) -> ExitCode {
-    logging::init(cli.verbose);
+    // The hook logs nothing (its one line goes to stderr itself), and runs for every VM event.
+    if !matches!(cli.command, Command::Hook { .. }) {
+        logging::init(cli.verbose);
+    }
     let host = Host::real(&cli.root);
     let reads_host = matches!(
         cli.command,

@@ -107,8 +107,13 @@ impl Executor<'_> {
             match outcome {
                 Ok(took) => {
                     tracing::info!("[{number}/{total}] {step} ({} ms)", took.as_millis());
+                    // Most steps change nothing the record keeps: the file on disk already says
+                    // what a run killed right now would need.
+                    let before = record.clone();
                     note(&mut record, step, plan);
-                    self.save(&record);
+                    if record != before {
+                        self.save(&record);
+                    }
                     timeline.push(Timed {
                         step: step.clone(),
                         took,

@@ -1,10 +1,11 @@
 //! What changes the machine: sysfs writes, commands (modprobe, systemctl) and signals.
 
-use std::io::{self, Read, Write};
+use super::writer::{write_here, Lost, Writer};
+use std::io::{self, Read};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex, PoisonError};
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,32 +95,42 @@ impl StuckWrite {
     }
 }
 
-/// The hidden subcommand that does one write for [`RealEffects`].
-pub const WRITE_HELPER: &str = "__write";
-
 /// The running kernel.
 pub struct RealEffects {
-    /// The pitcrew binary, run as `<helper> __write PATH VALUE` for each write.
-    helper: PathBuf,
+    /// The pitcrew binary that runs the write helper; `None` for this very one, looked up when
+    /// the first helper starts (the hook, which never writes, does not look).
+    helper: Option<PathBuf>,
+    /// The run's write helper, started at its first binding write and kept for the next ones;
+    /// it ends when this is dropped, and is given up when a write gets stuck.
+    writer: Mutex<Option<Writer>>,
 }
 
 impl RealEffects {
-    /// Writes through this very binary, by its path so the helper shows as `pitcrew` in ps
-    /// (/proc/self/exe, which still runs it after an upgrade replaced the file, would show as
-    /// `exe`).
+    /// Writes through this very binary.
     pub fn new() -> RealEffects {
-        let path = std::env::current_exe()
-            .ok()
-            .filter(|path| path.exists())
-            .unwrap_or_else(|| PathBuf::from("/proc/self/exe"));
-        RealEffects::with_helper(path)
+        RealEffects {
+            helper: None,
+            writer: Mutex::new(None),
+        }
     }
 
     /// Writes through another pitcrew binary (tests, whose own executable is not pitcrew).
     pub fn with_helper(helper: impl Into<PathBuf>) -> RealEffects {
         RealEffects {
-            helper: helper.into(),
+            helper: Some(helper.into()),
+            writer: Mutex::new(None),
         }
+    }
+
+    /// This binary by its path, so the helper shows as `pitcrew` in ps (/proc/self/exe, which
+    /// still runs it after an upgrade replaced the file, would show as `exe`).
+    fn helper(&self) -> PathBuf {
+        self.helper.clone().unwrap_or_else(|| {
+            std::env::current_exe()
+                .ok()
+                .filter(|path| path.exists())
+                .unwrap_or_else(|| PathBuf::from("/proc/self/exe"))
+        })
     }
 }
 
@@ -127,19 +138,6 @@ impl Default for RealEffects {
     fn default() -> RealEffects {
         RealEffects::new()
     }
-}
-
-/// What the helper does: sysfs wants the whole value in one write(2), on a file that already
-/// exists. The errno goes to stderr as a bare number for the parent to rebuild the error.
-pub fn write_here(path: &Path, value: &str) -> Result<(), i32> {
-    let result = std::fs::OpenOptions::new()
-        .write(true)
-        .open(path)
-        .and_then(|mut file| file.write_all(value.as_bytes()));
-    result.map_err(|e| {
-        e.raw_os_error()
-            .unwrap_or(rustix::io::Errno::IO.raw_os_error())
-    })
 }
 
 /// Where a process sleeps in the kernel, as /proc/<pid>/wchan names it.
@@ -151,7 +149,7 @@ fn wchan(pid: u32) -> String {
 }
 
 /// Kills a child past its deadline, first noting where it waits in the kernel (for the report).
-fn kill_overdue(pid: u32) -> String {
+pub(super) fn kill_overdue(pid: u32) -> String {
     let waits_in = wchan(pid);
     let _ = rustix::process::kill_process(
         rustix::process::Pid::from_raw(pid as i32).expect("child pid is positive"),
@@ -165,9 +163,9 @@ fn kill_overdue(pid: u32) -> String {
 const BINDING_FILES: [&str; 3] = ["unbind", "bind", "drivers_probe"];
 
 impl Effects for RealEffects {
-    /// A binding write runs in a helper process, not a thread: one the kernel never returns
-    /// from leaves a process in D state that pitcrew can walk away from, where a stuck thread
-    /// would keep pitcrew itself from exiting. Other attributes (driver_override) only take the
+    /// A binding write runs in the helper process (see [`super::writer`]), not a thread: one the
+    /// kernel never returns from leaves a process in D state that pitcrew can walk away from,
+    /// where a stuck thread would keep pitcrew itself from exiting. Other attributes (driver_override) only take the
     /// device lock for a moment and are written here: the lock is held for long only by a
     /// binding write under way, and pitcrew writes nothing about a device one of its helpers is
     /// stuck on (the state record keeps them).
@@ -176,62 +174,25 @@ impl Effects for RealEffects {
             .file_name()
             .is_some_and(|name| BINDING_FILES.iter().any(|b| name == *b));
         if !binding {
-            return write_here(path, value).map_err(io::Error::from_raw_os_error);
+            return write_here(path, value.as_bytes()).map_err(io::Error::from_raw_os_error);
         }
-        let mut child = Command::new(&self.helper)
-            .arg(WRITE_HELPER)
-            .arg(path)
-            .arg(value)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!(
-                        "cannot start the write helper {}: {e}",
-                        self.helper.display()
-                    ),
-                )
-            })?;
-        let pid = child.id();
-        let mut status = None;
-        let finished = crate::wait::until("the write helper", limit, || {
-            match child.try_wait() {
-                Ok(Some(done)) => status = Some(Ok(done)),
-                Ok(None) => return false,
-                Err(e) => status = Some(Err(e)),
+        let mut kept = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut writer = match kept
+            .take()
+            .and_then(|mut writer| writer.running().then_some(writer))
+        {
+            Some(writer) => writer,
+            None => Writer::start(&self.helper())?,
+        };
+        match writer.write(path, value, limit) {
+            Ok(result) => {
+                *kept = Some(writer);
+                result
             }
-            true
-        });
-        if finished.is_err() {
-            // A write in a killable sleep ends here; one in an uninterruptible sleep stays
-            // until the kernel lets go, and is reaped by init after pitcrew exits.
-            let waits_in = kill_overdue(pid);
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                StuckWrite {
-                    pid: Some(pid),
-                    wchan: waits_in,
-                    limit,
-                },
-            ));
-        }
-        let status = status.expect("set when finished")?;
-        if status.success() {
-            return Ok(());
-        }
-        let mut stderr = String::new();
-        if let Some(mut pipe) = child.stderr.take() {
-            let _ = pipe.read_to_string(&mut stderr);
-        }
-        match stderr.trim().parse::<i32>() {
-            Ok(errno) => Err(io::Error::from_raw_os_error(errno)),
-            Err(_) => Err(io::Error::other(format!(
-                "the write helper failed ({status}): {}",
-                stderr.trim()
-            ))),
+            // A write in a killable sleep ended with the kill; one in an uninterruptible sleep
+            // stays until the kernel lets go, and its helper is reaped by init after pitcrew.
+            Err(Lost::Stuck(stuck)) => Err(io::Error::new(io::ErrorKind::TimedOut, stuck)),
+            Err(Lost::Gone(e)) => Err(e),
         }
     }
 

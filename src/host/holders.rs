@@ -32,14 +32,24 @@ pub fn scan(host: &Host) -> io::Result<Vec<Holder>> {
 }
 
 /// Every process holding a node `wanted` accepts (a host path such as /dev/snd/controlC1).
+/// A check right before a write lists /proc itself: a kernel thread costs no more to look at
+/// (an empty fd directory) than to recognise.
 pub fn scan_for(host: &Host, wanted: impl Fn(&str) -> bool) -> io::Result<Vec<Holder>> {
+    let pids = std::fs::read_dir(host.path("/proc"))?
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_string_lossy().parse::<u32>().ok());
+    Ok(among(host, pids, wanted))
+}
+
+/// The processes among `pids` holding a node `wanted` accepts.
+pub fn among(
+    host: &Host,
+    pids: impl IntoIterator<Item = u32>,
+    wanted: impl Fn(&str) -> bool,
+) -> Vec<Holder> {
     let mut holders = Vec::new();
     let names = DevNames::default();
-    for entry in std::fs::read_dir(host.path("/proc"))? {
-        let Ok(entry) = entry else { continue };
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
+    for pid in pids {
         let nodes = open_nodes(host, &names, pid, &wanted);
         if nodes.is_empty() {
             continue;
@@ -61,7 +71,7 @@ pub fn scan_for(host: &Host, wanted: impl Fn(&str) -> bool) -> io::Result<Vec<Ho
         });
     }
     holders.sort_by_key(|holder| holder.pid);
-    Ok(holders)
+    holders
 }
 
 /// The tracked nodes a process holds right now (empty when it is gone).

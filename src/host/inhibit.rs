@@ -10,6 +10,7 @@
 //! back. The inhibitor is found again by its `--who`/`--why` in /proc, so no pid is kept that
 //! could be recycled.
 
+use super::procs::Proc;
 use super::Host;
 use std::collections::BTreeMap;
 
@@ -43,14 +44,19 @@ pub fn available(host: &Host) -> bool {
 
 /// pitcrew's live holders: their reason and pids.
 pub fn holders(host: &Host) -> BTreeMap<String, Vec<u32>> {
+    super::procs::user_space(host)
+        .map(|processes| among(host, &processes))
+        .unwrap_or_default()
+}
+
+/// pitcrew's holders among `processes`. Only a process named like systemd's tool (or one whose
+/// name could not be read) has its arguments read.
+pub fn among(host: &Host, processes: &[Proc]) -> BTreeMap<String, Vec<u32>> {
     let mut found: BTreeMap<String, Vec<u32>> = BTreeMap::new();
-    let Ok(listing) = std::fs::read_dir(host.path("/proc")) else {
-        return found;
-    };
-    for entry in listing.flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
+    let candidates = processes
+        .iter()
+        .filter(|p| p.comm.as_deref().is_none_or(|comm| comm == PROGRAM));
+    for pid in candidates.map(|p| p.pid) {
         let Ok(raw) = std::fs::read(host.path(format!("/proc/{pid}/cmdline"))) else {
             continue;
         };

@@ -14,14 +14,15 @@ pub mod libvirt;
 pub mod modules;
 pub mod nodes;
 pub mod pci;
+pub mod procs;
 pub mod sound;
 mod staged;
 pub mod udev;
 pub mod units;
+mod writer;
 
-pub use effects::{
-    write_here, CmdOutput, Effects, Process, RealEffects, Signal, StuckWrite, WRITE_HELPER,
-};
+pub use effects::{CmdOutput, Effects, Process, RealEffects, Signal, StuckWrite};
+pub use writer::{serve as serve_writes, WRITE_HELPER};
 
 use crate::untrusted;
 use staged::StagedEffects;

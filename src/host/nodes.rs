@@ -61,12 +61,16 @@ pub fn of_function(host: &Host, bdf: Bdf, on_vfio: bool, group: Option<u32>) -> 
 /// i2c-N directories below `dir` that have an i2c-dev interface (`i2c-N/i2c-dev/i2c-N`).
 /// Symlinks are not followed: sysfs links lead back up the tree (driver, subsystem, firmware).
 fn i2c_buses(host: &Host, dir: &str, depth: usize, nodes: &mut BTreeSet<String>) {
-    for name in entries(host, dir) {
+    // The directory listing says which entries are directories (no stat of each of the dozens
+    // of attributes a function has: this runs before every unbind).
+    let subdirs = std::fs::read_dir(host.path(dir))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_dir()))
+        .map(|entry| entry.file_name().to_string_lossy().into_owned());
+    for name in subdirs {
         let path = format!("{dir}/{name}");
-        let is_dir = std::fs::symlink_metadata(host.path(&path)).is_ok_and(|m| m.is_dir());
-        if !is_dir {
-            continue;
-        }
         if name.starts_with("i2c-") {
             if host.path(format!("{path}/i2c-dev/{name}")).exists() {
                 nodes.insert(format!("/dev/{name}"));
