@@ -46,6 +46,7 @@ mod runfile;
 mod snapshot;
 mod status;
 mod text;
+mod tuning;
 mod untrusted;
 mod vendor;
 mod vm;

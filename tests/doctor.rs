@@ -112,7 +112,7 @@ pub(crate) fn build(m: &Machine) -> SimHost {
         .bar(1, m.bar1)
         .bar(3, 32 * MIB);
     if m.bar1 > 256 * MIB {
-        gpu = gpu.resizable(1);
+        gpu = gpu.resizable(1, 0x3fc0);
     }
     if let Some(methods) = m.reset {
         gpu = gpu.reset_method(methods);

@@ -14,6 +14,7 @@ pub mod libvirt;
 pub mod modules;
 pub mod nodes;
 pub mod pci;
+pub mod rebar;
 pub mod sound;
 mod staged;
 pub mod udev;

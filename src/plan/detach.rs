@@ -76,6 +76,7 @@ pub(super) fn steps(
     functions: &BTreeSet<Bdf>,
     policy: &Policy,
     owner: Option<&str>,
+    tuned: Vec<Step>,
 ) -> Vec<Step> {
     let moving = moving(s, functions);
     let unload = modules_to_unload(s, functions, &moving);
@@ -160,6 +161,9 @@ pub(super) fn steps(
             module: pci::VFIO_MODULE.into(),
         });
     }
+    // Between the host driver's unbind and vfio-pci's bind: the kernel resizes a BAR only while
+    // no driver holds the function, and the guest sees the size it had when vfio-pci bound.
+    steps.extend(tuned);
     steps.extend(moving.iter().map(|bdf| Step::BindVfio { bdf: *bdf }));
     steps.extend(units_to_restart(
         s,

@@ -118,6 +118,8 @@ pub(super) fn steps(
             }),
     );
 
+    // Off vfio-pci and before the host driver binds, as the kernel needs it for a resize.
+    steps.extend(super::tuning::restore(s, functions));
     for bdf in functions {
         let current = s.devices[bdf].driver.as_deref();
         let wanted = originals.get(bdf).cloned().flatten();
