@@ -70,9 +70,10 @@ pub use host::{
 };
 pub use install::{install, uninstall, InstallError, InstallOptions, UninstallOptions};
 pub use keepoff::{run as keep_off, KeepOffError, Options as KeepOffOptions};
-pub use plan::{Direction, Plan, PlanError, ReattachError, SelectError, Step};
+pub use plan::{Direction, Plan, PlanError, ReattachError, SelectError, Step, TuningError};
 pub use policy::{DisplayManagerPolicy, Policy};
 pub use record::{Lent, Record};
 pub use snapshot::{ReadError, Snapshot};
 pub use status::Status;
+pub use tuning::{LendTuning, Rebar, ResetMethod, Tuning};
 pub use vm::{pci_hostdevs, read_xml, systemd_escape, NameError, VmName, XmlError};

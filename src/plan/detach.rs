@@ -156,14 +156,15 @@ pub(super) fn steps(
         module,
         nodes: nodes.clone(),
     }));
+    // Between the host driver's unbind and vfio-pci's bind: the kernel resizes a BAR only while
+    // no driver holds the function, and the guest sees the size it had when vfio-pci bound.
+    // Before vfio-pci loads, too: registering it binds every function reserved for it.
+    steps.extend(tuned);
     if !moving.is_empty() && !s.vfio_available() {
         steps.push(Step::LoadModule {
             module: pci::VFIO_MODULE.into(),
         });
     }
-    // Between the host driver's unbind and vfio-pci's bind: the kernel resizes a BAR only while
-    // no driver holds the function, and the guest sees the size it had when vfio-pci bound.
-    steps.extend(tuned);
     steps.extend(moving.iter().map(|bdf| Step::BindVfio { bdf: *bdf }));
     steps.extend(units_to_restart(
         s,

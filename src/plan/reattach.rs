@@ -100,6 +100,9 @@ pub(super) fn steps(
         .filter(|bdf| parked(s, bdf))
         .collect();
     steps.extend(parked.iter().map(|bdf| Step::LeaveVfio { bdf: *bdf }));
+    // Off vfio-pci and before any host driver can bind (loading its module probes every free
+    // function it matches): the kernel resizes a BAR only while no driver holds the function.
+    steps.extend(super::tuning::restore(s, functions));
 
     let (returning, staying): (Vec<_>, Vec<_>) = s
         .record
@@ -118,8 +121,6 @@ pub(super) fn steps(
             }),
     );
 
-    // Off vfio-pci and before the host driver binds, as the kernel needs it for a resize.
-    steps.extend(super::tuning::restore(s, functions));
     for bdf in functions {
         let current = s.devices[bdf].driver.as_deref();
         let wanted = originals.get(bdf).cloned().flatten();
