@@ -42,7 +42,8 @@ pub(super) fn perform(host: &Host, step: &Step, policy: &Policy) -> Result<(), S
         Step::RestoreBar { bdf, bar, from, to } => {
             // A rollback after vfio-pci bound: the kernel resizes only a function without a
             // driver, and the override keeps any other driver off it meanwhile.
-            if pci::driver(host, *bdf).as_deref() == Some(VFIO_DRIVER) {
+            let at = rebar::size(host, *bdf, *bar);
+            if at != Some(*to) && pci::driver(host, *bdf).as_deref() == Some(VFIO_DRIVER) {
                 unbind_from(host, *bdf, VFIO_DRIVER, policy)?;
             }
             if let Err(reason) = resize(host, *bdf, *bar, *to, policy) {
@@ -74,8 +75,12 @@ pub(super) fn perform(host: &Host, step: &Step, policy: &Policy) -> Result<(), S
 }
 
 /// Writes the size and reads it back: the kernel answers ENOSPC, or even success, and keeps the
-/// old size when the bridge window above cannot take the new one.
+/// old size when the bridge window above cannot take the new one. A BAR already at that size
+/// (a rollback of a resize the kernel refused) is left alone.
 fn resize(host: &Host, bdf: Bdf, bar: usize, to: u64, policy: &Policy) -> Result<(), String> {
+    if rebar::size(host, bdf, bar) == Some(to) {
+        return Ok(());
+    }
     rebar::resize(host, bdf, bar, to, policy.step_timeout)
         .map_err(|e| refusal(&e, "that size for this BAR"))?;
     match rebar::size(host, bdf, bar) {
