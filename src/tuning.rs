@@ -147,7 +147,7 @@ pub fn size_text(bytes: u64) -> String {
 
 /// A size as the config writes it: `256M`, `8G`.
 pub fn config_size(bytes: u64) -> String {
-    if bytes >= 1 << 30 && bytes % (1 << 30) == 0 {
+    if bytes >= 1 << 30 && bytes.is_multiple_of(1 << 30) {
         format!("{}G", bytes >> 30)
     } else {
         format!("{}M", bytes >> 20)

@@ -294,7 +294,7 @@ fn a_resizable_bar_of_24_gib_warns() {
         &[],
     );
     assert!(
-        text.contains("BAR1 24 GiB (resizable: 64 MiB to 8 GiB)")
+        text.contains("BAR1 24 GiB (resizable: 64 MiB to 32 GiB)")
             && text.contains("X-PciMmio64Mb")
             && text.contains("rebar = \"smallest\""),
         "{text}"
