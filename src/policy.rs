@@ -1,5 +1,6 @@
 //! How a handover treats what stands in its way; set per VM by the config file.
 
+use crate::tuning::LendTuning;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -27,6 +28,8 @@ pub struct Policy {
     pub step_timeout: Duration,
     /// Hold a logind sleep inhibitor while a card is lent.
     pub inhibit_sleep: bool,
+    /// What a lend changes on the functions themselves: BAR sizes, reset methods.
+    pub tuning: LendTuning,
 }
 
 impl Default for Policy {
@@ -36,6 +39,7 @@ impl Default for Policy {
             term_timeout: Duration::from_secs(5),
             step_timeout: Duration::from_secs(30),
             inhibit_sleep: true,
+            tuning: LendTuning::default(),
         }
     }
 }

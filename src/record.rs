@@ -68,13 +68,19 @@ pub struct Unloaded {
     pub functions: Vec<Bdf>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 /// A function pitcrew detached.
 pub struct Lent {
     /// The driver it goes back to (None: it was unbound).
     pub driver: Option<String>,
     /// The VM it was lent to.
     pub owner: Option<String>,
+    /// The sizes (bytes) its resized BARs had before the lend, by BAR index.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub bars: BTreeMap<usize, u64>,
+    /// The reset methods it had before the lend changed them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reset_method: Option<String>,
 }
 
 impl Record {

@@ -8,7 +8,7 @@ use crate::plan::{self, select};
 use crate::snapshot::Snapshot;
 use crate::vendor;
 use serde::Serialize;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::{self, Write};
 
 #[derive(Debug, Serialize)]
@@ -60,6 +60,12 @@ pub struct Lent {
     pub address: Bdf,
     pub vm: Option<String>,
     pub driver: Option<String>,
+    /// The sizes (bytes) the reattach puts its resized BARs back to, by BAR index.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub restores_bars: BTreeMap<usize, u64>,
+    /// The reset methods the reattach puts back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restores_reset_method: Option<String>,
 }
 
 impl Status {
@@ -111,6 +117,8 @@ impl Status {
                     address: *bdf,
                     vm: lent.owner.clone(),
                     driver: lent.driver.clone(),
+                    restores_bars: lent.bars.clone(),
+                    restores_reset_method: lent.reset_method.clone(),
                 })
                 .collect(),
             console: Console {
@@ -190,9 +198,24 @@ impl fmt::Display for Status {
             writeln!(f, "Lent by pitcrew: nothing")?;
         }
         for lent in &self.lent {
+            let mut restores: Vec<String> = lent
+                .restores_bars
+                .iter()
+                .map(|(bar, size)| format!("BAR{bar} {}", crate::tuning::size_text(*size)))
+                .collect();
+            restores.extend(
+                lent.restores_reset_method
+                    .as_ref()
+                    .map(|methods| format!("reset_method \"{methods}\"")),
+            );
+            let restores = if restores.is_empty() {
+                String::new()
+            } else {
+                format!(", with {}", restores.join(", "))
+            };
             writeln!(
                 f,
-                "Lent by pitcrew: {} to {} (returns to {})",
+                "Lent by pitcrew: {} to {} (returns to {}{restores})",
                 lent.address,
                 lent.vm.as_deref().unwrap_or("no VM"),
                 lent.driver.as_deref().unwrap_or("its default driver")

@@ -8,6 +8,7 @@ GPU=0000:00:03.0        # bochs-display, the "GPU"
 AUDIO=0000:00:03.1      # intel-hda, its audio function (same IOMMU group)
 GPU2=0000:00:04.0       # second bochs-display, own group (machine two-gpus only)
 NIC=0000:00:03.2        # e1000e in the GPU's slot, own group (machine split-slot only)
+PORT_NIC=0000:01:00.0   # e1000e behind the root port, reset by pm or the bus (split-slot only)
 BRIDGE=0000:00:05.0     # pcie-root-port
 HOSTBRIDGE=0000:00:00.0 # q35 host bridge
 PCI=/sys/bus/pci/devices

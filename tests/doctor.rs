@@ -112,7 +112,7 @@ pub(crate) fn build(m: &Machine) -> SimHost {
         .bar(1, m.bar1)
         .bar(3, 32 * MIB);
     if m.bar1 > 256 * MIB {
-        gpu = gpu.resizable(1);
+        gpu = gpu.resizable(1, 0xffc0);
     }
     if let Some(methods) = m.reset {
         gpu = gpu.reset_method(methods);
@@ -120,7 +120,8 @@ pub(crate) fn build(m: &Machine) -> SimHost {
     b = b.device(grouped(gpu, 12)).device(grouped(
         DeviceSpec::new("0000:01:00.1", 0x10de, 0x22ba, HDA)
             .driver("snd_hda_intel")
-            .sound_card(1),
+            .sound_card(1)
+            .reset_method("flr"),
         m.audio_group,
     ));
     if m.intruder {

@@ -191,31 +191,95 @@ fn no_reset_method_warns() {
             reset: None,
             ..HEALTHY
         },
-        &gpu("reset"),
+        &gpu(&format!("reset {GPU}")),
         Level::Warn,
         &[],
     );
-    assert!(text.contains("no reset method"), "{text}");
+    assert!(text.contains("no reset_method"), "{text}");
+}
+
+/// A Navi 10 card (in vendor-reset's table) and its HDMI audio, whose only reset is the bus's.
+fn navi10(vendor_reset: bool, gpu_methods: &str) -> pitcrew_sim::SimHost {
+    let mut b = Builder::new()
+        .module(ModuleSpec::new("amdgpu").drivers(&["amdgpu"]))
+        .module(ModuleSpec::new("snd_hda_intel").drivers(&["snd_hda_intel"]))
+        .device(
+            DeviceSpec::new("0000:03:00.0", 0x1002, 0x731f, VGA)
+                .driver("amdgpu")
+                .group(14)
+                .reset_method(gpu_methods),
+        )
+        .device(
+            DeviceSpec::new("0000:03:00.1", 0x1002, 0xab38, 0x040300)
+                .driver("snd_hda_intel")
+                .group(14)
+                .reset_method("bus"),
+        );
+    if vendor_reset {
+        b = b.module(ModuleSpec::new("vendor_reset"));
+    }
+    b.build()
 }
 
 #[test]
-fn an_amd_card_with_only_a_bus_reset_warns_about_vendor_reset() {
-    let sim = Builder::new()
-        .module(ModuleSpec::new("amdgpu").drivers(&["amdgpu"]))
-        .device(
-            DeviceSpec::new("0000:03:00.0", 0x1002, 0x73bf, VGA)
-                .driver("amdgpu")
-                .group(14)
-                .reset_method("bus"),
-        )
-        .build();
-    let report = doctor(&sim);
-    let reset = check(&report, "gpu 0000:03:00.0 reset");
+fn each_function_of_the_group_has_its_reset_and_bars_checked() {
+    let report = doctor(&navi10(false, "bus"));
+    let json = serde_json::to_value(&report).unwrap();
+    let names: Vec<&str> = json["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    for function in ["0000:03:00.0", "0000:03:00.1"] {
+        for what in ["reset", "bars"] {
+            let name = format!("gpu 0000:03:00.0 {what} {function}");
+            assert!(names.contains(&name.as_str()), "{name} missing: {names:?}");
+        }
+    }
+    let audio = check(&report, "gpu 0000:03:00.0 reset 0000:03:00.1");
+    assert_eq!(audio.level, Level::Warn, "{report}");
+    assert!(
+        audio
+            .finding
+            .contains("the guest cannot reset this function"),
+        "{report}"
+    );
+}
+
+#[test]
+fn a_card_vendor_reset_covers_needs_it_loaded_and_device_specific_first() {
+    let name = "gpu 0000:03:00.0 reset 0000:03:00.0";
+    let report = doctor(&navi10(false, "bus"));
+    let reset = check(&report, name);
     assert_eq!(reset.level, Level::Warn, "{report}");
+    assert!(reset.finding.contains("a Navi 10 card"), "{report}");
     assert!(
         reset.fix.as_ref().unwrap().contains("vendor-reset"),
         "{report}"
     );
+
+    let report = doctor(&navi10(true, "bus device_specific"));
+    let reset = check(&report, name);
+    assert_eq!(reset.level, Level::Warn, "{report}");
+    assert!(
+        reset
+            .fix
+            .as_ref()
+            .unwrap()
+            .contains("reset_method = \"device_specific\""),
+        "{report}"
+    );
+
+    let report = doctor(&navi10(true, "device_specific bus"));
+    assert_eq!(check(&report, name).level, Level::Ok, "{report}");
+}
+
+#[test]
+fn an_empty_reset_method_is_flagged() {
+    let report = doctor(&navi10(false, ""));
+    let reset = check(&report, "gpu 0000:03:00.0 reset 0000:03:00.0");
+    assert_eq!(reset.level, Level::Warn, "{report}");
 }
 
 #[test]
@@ -225,12 +289,14 @@ fn a_resizable_bar_of_24_gib_warns() {
             bar1: 24 * GIB,
             ..HEALTHY
         },
-        &gpu("bars"),
+        &gpu(&format!("bars {GPU}")),
         Level::Warn,
         &[],
     );
     assert!(
-        text.contains("BAR1 24 GiB (resizable)") && text.contains("X-PciMmio64Mb"),
+        text.contains("BAR1 24 GiB (resizable: 64 MiB to 32 GiB)")
+            && text.contains("X-PciMmio64Mb")
+            && text.contains("rebar = \"smallest\""),
         "{text}"
     );
 }

@@ -323,6 +323,7 @@ fn uninstall_refuses_while_a_card_is_lent() {
         pitcrew::Lent {
             driver: Some("nvidia".into()),
             owner: Some("win11".into()),
+            ..Default::default()
         },
     );
     record.save(&host).unwrap();

@@ -23,5 +23,6 @@ mod layers;
 mod lending;
 mod plans;
 mod property;
+mod rebar;
 mod sound_release;
 mod write_helper;

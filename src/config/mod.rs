@@ -8,12 +8,13 @@ mod values;
 use crate::bdf::Bdf;
 use crate::host::Host;
 use crate::policy::{DisplayManagerPolicy, Policy};
+use crate::tuning::{LendTuning, Tuning};
 use crate::vm::VmName;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use values::{Seconds, VmKey};
+use values::{RebarValue, ResetValue, Seconds, VmKey};
 
 pub const CONFIG_PATH: &str = "/etc/pitcrew/pitcrew.toml";
 
@@ -74,6 +75,32 @@ struct Settings {
     term_timeout: Option<TermTimeout>,
     step_timeout: Option<StepTimeout>,
     unit_timeout: Option<UnitTimeout>,
+    rebar: Option<RebarValue>,
+    rebar_required: Option<bool>,
+    reset_method: Option<ResetValue>,
+}
+
+/// A `[vm."name".device."<address>"]` table: what a lend changes on that one function.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeviceTable {
+    rebar: Option<RebarValue>,
+    rebar_required: Option<bool>,
+    reset_method: Option<ResetValue>,
+}
+
+impl DeviceTable {
+    /// `base` with what this table sets.
+    fn over(&self, base: &Tuning) -> Tuning {
+        Tuning {
+            rebar: self.rebar.map_or(base.rebar, |v| v.0),
+            rebar_required: self.rebar_required.unwrap_or(base.rebar_required),
+            reset_method: self
+                .reset_method
+                .clone()
+                .map_or_else(|| base.reset_method.clone(), |v| v.0),
+        }
+    }
 }
 
 /// A `[vm."name"]` table: the settings plus the devices (serde's flatten does not combine with
@@ -88,6 +115,10 @@ struct VmTable {
     term_timeout: Option<TermTimeout>,
     step_timeout: Option<StepTimeout>,
     unit_timeout: Option<UnitTimeout>,
+    rebar: Option<RebarValue>,
+    rebar_required: Option<bool>,
+    reset_method: Option<ResetValue>,
+    device: Option<BTreeMap<Bdf, DeviceTable>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -201,6 +232,15 @@ impl Config {
                 file.defaults.step_timeout.map(|s| s.duration()),
                 file.defaults.unit_timeout.map(|s| s.duration()),
             ],
+            lend_tuning(
+                &base.policy.tuning.all,
+                &DeviceTable {
+                    rebar: file.defaults.rebar,
+                    rebar_required: file.defaults.rebar_required,
+                    reset_method: file.defaults.reset_method,
+                },
+                None,
+            ),
         );
         let vms = file
             .vm
@@ -218,6 +258,15 @@ impl Config {
                     t.display_manager,
                     t.inhibit_sleep,
                     timeouts,
+                    lend_tuning(
+                        &defaults.policy.tuning.all,
+                        &DeviceTable {
+                            rebar: t.rebar,
+                            rebar_required: t.rebar_required,
+                            reset_method: t.reset_method,
+                        },
+                        t.device,
+                    ),
                 );
                 (name, vm)
             })
@@ -245,6 +294,23 @@ pub fn policy_for_vm(config: &Config, name: &VmName) -> Policy {
     config.for_vm(name).policy.clone()
 }
 
+/// A table's tuning over `base`, and each of its device tables over that.
+fn lend_tuning(
+    base: &Tuning,
+    table: &DeviceTable,
+    devices: Option<BTreeMap<Bdf, DeviceTable>>,
+) -> LendTuning {
+    let all = table.over(base);
+    LendTuning {
+        devices: devices
+            .into_iter()
+            .flatten()
+            .map(|(bdf, device)| (bdf, device.over(&all)))
+            .collect(),
+        all,
+    }
+}
+
 fn resolve(
     base: &VmConfig,
     devices: Option<Vec<Bdf>>,
@@ -252,6 +318,7 @@ fn resolve(
     display_manager: Option<DisplayManagerPolicy>,
     inhibit_sleep: Option<bool>,
     [term, step, unit]: [Option<Duration>; 3],
+    tuning: LendTuning,
 ) -> VmConfig {
     VmConfig {
         devices: devices.unwrap_or_else(|| base.devices.clone()),
@@ -261,6 +328,7 @@ fn resolve(
             term_timeout: term.unwrap_or(base.policy.term_timeout),
             step_timeout: step.unwrap_or(base.policy.step_timeout),
             inhibit_sleep: inhibit_sleep.unwrap_or(base.policy.inhibit_sleep),
+            tuning,
         },
         unit_timeout: unit.unwrap_or(base.unit_timeout),
     }

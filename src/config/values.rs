@@ -1,6 +1,7 @@
 //! Config values that check themselves while being read, so a bad one is reported with the line
 //! it is on (toml attaches the span of the value being deserialized to the error).
 
+use crate::tuning::{Rebar, ResetMethod};
 use crate::vm::VmName;
 use serde::{Deserialize, Deserializer};
 use std::time::Duration;
@@ -36,6 +37,32 @@ impl<'de> Deserialize<'de> for VmKey {
         let text = String::deserialize(d)?;
         VmName::parse(&text)
             .map(VmKey)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// `rebar = "keep" | "smallest" | "<size>"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RebarValue(pub Rebar);
+
+impl<'de> Deserialize<'de> for RebarValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Rebar::parse(&text)
+            .map(RebarValue)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// `reset_method = "keep" | "<methods>"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResetValue(pub ResetMethod);
+
+impl<'de> Deserialize<'de> for ResetValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        ResetMethod::parse(&text)
+            .map(ResetValue)
             .map_err(serde::de::Error::custom)
     }
 }

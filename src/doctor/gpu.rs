@@ -4,15 +4,12 @@
 use super::Check;
 use crate::bdf::Bdf;
 use crate::host::keepoff::{Effect as KeepOffEffect, RULES};
-use crate::host::pci::{self, PciDevice};
+use crate::host::pci::PciDevice;
 use crate::host::Host;
 use crate::plan::{self, select, Direction, Step};
 use crate::policy::Policy;
 use crate::snapshot::Snapshot;
 use crate::vendor;
-/// A BAR this large is the resizable-BAR kind; OVMF before edk2-stable202211 maps 32 GiB of
-/// 64-bit MMIO in all, and guests then fail the card (Windows: code 12 or 43).
-const LARGE_BAR: u64 = 8 << 30;
 
 pub(super) fn checks(host: &Host, s: &Snapshot, bdf: Bdf, policy: &Policy) -> Vec<Check> {
     let gpu = &s.devices[&bdf];
@@ -24,16 +21,41 @@ pub(super) fn checks(host: &Host, s: &Snapshot, bdf: Bdf, policy: &Policy) -> Ve
         lent_to: None,
         force: false,
     };
-    let lend = plan::plan(s, &ask, policy).ok();
+    // What a lend does to the host; whether the card can follow the config's BAR size is the
+    // bars line's business.
+    let untuned = Policy {
+        tuning: Default::default(),
+        ..policy.clone()
+    };
+    let lend = plan::plan(s, &ask, &untuned).ok();
     let mut checks = vec![
         group(s, gpu, name("group")),
         companions(s, gpu, name("slot")),
         holders(s, gpu, lend.as_ref(), name("lend")),
         super::sound::check(host, s, gpu, name("sound")),
         keep_off(s, gpu, lend.as_ref(), name("keep-off")),
-        reset(host, gpu, name("reset")),
-        bars(host, gpu, name("bars")),
     ];
+    // Every function the lend takes: each one the guest resets, and each one's BARs it maps.
+    let functions = lend
+        .as_ref()
+        .map(|p| p.functions.iter().copied().collect())
+        .unwrap_or_else(|| vec![bdf]);
+    for function in &functions {
+        let d = &s.devices[function];
+        let tuning = policy.tuning.of(*function);
+        checks.push(super::reset::check(
+            s,
+            d,
+            tuning,
+            name(&format!("reset {function}")),
+        ));
+        checks.push(super::bars::check(
+            host,
+            d,
+            tuning,
+            name(&format!("bars {function}")),
+        ));
+    }
     if gpu.vendor == vendor::NVIDIA.vendor {
         checks.extend(nvidia(host, s, name("nvidia")));
     }
@@ -203,94 +225,6 @@ fn keep_off(s: &Snapshot, gpu: &PciDevice, lend: Option<&plan::Plan>, name: Stri
             ),
         ),
         (None, false) => Check::ok(name, format!("not in {RULES}")),
-    }
-}
-
-/// How the kernel can reset the card between guests (reset_method, Linux >= 5.15).
-fn reset(host: &Host, gpu: &PciDevice, name: String) -> Check {
-    let methods = host
-        .read(pci::device_path(gpu.bdf, "reset_method"))
-        .unwrap_or_default();
-    let amd = gpu.vendor == vendor::AMD.vendor;
-    let amd_fix = "for Polaris, Vega and Navi 10 cards load the vendor-reset module; otherwise shut the guest down instead of rebooting it";
-    if methods.trim().is_empty() {
-        let fix = if amd {
-            amd_fix
-        } else {
-            "shut the guest down instead of rebooting it, and expect a host reboot to recover the card after a guest crash"
-        };
-        return Check::warn(
-            name,
-            "no reset method: the card cannot be reset between guest runs",
-            fix,
-        );
-    }
-    if amd && methods.split_whitespace().all(|m| m == "bus") {
-        return Check::warn(
-            name,
-            format!("reset_method: {methods} (AMD cards often do not come back from a bus reset)"),
-            amd_fix,
-        );
-    }
-    Check::ok(name, format!("reset_method: {methods}"))
-}
-
-/// BAR sizes from `resource`; a BAR far above the classic 256 MiB means resizable BAR is on.
-fn bars(host: &Host, gpu: &PciDevice, name: String) -> Check {
-    let Ok(text) = host.read(pci::device_path(gpu.bdf, "resource")) else {
-        return Check::ok(name, "no resource file to read BAR sizes from");
-    };
-    let sizes: Vec<(usize, u64)> = text
-        .lines()
-        .take(6)
-        .enumerate()
-        .filter_map(|(n, line)| {
-            let mut fields = line
-                .split_whitespace()
-                .map(|f| u64::from_str_radix(f.trim_start_matches("0x"), 16));
-            let (Some(Ok(start)), Some(Ok(end))) = (fields.next(), fields.next()) else {
-                return None;
-            };
-            (end > start).then(|| (n, end - start + 1))
-        })
-        .collect();
-    let resizable: Vec<usize> = (0..6)
-        .filter(|n| {
-            host.path(pci::device_path(gpu.bdf, &format!("resource{n}_resize")))
-                .exists()
-        })
-        .collect();
-    let shown: Vec<String> = sizes
-        .iter()
-        .map(|(n, size)| {
-            let mark = if resizable.contains(n) {
-                " (resizable)"
-            } else {
-                ""
-            };
-            format!("BAR{n} {}{mark}", human(*size))
-        })
-        .collect();
-    let finding = if shown.is_empty() {
-        "no memory BARs".to_string()
-    } else {
-        shown.join(", ")
-    };
-    match sizes.iter().find(|(_, size)| *size > LARGE_BAR) {
-        Some((n, size)) => Check::warn(
-            name,
-            format!("{finding}: BAR{n} of {} needs a large 64-bit window in the guest", human(*size)),
-            "if the guest shows the card with error 12/43 or no memory, turn Resizable BAR off in the firmware or give OVMF a larger window (-fw_cfg opt/ovmf/X-PciMmio64Mb,string=65536)",
-        ),
-        None => Check::ok(name, finding),
-    }
-}
-
-fn human(bytes: u64) -> String {
-    match bytes {
-        b if b >= 1 << 30 && b % (1 << 30) == 0 => format!("{} GiB", b >> 30),
-        b if b >= 1 << 20 => format!("{} MiB", b >> 20),
-        b => format!("{} KiB", b >> 10),
     }
 }
 

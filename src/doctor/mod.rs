@@ -5,8 +5,10 @@
 //! specifics) and the setup (hook, libvirt daemon, unit, config, domain definitions). Each
 //! finding is one line with a level and, unless it is ok, the fix in one sentence.
 
+mod bars;
 mod gpu;
 mod kernel;
+mod reset;
 mod setup;
 mod sound;
 mod vms;
@@ -154,6 +156,7 @@ pub fn run(host: &Host, vm: Option<&VmName>) -> Report {
                     .iter()
                     .find(|v| v.gpus.contains(&bdf))
                     .and_then(|v| config.as_ref().map(|c| c.for_vm(&v.name).policy.clone()))
+                    .or_else(|| config.as_ref().map(|c| c.defaults.policy.clone()))
                     .unwrap_or_default();
                 checks.extend(gpu::checks(host, &snapshot, bdf, &policy));
             }

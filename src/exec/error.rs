@@ -37,6 +37,24 @@ pub enum StepError {
         /// The driver it is on instead, or "no driver".
         now: String,
     },
+    /// The kernel refused a resize the config requires.
+    #[error(
+        "BAR{bar} of {bdf} stays at {now}: {reason}. The config requires {wanted} \
+         (rebar_required = true), so the lend stops; set rebar_required = false to lend the \
+         card at its current size"
+    )]
+    Resize {
+        /// The function.
+        bdf: Bdf,
+        /// The BAR's index.
+        bar: usize,
+        /// Its size now.
+        now: String,
+        /// The size asked for.
+        wanted: String,
+        /// Why the kernel refused.
+        reason: String,
+    },
     /// The driver a function goes back to is not registered.
     #[error(
         "{bdf} stays unbound: its driver {driver} is not registered (its module is not loaded); \

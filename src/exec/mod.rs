@@ -6,6 +6,7 @@ mod error;
 mod guard;
 pub mod lock;
 mod perform;
+mod tuning;
 
 pub use error::{ExecError, Rollback, RunError, StepError};
 
@@ -72,7 +73,10 @@ impl Stuck {
             Step::Release { bdf, .. }
             | Step::BindVfio { bdf }
             | Step::LeaveVfio { bdf }
-            | Step::Restore { bdf, .. } => self.devices.contains(bdf),
+            | Step::Restore { bdf, .. }
+            | Step::ResizeBar { bdf, .. }
+            | Step::RestoreBar { bdf, .. }
+            | Step::SetResetMethod { bdf, .. } => self.devices.contains(bdf),
             Step::LoadModule { module } | Step::UnloadModule { module, .. } => {
                 self.modules.contains(module)
             }
@@ -89,6 +93,7 @@ impl Executor<'_> {
                 record.lent.entry(*bdf).or_insert_with(|| Lent {
                     driver: driver.clone(),
                     owner: self.owner.map(str::to_string),
+                    ..Lent::default()
                 });
             }
         }
@@ -260,6 +265,13 @@ fn note(record: &mut Record, step: &Step, plan: &Plan) {
         }
         Step::RestoreFramebuffer { device, .. } => {
             record.released_framebuffers.retain(|r| &r.device != device)
+        }
+        Step::ResizeBar { bdf, .. }
+        | Step::RestoreBar { bdf, .. }
+        | Step::SetResetMethod { bdf, .. } => {
+            if let Some(lent) = record.lent.get_mut(bdf) {
+                tuning::note(lent, step);
+            }
         }
         _ => {}
     }

@@ -100,6 +100,9 @@ pub fn perform(host: &Host, step: &Step, policy: &Policy) -> Result<(), StepErro
         }
         Step::InhibitSleep { why } => console::inhibit_sleep(host, why, policy),
         Step::ReleaseInhibitor { why } => console::end(host, why, policy),
+        Step::ResizeBar { .. } | Step::RestoreBar { .. } | Step::SetResetMethod { .. } => {
+            super::tuning::perform(host, step, policy)
+        }
     }
 }
 
@@ -113,7 +116,12 @@ fn written(host: &Host, bdf: Bdf, result: Result<(), WriteError>) -> Result<(), 
 
 /// Nothing may hold the function's nodes when it leaves its driver: the kernel would wait for
 /// every one of them to close.
-fn unbind_from(host: &Host, bdf: Bdf, driver: &str, policy: &Policy) -> Result<(), StepError> {
+pub(super) fn unbind_from(
+    host: &Host,
+    bdf: Bdf,
+    driver: &str,
+    policy: &Policy,
+) -> Result<(), StepError> {
     let nodes = guard::function_nodes(host, bdf);
     guard::clear_new_holders(host, &bdf.to_string(), &[bdf], &nodes, policy)?;
     written(

@@ -15,6 +15,7 @@ pub mod modules;
 pub mod nodes;
 pub mod pci;
 pub mod procs;
+pub mod rebar;
 pub mod sound;
 mod staged;
 pub mod udev;

@@ -32,6 +32,11 @@ impl WriteError {
     pub fn stuck(&self) -> Option<&super::StuckWrite> {
         super::StuckWrite::of(&self.source)
     }
+
+    /// The errno the kernel answered with, if it answered.
+    pub fn errno(&self) -> Option<i32> {
+        self.source.raw_os_error()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -61,6 +66,11 @@ pub struct PciDevice {
     /// Memory BARs (and the ROM) as `resource` lists them: what a framebuffer may sit in.
     #[serde(skip)]
     pub bars: Vec<MemRange>,
+    /// Its BARs the Resizable BAR capability covers, with their sizes now and those offered.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub resizable_bars: Vec<super::rebar::ResizableBar>,
+    /// `reset_method`: None when the kernel found no way to reset it (no file).
+    pub reset_method: Option<String>,
 }
 
 /// An inclusive range of physical addresses, as sysfs `resource` and /proc/iomem give them.
@@ -207,6 +217,8 @@ pub fn read(host: &Host, bdf: Bdf, stuck_helper: Option<u32>) -> io::Result<Opti
         iommu_group,
         boot_vga: host.read(format!("{dir}/boot_vga")).is_ok_and(|v| v == "1"),
         bars: memory_bars(&host.read(format!("{dir}/resource")).unwrap_or_default()),
+        resizable_bars: super::rebar::resizable(host, bdf),
+        reset_method: super::rebar::reset_methods(host, bdf),
     }))
 }
 

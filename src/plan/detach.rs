@@ -76,6 +76,7 @@ pub(super) fn steps(
     functions: &BTreeSet<Bdf>,
     policy: &Policy,
     owner: Option<&str>,
+    tuned: Vec<Step>,
 ) -> Vec<Step> {
     let moving = moving(s, functions);
     let unload = modules_to_unload(s, functions, &moving);
@@ -155,6 +156,10 @@ pub(super) fn steps(
         module,
         nodes: nodes.clone(),
     }));
+    // Between the host driver's unbind and vfio-pci's bind: the kernel resizes a BAR only while
+    // no driver holds the function, and the guest sees the size it had when vfio-pci bound.
+    // Before vfio-pci loads, too: registering it binds every function reserved for it.
+    steps.extend(tuned);
     if !moving.is_empty() && !s.vfio_available() {
         steps.push(Step::LoadModule {
             module: pci::VFIO_MODULE.into(),

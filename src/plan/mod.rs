@@ -5,11 +5,13 @@ mod detach;
 mod reattach;
 pub mod select;
 pub mod step;
+pub mod tuning;
 
 pub use detach::watched_nodes;
 pub use reattach::ReattachError;
 pub use select::SelectError;
 pub use step::Step;
+pub use tuning::TuningError;
 
 use crate::bdf::Bdf;
 use crate::policy::Policy;
@@ -74,6 +76,9 @@ pub enum PlanError {
     /// The reattach is refused.
     #[error(transparent)]
     Reattach(#[from] ReattachError),
+    /// The config asks the card for what it cannot do.
+    #[error(transparent)]
+    Tuning(#[from] TuningError),
     /// A write of an earlier run is still stuck in the kernel on one of the functions.
     #[error(
         "{bdf} is still busy in the kernel: a write of an earlier run waits there (helper pid \
@@ -115,6 +120,7 @@ pub fn plan(snapshot: &Snapshot, ask: &Ask, policy: &Policy) -> Result<Plan, Pla
         Direction::Detach => {
             let functions = select::select(snapshot, ask.devices)?;
             not_stuck(snapshot, &functions)?;
+            let tuned = tuning::lend(snapshot, &functions, &policy.tuning)?;
             let originals = functions
                 .iter()
                 .filter(|bdf| !snapshot.devices[bdf].on_vfio())
@@ -122,7 +128,7 @@ pub fn plan(snapshot: &Snapshot, ask: &Ask, policy: &Policy) -> Result<Plan, Pla
                 .collect();
             Ok(Plan {
                 direction: Direction::Detach,
-                steps: detach::steps(snapshot, &functions, policy, ask.owner),
+                steps: detach::steps(snapshot, &functions, policy, ask.owner, tuned),
                 functions,
                 originals,
             })

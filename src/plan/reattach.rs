@@ -100,6 +100,9 @@ pub(super) fn steps(
         .filter(|bdf| parked(s, bdf))
         .collect();
     steps.extend(parked.iter().map(|bdf| Step::LeaveVfio { bdf: *bdf }));
+    // Off vfio-pci and before any host driver can bind (loading its module probes every free
+    // function it matches): the kernel resizes a BAR only while no driver holds the function.
+    steps.extend(super::tuning::restore(s, functions));
 
     let (returning, staying): (Vec<_>, Vec<_>) = s
         .record

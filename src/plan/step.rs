@@ -2,6 +2,7 @@
 
 use crate::bdf::Bdf;
 use crate::host::holders::listed;
+use crate::tuning::size_text;
 use serde::Serialize;
 use std::collections::BTreeSet;
 use std::fmt;
@@ -138,6 +139,41 @@ pub enum Step {
         /// Its reason.
         why: String,
     },
+    /// Write a new size to a resizable BAR of a function no driver holds (`resourceN_resize`);
+    /// a refusal only warns unless `required`.
+    ResizeBar {
+        /// The function.
+        bdf: Bdf,
+        /// The BAR's index.
+        bar: usize,
+        /// Its size now, in bytes.
+        from: u64,
+        /// The size wanted, in bytes.
+        to: u64,
+        /// A refusal fails the step.
+        required: bool,
+    },
+    /// Put a BAR back to the size it had before the lend, unbinding vfio-pci first if it is
+    /// still there; a refusal only warns, so the function still goes back to its driver.
+    RestoreBar {
+        /// The function.
+        bdf: Bdf,
+        /// The BAR's index.
+        bar: usize,
+        /// Its size now, in bytes.
+        from: u64,
+        /// The size it had, in bytes.
+        to: u64,
+    },
+    /// Write the function's reset methods (`reset_method`); a refusal only warns.
+    SetResetMethod {
+        /// The function.
+        bdf: Bdf,
+        /// The methods it has now.
+        from: String,
+        /// The methods wanted.
+        to: String,
+    },
 }
 
 impl fmt::Display for Step {
@@ -220,6 +256,28 @@ impl fmt::Display for Step {
             Step::ReleaseInhibitor { why } => {
                 write!(f, "release the sleep inhibitor (\"{why}\")")
             }
+            Step::ResizeBar {
+                bdf,
+                bar,
+                from,
+                to,
+                required,
+            } => write!(
+                f,
+                "resize BAR{bar} of {bdf} from {} to {}{}",
+                size_text(*from),
+                size_text(*to),
+                if *required { " (required)" } else { "" }
+            ),
+            Step::RestoreBar { bdf, bar, from, to } => write!(
+                f,
+                "put BAR{bar} of {bdf} back to {} (it is {})",
+                size_text(*to),
+                size_text(*from)
+            ),
+            Step::SetResetMethod { bdf, from, to } => {
+                write!(f, "set {bdf} reset_method to \"{to}\" (it has \"{from}\")")
+            }
         }
     }
 }
@@ -280,6 +338,26 @@ impl Step {
             }],
             Step::InhibitSleep { why } => vec![Step::ReleaseInhibitor { why: why.clone() }],
             Step::ReleaseInhibitor { why } => vec![Step::InhibitSleep { why: why.clone() }],
+            Step::ResizeBar {
+                bdf, bar, from, to, ..
+            } => vec![Step::RestoreBar {
+                bdf: *bdf,
+                bar: *bar,
+                from: *to,
+                to: *from,
+            }],
+            Step::RestoreBar { bdf, bar, from, to } => vec![Step::ResizeBar {
+                bdf: *bdf,
+                bar: *bar,
+                from: *to,
+                to: *from,
+                required: false,
+            }],
+            Step::SetResetMethod { bdf, from, to } => vec![Step::SetResetMethod {
+                bdf: *bdf,
+                from: to.clone(),
+                to: from.clone(),
+            }],
             // A process cannot be brought back; BindVfio and Restore are undone by the undo of
             // the Release or LeaveVfio that came before them.
             // A released reservation goes back by itself when pitcrew's helper lets go of it.

@@ -12,6 +12,7 @@ mod install;
 mod requests;
 mod rules;
 mod sound;
+mod tuning;
 
 use std::path::Path;
 

@@ -52,12 +52,15 @@ const GPU_WITH_CODEC: [&str; 4] = [
 /// of its own: on the root bus it is an Intel root-complex integrated endpoint, which the
 /// kernel's ACS quirk for Intel RCiEPs treats as isolated, while bochs-display and intel-hda
 /// (conventional PCI, no ACS) share one. One slot, two groups, as on boards whose GPU audio or
-/// USB-C function sits apart.
-const SPLIT_SLOT: [&str; 4] = [
+/// USB-C function sits apart. A second e1000e sits behind the root port (01:00.0): alone on its
+/// bus, a secondary bus reset can reset it, so the kernel lists two reset methods for it (`pm
+/// bus`) where the functions of the root bus have `pm` or none.
+const SPLIT_SLOT: [&str; 5] = [
     GPU_WITH_AUDIO[0],
     GPU_WITH_AUDIO[1],
     "e1000e,bus=pcie.0,addr=0x3.2",
     GPU_WITH_AUDIO[2],
+    "e1000e,bus=rp1,addr=0x0",
 ];
 
 /// The GPU with its audio plus a second bochs-display at 04.0 (own group, same driver).

@@ -21,6 +21,12 @@ pub(crate) fn write(model: &mut Model, target: &str, value: &str) -> io::Result<
             set_override(model, bdf, value);
             Ok(())
         }
+        ["sys", "devices", _host_bridge, bdf, "reset_method"] => {
+            crate::rebar::set_reset_method(model, bdf, value)
+        }
+        ["sys", "devices", _host_bridge, bdf, attr] if attr.ends_with("_resize") => {
+            crate::rebar::resize(model, bdf, attr, value)
+        }
         ["sys", "bus", "pci", "drivers", driver, "bind"] => bind(model, driver, value),
         ["sys", "bus", "pci", "drivers", driver, "unbind"] => unbind(model, driver, value),
         // Recorded by the caller; they never change matching here: the engine must not use them.

@@ -35,6 +35,7 @@ pub mod fixtures;
 mod kernel;
 mod model;
 mod processes;
+mod rebar;
 mod render;
 mod sound_servers;
 mod state;
@@ -68,6 +69,7 @@ pub mod errno {
     pub const EBUSY: i32 = 16;
     pub const ENODEV: i32 = 19;
     pub const EINVAL: i32 = 22;
+    pub const ENOSPC: i32 = 28;
 }
 
 /// One call the engine made on the host, in order.
@@ -166,6 +168,24 @@ impl SimHost {
     /// The driver bound to `bdf` (full `dddd:bb:dd.f` form), if any.
     pub fn driver(&self, bdf: &str) -> Option<String> {
         self.shared.lock().model.devices.get(bdf)?.driver.clone()
+    }
+
+    /// The size of a BAR now, in bytes.
+    pub fn bar_size(&self, bdf: &str, bar: usize) -> Option<u64> {
+        let state = self.shared.lock();
+        let dev = state.model.devices.get(bdf)?;
+        dev.bars.iter().find(|b| b.0 == bar).map(|b| b.2)
+    }
+
+    /// What `reset_method` lists now; None when the function has no such file.
+    pub fn reset_method(&self, bdf: &str) -> Option<String> {
+        self.shared
+            .lock()
+            .model
+            .devices
+            .get(bdf)?
+            .reset_method
+            .clone()
     }
 
     pub fn driver_override(&self, bdf: &str) -> Option<String> {

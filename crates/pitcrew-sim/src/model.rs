@@ -9,6 +9,10 @@ pub(crate) struct Device {
     pub spec: DeviceSpec,
     pub driver: Option<String>,
     pub driver_override: Option<String>,
+    /// BAR index, address, size now: as built, until a resize.
+    pub bars: Vec<(usize, Option<u64>, u64)>,
+    /// `reset_method` now (None: no file).
+    pub reset_method: Option<String>,
 }
 
 pub(crate) struct Module {
@@ -117,6 +121,8 @@ impl Model {
             model.devices.insert(
                 spec.bdf.clone(),
                 Device {
+                    bars: spec.bars.clone(),
+                    reset_method: spec.reset_method.clone(),
                     spec,
                     driver,
                     driver_override,

@@ -57,13 +57,11 @@ pub(crate) fn render_static(t: &Tree, model: &Model) -> io::Result<()> {
             &format!("{dir}/subsystem_device"),
             &format!("0x{sub_device:04x}\n"),
         )?;
-        if let Some(methods) = &s.reset_method {
-            t.file(&format!("{dir}/reset_method"), &format!("{methods}\n"))?;
-        }
-        t.file(&format!("{dir}/resource"), &resource(&s.bars))?;
-        for bar in &s.resizable {
-            // The sizes the BAR supports, a bitmask of 1 MiB << bit; 256 MiB to 32 GiB.
-            t.file(&format!("{dir}/resource{bar}_resize"), "000000000000ff00\n")?;
+        for (bar, sizes) in &s.resizable {
+            t.file(
+                &format!("{dir}/resource{bar}_resize"),
+                &format!("{sizes:016x}\n"),
+            )?;
         }
         if s.is_display() {
             let flag = if s.boot_vga { "1\n" } else { "0\n" };
@@ -166,6 +164,16 @@ fn render_device(t: &Tree, model: &Model, dev: &Device) -> io::Result<()> {
         None => "(null)\n".to_string(),
     };
     t.file(&format!("{dir}/driver_override"), &override_text)?;
+    t.file(&format!("{dir}/resource"), &resource(&dev.bars))?;
+    if let Some(methods) = &dev.reset_method {
+        // The kernel prints nothing at all once every method is disabled.
+        let text = if methods.is_empty() {
+            String::new()
+        } else {
+            format!("{methods}\n")
+        };
+        t.file(&format!("{dir}/reset_method"), &text)?;
+    }
     match &dev.driver {
         Some(d) => t.symlink(
             &format!("{dir}/driver"),

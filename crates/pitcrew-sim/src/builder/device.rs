@@ -20,7 +20,10 @@ pub struct DeviceSpec {
     pub(crate) sound_card: Option<u32>,
     /// BAR index, address (None: the renderer picks one), size.
     pub(crate) bars: Vec<(usize, Option<u64>, u64)>,
-    pub(crate) resizable: Vec<usize>,
+    /// BAR index and the sizes it offers (`resourceN_resize`: bit n is 1 MiB << n).
+    pub(crate) resizable: Vec<(usize, u64)>,
+    /// The largest BAR the bridge window above the card fits: a larger resize gets ENOSPC.
+    pub(crate) bar_window: Option<u64>,
     pub(crate) i2c_buses: Vec<u32>,
     pub(crate) framebuffer: bool,
 }
@@ -46,6 +49,7 @@ impl DeviceSpec {
             sound_card: None,
             bars: Vec::new(),
             resizable: Vec::new(),
+            bar_window: None,
             i2c_buses: Vec::new(),
             framebuffer: false,
         }
@@ -119,7 +123,8 @@ impl DeviceSpec {
     }
 
     /// `reset_method` as the kernel lists it (`flr bus`); without this the file is absent, as
-    /// for a device the kernel knows no way to reset.
+    /// for a device the kernel knows no way to reset. A write takes any of these methods in any
+    /// order, `default` (this list again) or nothing (none); anything else is EINVAL.
     pub fn reset_method(mut self, methods: &str) -> DeviceSpec {
         self.reset_method = Some(methods.to_string());
         self
@@ -138,9 +143,18 @@ impl DeviceSpec {
         self
     }
 
-    /// The BAR can be resized (`resource<N>_resize` exists).
-    pub fn resizable(mut self, index: usize) -> DeviceSpec {
-        self.resizable.push(index);
+    /// The Resizable BAR capability covers the BAR: `resource<N>_resize` shows `sizes` (bit n
+    /// is 1 MiB << n; an AMD card's VRAM BAR offers 0x3f00, 256 MiB to 8 GiB) and takes a bit
+    /// number while no driver is bound, as the kernel does.
+    pub fn resizable(mut self, index: usize, sizes: u64) -> DeviceSpec {
+        self.resizable.push((index, sizes));
+        self
+    }
+
+    /// The bridge window above the card fits no BAR larger than `bytes`: a resize beyond it
+    /// fails with ENOSPC and the BAR keeps its size.
+    pub fn bar_window(mut self, bytes: u64) -> DeviceSpec {
+        self.bar_window = Some(bytes);
         self
     }
 
