@@ -27,7 +27,8 @@ pub struct Args {
     /// the RPM ("-" where it is not in one), tab-separated
     #[arg(long, conflicts_with_all = ["layout", "install"])]
     list: bool,
-    /// Then build the .deb: `cargo deb`, with conffiles fixed (see `fix_conffiles`)
+    /// Then build the .deb with `cargo deb` and take the hook's link off its conffiles (dpkg
+    /// supports only regular files there; cargo-deb lists everything under /etc)
     #[arg(long, conflicts_with_all = ["layout", "install", "list"])]
     deb: bool,
 }
