@@ -45,14 +45,16 @@ rm -rf "$work/vendor"
 cargo vendor --quiet --locked "$work/vendor" >/dev/null
 tar -czf "$work/pitcrew-$version-vendor.tar.gz" -C "$work" vendor
 
-# Arch: the builder runs this machine's toolchain (hard links, no copy) with the vendored crates
-# standing in for crates.io, so the PKGBUILD's `cargo fetch --locked` needs no network.
+# Arch: the builder runs this machine's toolchain with the vendored crates standing in for
+# crates.io, so the PKGBUILD's `cargo fetch --locked` needs no network. The toolchain is linked
+# (hard links, no copy) where the builder can reach it; it stays root's: a chown of a hard link
+# would hand the builder root's own compiler.
+toolchain=/var/tmp/pitcrew-packages-toolchain
+rm -rf "$toolchain"
+sysroot=$(rustc --print sysroot)
+cp -al "$sysroot" "$toolchain" 2>/dev/null || { rm -rf "$toolchain" && cp -a "$sysroot" "$toolchain"; }
 arch=$work/arch
 mkdir -p "$arch" "$work/cargo-home"
-toolchain=$(rustc --print sysroot)
-if [ ! -x "$work/toolchain/bin/cargo" ]; then
-    cp -al "$toolchain" "$work/toolchain" 2>/dev/null || cp -a "$toolchain" "$work/toolchain"
-fi
 cat >"$work/cargo-home/config.toml" <<EOF
 [source.crates-io]
 replace-with = "vendored"
@@ -68,7 +70,7 @@ rm -f "$arch"/*.pkg.tar.*
 chown -R "$builder:" "$work"
 as_builder() {
     (cd "$arch" && runuser -u "$builder" -- env -i HOME="/home/$builder" \
-        PATH="$work/toolchain/bin:/usr/bin:/bin" CARGO_HOME="$work/cargo-home" "$@")
+        PATH="$toolchain/bin:/usr/bin:/bin" CARGO_HOME="$work/cargo-home" "$@")
 }
 as_builder makepkg --printsrcinfo | diff -u dist/arch/.SRCINFO - ||
     { echo "dist/arch/.SRCINFO is stale: regenerate it with makepkg --printsrcinfo" >&2; exit 1; }
