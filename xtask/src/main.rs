@@ -81,8 +81,9 @@ enum Cmd {
         #[arg(long, value_enum, default_value = "bookworm")]
         suite: suite::Suite,
     },
-    /// Generate the man pages and shell completions into target/dist (packaged by cargo deb)
-    Dist,
+    /// Generate the man pages and shell completions into target/dist; lay out, list or build
+    /// the packages (Debian, Arch, RPM) from the one list of what they hold
+    Dist(dist::Args),
     /// Fuzz the parsers and the hook (release build) for this long; `cargo xtask test` runs a
     /// fixed number of cases of the same harness
     Fuzz {
@@ -208,7 +209,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!("{}", image.disk.display());
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Dist => dist::run().map(|()| ExitCode::SUCCESS),
+        Cmd::Dist(args) => dist::run(args).map(|()| ExitCode::SUCCESS),
         Cmd::Fuzz { seconds, seed } => fuzz(seconds, seed),
         Cmd::Test => test(),
     }
