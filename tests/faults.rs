@@ -2,7 +2,7 @@
 
 use crate::engine::{detach, drivers, loaded_modules, policy, reattach, request};
 use pitcrew::{handover, Direction};
-use pitcrew_sim::{fixtures, Event, ProcessTemplate, Signal, SESSION_SCOPE};
+use pitcrew_sim::{fixtures, Event, ProcessTemplate, Signal, SimHost, SESSION_SCOPE};
 use std::time::{Duration, Instant};
 
 #[test]
@@ -149,29 +149,8 @@ fn a_cancelled_run_stops_before_the_next_step_and_rolls_back() {
 #[test]
 fn a_later_run_leaves_a_function_alone_while_a_stuck_write_helper_still_waits_on_it() {
     let sim = fixtures::apu_and_dgpu_sharing_amdgpu();
-    // What a run whose unbind of the audio function got stuck leaves: the record names the
-    // helper, which still lives.
-    let helper = sim.spawn(
-        SESSION_SCOPE,
-        ProcessTemplate::new("pitcrew").cmdline(&[
-            "/usr/bin/pitcrew",
-            "__write",
-            "/sys/bus/pci/drivers/snd_hda_intel/unbind",
-            "0000:03:00.1",
-        ]),
-    );
+    let helper = stuck_helper_left_behind(&sim);
     let record = sim.root().join("run/pitcrew/state.json");
-    std::fs::create_dir_all(record.parent().unwrap()).unwrap();
-    std::fs::set_permissions(
-        record.parent().unwrap(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o700),
-    )
-    .unwrap();
-    std::fs::write(
-        &record,
-        format!(r#"{{"stuck": {{"0000:03:00.1": {helper}}}}}"#),
-    )
-    .unwrap();
 
     let err = pitcrew::Error::from(detach(&sim, &["03:00.0"]).unwrap_err());
     assert_eq!(err.exit_code(), 1);
@@ -193,4 +172,31 @@ fn a_later_run_leaves_a_function_alone_while_a_stuck_write_helper_still_waits_on
     assert_eq!(sim.driver("0000:03:00.1").as_deref(), Some("vfio-pci"));
     let text = std::fs::read_to_string(&record).unwrap();
     assert!(!text.contains("stuck"), "{text}");
+}
+
+/// What a run whose unbind of 03:00.1's audio function got stuck leaves: the record names the
+/// write helper, which still lives. Returns its pid.
+pub(crate) fn stuck_helper_left_behind(sim: &SimHost) -> u32 {
+    let helper = sim.spawn(
+        SESSION_SCOPE,
+        ProcessTemplate::new("pitcrew").cmdline(&[
+            "/usr/bin/pitcrew",
+            "__write",
+            "/sys/bus/pci/drivers/snd_hda_intel/unbind",
+            "0000:03:00.1",
+        ]),
+    );
+    let record = sim.root().join("run/pitcrew/state.json");
+    std::fs::create_dir_all(record.parent().unwrap()).unwrap();
+    std::fs::set_permissions(
+        record.parent().unwrap(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    std::fs::write(
+        &record,
+        format!(r#"{{"stuck": {{"0000:03:00.1": {helper}}}}}"#),
+    )
+    .unwrap();
+    helper
 }

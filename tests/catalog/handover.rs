@@ -4,7 +4,7 @@
 use super::{logged, Catalog};
 use crate::engine::{detach, reattach, request};
 use pitcrew::{handover, Direction, HandoverError, Outcome};
-use pitcrew_sim::{fixtures, unit_cgroup, ProcessTemplate, SimHost, SESSION_SCOPE};
+use pitcrew_sim::{fixtures, unit_cgroup, ProcessTemplate, SimHost};
 
 /// A run's log lines and its closing text, each checked, under `name`.
 pub(super) fn run(
@@ -125,27 +125,7 @@ fn handover_messages() {
     );
 
     let sim = fixtures::apu_and_dgpu_sharing_amdgpu();
-    let helper = sim.spawn(
-        SESSION_SCOPE,
-        ProcessTemplate::new("pitcrew").cmdline(&[
-            "/usr/bin/pitcrew",
-            "__write",
-            "/sys/bus/pci/drivers/snd_hda_intel/unbind",
-            "0000:03:00.1",
-        ]),
-    );
-    let record = sim.root().join("run/pitcrew/state.json");
-    std::fs::create_dir_all(record.parent().unwrap()).unwrap();
-    std::fs::set_permissions(
-        record.parent().unwrap(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o700),
-    )
-    .unwrap();
-    std::fs::write(
-        &record,
-        format!(r#"{{"stuck": {{"0000:03:00.1": {helper}}}}}"#),
-    )
-    .unwrap();
+    crate::faults::stuck_helper_left_behind(&sim);
     run(&mut c, "detach while a write is stuck", &sim, || {
         detach(&sim, &["03:00.0"])
     });
