@@ -39,14 +39,7 @@ raw_ok() { [ "$(driver_of "$GPU")" = "$1" ] && [ "$(driver_of "$AUDIO")" = "$2" 
 # cut off, by the boot's timeout. Sets PC_RC / PC_OUT / PC_MS like pc.
 pc_bare() {
 	log "\$ pitcrew $*"
-	t0=$(now_us)
-	pitcrew "$@" >/tmp/pc.out 2>&1
-	PC_RC=$?
-	PC_MS=$(us_to_ms $(($(now_us) - t0)))
-	PC_OUT=$(cat /tmp/pc.out)
-	sed 's/^/    /' /tmp/pc.out
-	log "exit $PC_RC after $PC_MS ms"
-	return $PC_RC
+	pc_timed pitcrew "$@"
 }
 
 i=1

@@ -79,8 +79,12 @@ expect_driver() {
 # pc ARGS...: run pitcrew (killed after PC_TIMEOUT s), log its output, set PC_RC / PC_OUT / PC_MS.
 pc() {
 	log "\$ pitcrew $*"
+	pc_timed timeout "$PC_TIMEOUT" pitcrew "$@"
+}
+# pc_timed CMD...: run CMD (a pitcrew command line), log its output, set PC_RC / PC_OUT / PC_MS.
+pc_timed() {
 	t0=$(now_us)
-	timeout "$PC_TIMEOUT" pitcrew "$@" >/tmp/pc.out 2>&1
+	"$@" >/tmp/pc.out 2>&1
 	PC_RC=$?
 	PC_MS=$(us_to_ms $(($(now_us) - t0)))
 	PC_OUT=$(cat /tmp/pc.out)
