@@ -2,7 +2,7 @@
 //! names at their limits, and what reaches the user when stdout or stderr are gone.
 
 use pitcrew::{Config, Record, VmName};
-use pitcrew_sim::{domain_xml, TestHost};
+use pitcrew_sim::TestHost;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -131,14 +131,7 @@ fn a_fifo_as_a_request_file_or_state_record_is_refused_without_blocking() {
     t.config("auto = true\n");
     t.pci("0000:01:00.0", "0x030000");
     // The hook writes the request, so its directories are as pitcrew wants them.
-    let args = pitcrew::HookArgs {
-        vm: "win11".into(),
-        op: "prepare".into(),
-        subop: "begin".into(),
-        extra: None,
-    };
-    let xml = domain_xml("win11", &[(1, 0, 0)]);
-    assert_eq!(pitcrew::hook(&t.host, &args, &mut xml.as_bytes()).code, 0);
+    assert_eq!(t.prepare_win11().code, 0);
     let request = t.path("/run/pitcrew/vm/win11.json");
     std::fs::remove_file(&request).unwrap();
     mkfifo(&request);

@@ -2,8 +2,8 @@
 //! could have put them there, or when they are not what pitcrew writes.
 
 use super::Catalog;
-use pitcrew::{Config, HookArgs};
-use pitcrew_sim::{domain_xml, TestHost};
+use pitcrew::Config;
+use pitcrew_sim::TestHost;
 use std::os::unix::fs::{symlink, PermissionsExt};
 
 const REQUEST: &str = "/run/pitcrew/vm/win11.json";
@@ -13,14 +13,7 @@ fn recorded() -> TestHost {
     let t = TestHost::new();
     t.config("auto = true\n");
     t.pci("0000:01:00.0", "0x030000");
-    let args = HookArgs {
-        vm: "win11".into(),
-        op: "prepare".into(),
-        subop: "begin".into(),
-        extra: None,
-    };
-    let xml = domain_xml("win11", &[(1, 0, 0)]);
-    assert_eq!(pitcrew::hook(&t.host, &args, &mut xml.as_bytes()).code, 0);
+    assert_eq!(t.prepare_win11().code, 0);
     t
 }
 
@@ -100,14 +93,7 @@ fn request_refusals() {
     ] {
         let t = recorded();
         std::fs::set_permissions(t.path(dir), std::fs::Permissions::from_mode(mode)).unwrap();
-        let args = HookArgs {
-            vm: "win11".into(),
-            op: "prepare".into(),
-            subop: "begin".into(),
-            extra: None,
-        };
-        let xml = domain_xml("win11", &[(1, 0, 0)]);
-        let reply = pitcrew::hook(&t.host, &args, &mut xml.as_bytes());
+        let reply = t.prepare_win11();
         c.hook_line(
             &format!("hook: {name}"),
             t.dir.path(),
@@ -120,14 +106,7 @@ fn request_refusals() {
     std::fs::create_dir_all(t.path("/tmp/elsewhere")).unwrap();
     std::fs::create_dir_all(t.path("/run")).unwrap();
     symlink(t.path("/tmp/elsewhere"), t.path("/run/pitcrew")).unwrap();
-    let args = HookArgs {
-        vm: "win11".into(),
-        op: "prepare".into(),
-        subop: "begin".into(),
-        extra: None,
-    };
-    let xml = domain_xml("win11", &[(1, 0, 0)]);
-    let reply = pitcrew::hook(&t.host, &args, &mut xml.as_bytes());
+    let reply = t.prepare_win11();
     c.hook_line(
         "hook: /run/pitcrew a link",
         t.dir.path(),

@@ -143,6 +143,18 @@ impl TestHost {
             0o444,
         );
     }
+
+    /// libvirt's `prepare begin` for VM win11 passing 01:00.0 through: the hook's reply.
+    pub fn prepare_win11(&self) -> pitcrew::Reply {
+        let args = pitcrew::HookArgs {
+            vm: "win11".into(),
+            op: "prepare".into(),
+            subop: "begin".into(),
+            extra: None,
+        };
+        let xml = domain_xml("win11", &[(1, 0, 0)]);
+        pitcrew::hook(&self.host, &args, &mut xml.as_bytes())
+    }
 }
 
 /// A domain XML passing the given PCI addresses through (as libvirt writes it).
