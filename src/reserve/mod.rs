@@ -21,31 +21,21 @@ use std::time::Duration;
 /// close a moment later.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
-/// What a release came to: how each user's sound server answered, and who still holds a node
-/// of the card once the wait for it to close is over.
-#[derive(Debug, Default)]
-pub struct Outcome {
-    pub answers: Vec<Answer>,
-    pub still: Vec<Holder>,
-}
-
-impl Outcome {
-    /// Which way the release went wrong, for a holder that kept the card past the deadline.
-    pub fn why_kept(&self) -> String {
-        let refused = self.answers.iter().find_map(|a| match a {
-            Answer::Refused { app } => Some(format!("after {app} refused to release it")),
-            _ => None,
-        });
-        let failed = self.answers.iter().find_map(|a| match a {
-            Answer::Failed { .. } => Some("after the request to release it failed".to_string()),
-            _ => None,
-        });
-        refused.or(failed).unwrap_or_else(|| {
-            "although its reservation is pitcrew's: the release was ignored or left a node open \
-             (PulseAudio keeps its control device)"
-                .to_string()
-        })
-    }
+/// Which way a release went wrong, for a card still open past the deadline.
+fn why_kept(answers: &[Answer]) -> String {
+    let refused = answers.iter().find_map(|a| match a {
+        Answer::Refused { app } => Some(format!("after {app} refused to release it")),
+        _ => None,
+    });
+    let failed = answers.iter().find_map(|a| match a {
+        Answer::Failed { .. } => Some("after the request to release it failed".to_string()),
+        _ => None,
+    });
+    refused.or(failed).unwrap_or_else(|| {
+        "although its reservation is pitcrew's: the release was ignored or left a node open \
+         (PulseAudio keeps its control device)"
+            .to_string()
+    })
 }
 
 /// Asks whoever holds ALSA card `card` (of function `bdf`) to release it, then gives the sound
@@ -53,10 +43,10 @@ impl Outcome {
 /// is open. Never fails the handover: where a holder does not let go (PulseAudio keeps its
 /// control device open, a player without a reservation), it says so and the steps that follow
 /// deal with the holder.
-pub fn release(host: &Host, bdf: Bdf, card: u32, policy: &Policy) -> Outcome {
+pub fn release(host: &Host, bdf: Bdf, card: u32, policy: &Policy) {
     let holders = sound::holders(host, &[card]);
     if holders.is_empty() {
-        return Outcome::default();
+        return;
     }
     let mut users: BTreeSet<(u32, u32)> = BTreeSet::new();
     for h in &holders {
@@ -64,12 +54,12 @@ pub fn release(host: &Host, bdf: Bdf, card: u32, policy: &Policy) -> Outcome {
             users.insert(ids);
         }
     }
-    let mut outcome = Outcome::default();
+    let mut answers = Vec::new();
     for (uid, gid) in users {
         let Some(bus) = holders.iter().find_map(|h| session_bus(host, h.pid, uid)) else {
             let why = format!("no session bus for uid {uid}");
             tracing::warn!("ALSA card {card} ({bdf}): {why}");
-            outcome.answers.push(Answer::Failed { why });
+            answers.push(Answer::Failed { why });
             continue;
         };
         let request = ReserveRequest {
@@ -91,7 +81,7 @@ pub fn release(host: &Host, bdf: Bdf, card: u32, policy: &Policy) -> Outcome {
         } else {
             tracing::warn!("ALSA card {card} ({bdf}): {answer}");
         }
-        outcome.answers.push(answer);
+        answers.push(answer);
     }
     let closed = wait::until(
         &format!("every node of ALSA card {card} to close"),
@@ -99,14 +89,12 @@ pub fn release(host: &Host, bdf: Bdf, card: u32, policy: &Policy) -> Outcome {
         || sound::holders(host, &[card]).is_empty(),
     );
     if closed.is_err() {
-        outcome.still = sound::holders(host, &[card]);
         tracing::warn!(
             "ALSA card {card} ({bdf}) is still open in {} {}; it is handled as any other holder",
-            describe(&outcome.still),
-            outcome.why_kept()
+            describe(&sound::holders(host, &[card])),
+            why_kept(&answers)
         );
     }
-    outcome
 }
 
 fn describe(holders: &[Holder]) -> String {
@@ -158,17 +146,11 @@ fn session_bus(host: &Host, pid: u32, uid: u32) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Answer, Outcome};
+    use super::{why_kept, Answer};
 
     #[test]
     fn a_kept_card_is_told_which_way_its_release_went() {
-        let why = |answers: Vec<Answer>| {
-            Outcome {
-                answers,
-                still: Vec::new(),
-            }
-            .why_kept()
-        };
+        let why = |answers: Vec<Answer>| why_kept(&answers);
         let app = || "WirePlumber".to_string();
         assert_eq!(
             why(vec![Answer::Refused { app: app() }]),
