@@ -51,13 +51,11 @@ pub use pitcrew::Signal;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use pitcrew::{Effects, Host};
 
 use effects::SimEffects;
 use model::Model;
-use sound_servers::Quirk;
 use state::Shared;
 
 /// Linux errno values the simulated kernel answers with.
@@ -262,52 +260,6 @@ impl SimHost {
         exists.is_ok()
     }
 
-    /// Writes to `path` (host-absolute) block until the returned guard is released or dropped,
-    /// or this SimHost is dropped (then they fail).
-    pub fn block_writes(&self, path: &str) -> WriteBlock {
-        let id = self.shared.lock().faults.add_block(path);
-        WriteBlock {
-            shared: self.shared.clone(),
-            id,
-        }
-    }
-
-    /// Waits until some writer is blocked on `path`; false if none got there within `timeout`.
-    pub fn wait_blocked(&self, path: &str, timeout: Duration) -> bool {
-        let state = self.shared.lock();
-        let (state, _) = self
-            .shared
-            .changed
-            .wait_timeout_while(state, timeout, |s| {
-                s.faults.waiting.get(path).copied().unwrap_or(0) == 0
-            })
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        state.faults.waiting.get(path).copied().unwrap_or(0) > 0
-    }
-
-    /// Every later write to `path` fails with `errno` (see [`errno`]) without effect.
-    pub fn fail_writes(&self, path: &str, errno: i32) {
-        let mut state = self.shared.lock();
-        state.faults.failing_writes.insert(path.to_string(), errno);
-    }
-
-    /// Every later command whose argv starts with `argv_prefix` fails with `stderr`.
-    pub fn fail_command(&self, argv_prefix: &[&str], stderr: &str) {
-        let prefix = argv_prefix.iter().map(|a| a.to_string()).collect();
-        let mut state = self.shared.lock();
-        state
-            .faults
-            .failing_commands
-            .push((prefix, stderr.to_string()));
-    }
-
-    /// Lifts injected write and command failures (blocks stay with their guards).
-    pub fn clear_faults(&self) {
-        let mut state = self.shared.lock();
-        state.faults.failing_writes.clear();
-        state.faults.failing_commands.clear();
-    }
-
     /// What `systemd-inhibit --list` shows: one line per live holder.
     pub fn inhibitors(&self) -> Vec<String> {
         commands::inhibitors(&self.shared.lock().model)
@@ -372,24 +324,6 @@ impl SimHost {
             .faults
             .spawns
             .push((path.to_string(), cgroup.to_string(), template));
-    }
-
-    /// The sound server `pid`, once it has released its card through the reservation, opens
-    /// `node` again at pitcrew's next write, as WirePlumber did when the reservation's name was
-    /// free for a moment between its release and pitcrew's request. Asked again, it lets go,
-    /// unless `keeps`.
-    pub fn reopens_after_release(&self, pid: u32, node: &str, keeps: bool) {
-        let quirk = Quirk::Reopens {
-            node: node.to_string(),
-            armed: false,
-            keeps,
-        };
-        self.shared.lock().sound.add_quirk(pid, quirk);
-    }
-
-    /// The sound server `pid` answers `false` when asked to release its card.
-    pub fn refuses_release(&self, pid: u32) {
-        self.shared.lock().sound.add_quirk(pid, Quirk::Refuses);
     }
 
     /// Where a write to `path` waits in the simulated kernel right now, if it does.

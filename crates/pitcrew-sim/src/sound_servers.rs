@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 
 use crate::model::{Fd, Model};
+use crate::SimHost;
 
 #[derive(Default)]
 pub(crate) struct SoundServers {
@@ -114,5 +115,26 @@ impl SoundServers {
             }
         }
         reopened
+    }
+}
+
+/// How a test makes a sound server misbehave.
+impl SimHost {
+    /// The sound server `pid`, once it has released its card through the reservation, opens
+    /// `node` again at pitcrew's next write, as WirePlumber did when the reservation's name was
+    /// free for a moment between its release and pitcrew's request. Asked again, it lets go,
+    /// unless `keeps`.
+    pub fn reopens_after_release(&self, pid: u32, node: &str, keeps: bool) {
+        let quirk = Quirk::Reopens {
+            node: node.to_string(),
+            armed: false,
+            keeps,
+        };
+        self.shared.lock().sound.add_quirk(pid, quirk);
+    }
+
+    /// The sound server `pid` answers `false` when asked to release its card.
+    pub fn refuses_release(&self, pid: u32) {
+        self.shared.lock().sound.add_quirk(pid, Quirk::Refuses);
     }
 }
