@@ -12,31 +12,8 @@ CARD=/dev/dri/by-path/pci-$GPU-card
 # The hook starts pitcrew@<vm>.service with the name escaped (gpu-vm: pitcrew@gpu\x2dvm.service).
 UNIT=$(systemd-escape --template=pitcrew@.service gpu-vm)
 BAD_UNIT=$(systemd-escape --template=pitcrew@.service gpu-vm-bad)
-exec 9>/dev/ttyS1
-stty -F /dev/ttyS1 -onlcr 2>/dev/null
-
-say() { echo "$*" >&9; echo "$*"; }
-now_ms() { date +%s%3N; }
-driver_of() { if [ -e "$PCI/$1/driver" ]; then basename "$(readlink "$PCI/$1/driver")"; else echo none; fi; }
-# wait_for SECS CMD...: poll CMD until it succeeds or SECS seconds have passed.
-wait_for() {
-	limit=$(($(date +%s) + $1))
-	shift
-	until "$@" >/dev/null 2>&1; do
-		[ "$(date +%s)" -ge "$limit" ] && return 1
-		sleep 0.2
-	done
-}
-# need REASON CMD...: run CMD; on failure record REASON (why) and return 1.
-need() {
-	why=$1
-	shift
-	"$@" >/dev/null 2>&1
-}
-on() { [ "$(driver_of "$1")" = "$2" ]; }
-not_active() { ! systemctl -q is-active "$1"; }
-unit_is() { [ "$(systemctl is-active "$1" 2>/dev/null)" = "$2" ]; }
-domstate_is() { [ "$(virsh domstate "$1" 2>/dev/null | head -n 1)" = "$2" ]; }
+# shellcheck source=testbed/fullstack/common.sh disable=SC1091
+. "$HERE/common.sh"
 home() { on $GPU bochs-drm && on $AUDIO snd_hda_intel; }
 lent() { on $GPU vfio-pci && on $AUDIO vfio-pci; }
 held_by_xorg() { fuser -s "$CARD"; }
@@ -45,15 +22,6 @@ inhibitor() { systemd-inhibit --list --no-legend --no-pager 2>/dev/null | grep "
 inhibited() { inhibitor >/dev/null; }
 not_inhibited() { ! inhibited; }
 drivers() { echo "03.0=$(driver_of $GPU) 03.1=$(driver_of $AUDIO)"; }
-# The unit's journal (monotonic timestamps), one guest line each.
-journal() { journalctl -q --no-pager -o short-monotonic -u "$1" | sed 's/^/  journal: /' >&9; }
-verdict() {
-	if [ "$2" = 0 ]; then
-		say "RESULT $1 PASS $3"
-	else
-		say "RESULT $1 FAIL $why ($(drivers))"
-	fi
-}
 
 # doctor LABEL [ARGS]: run pitcrew doctor, show its lines, leave its output in /tmp/doctor.out
 # and its exit status in $doctor_rc.

@@ -90,6 +90,30 @@ pub fn recipe() -> String {
 
 pub fn configure(rootfs: &Path) -> Result<()> {
     let etc = rootfs.join("etc");
+    add_user(rootfs)?;
+    let xsessions = rootfs.join("usr/share/xsessions");
+    fs::create_dir_all(&xsessions)?;
+    fs::write(xsessions.join("pitcrew-x.desktop"), X_SESSION)?;
+    let wayland = rootfs.join("usr/share/wayland-sessions");
+    fs::create_dir_all(&wayland)?;
+    fs::write(wayland.join("pitcrew-sway.desktop"), SWAY_SESSION)?;
+    let wrapper = rootfs.join("usr/local/bin/pitcrew-sway");
+    fs::create_dir_all(wrapper.parent().unwrap())?;
+    fs::write(&wrapper, SWAY_WRAPPER)?;
+    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755))?;
+    fs::write(wayland.join("pitcrew-weston.desktop"), WESTON_SESSION)?;
+    let wrapper = rootfs.join("usr/local/bin/pitcrew-weston");
+    fs::write(&wrapper, WESTON_WRAPPER)?;
+    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755))?;
+    let conf = etc.join("lightdm/lightdm.conf.d");
+    fs::create_dir_all(&conf)?;
+    fs::write(conf.join("50-pitcrew-autologin.conf"), LIGHTDM_CONF)?;
+    enable_pipewire(rootfs)
+}
+
+/// The user `pc` (uid 1000) with a home, as files.
+pub fn add_user(rootfs: &Path) -> Result<()> {
+    let etc = rootfs.join("etc");
     let append = |file: &str, line: String| -> Result<()> {
         let path = etc.join(file);
         let mut text = fs::read_to_string(&path).with_context(|| format!("reading {file}"))?;
@@ -109,25 +133,12 @@ pub fn configure(rootfs: &Path) -> Result<()> {
     fs::create_dir_all(&home)?;
     std::os::unix::fs::chown(&home, Some(UID), Some(UID)).context("chown the user's home")?;
     fs::set_permissions(&home, fs::Permissions::from_mode(0o755))?;
+    Ok(())
+}
 
-    let xsessions = rootfs.join("usr/share/xsessions");
-    fs::create_dir_all(&xsessions)?;
-    fs::write(xsessions.join("pitcrew-x.desktop"), X_SESSION)?;
-    let wayland = rootfs.join("usr/share/wayland-sessions");
-    fs::create_dir_all(&wayland)?;
-    fs::write(wayland.join("pitcrew-sway.desktop"), SWAY_SESSION)?;
-    let wrapper = rootfs.join("usr/local/bin/pitcrew-sway");
-    fs::create_dir_all(wrapper.parent().unwrap())?;
-    fs::write(&wrapper, SWAY_WRAPPER)?;
-    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755))?;
-    fs::write(wayland.join("pitcrew-weston.desktop"), WESTON_SESSION)?;
-    let wrapper = rootfs.join("usr/local/bin/pitcrew-weston");
-    fs::write(&wrapper, WESTON_WRAPPER)?;
-    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755))?;
-    let conf = etc.join("lightdm/lightdm.conf.d");
-    fs::create_dir_all(&conf)?;
-    fs::write(conf.join("50-pitcrew-autologin.conf"), LIGHTDM_CONF)?;
-
+/// PipeWire, pipewire-pulse and WirePlumber started by every user's manager.
+pub fn enable_pipewire(rootfs: &Path) -> Result<()> {
+    let etc = rootfs.join("etc");
     // Debian socket-activates PipeWire: a full desktop's first client starts it at login, a
     // bare openbox session has none, so the user manager starts it (and WirePlumber, which its
     // package wants by pipewire.service) as a desktop would.

@@ -7,8 +7,9 @@
 
 use crate::kernel::{cache_root, fnv1a};
 use crate::report::{self, Verdict};
+use crate::stack::Stack;
 use crate::suite::Suite;
-use crate::{desktop, pitcrew_bin, prereqs, qemu};
+use crate::{desktop, gnome_plasma, pitcrew_bin, prereqs, qemu};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::fs;
@@ -18,8 +19,8 @@ use std::time::{Duration, Instant};
 
 /// Bump when the way the image is built changes.
 const RECIPE_REV: &str = "full-1";
-/// What debootstrap installs on top of minbase in every suite (see [`Suite::extra_packages`]):
-/// systemd, libvirt with QEMU, LightDM with Xorg.
+/// What debootstrap installs on top of minbase in every suite and stack (see
+/// [`Suite::extra_packages`], [`Stack::packages`]): systemd, libvirt with QEMU.
 const PACKAGES: &[&str] = &[
     "linux-image-amd64",
     "initramfs-tools",
@@ -36,12 +37,6 @@ const PACKAGES: &[&str] = &[
     "libvirt-clients",
     "qemu-system-x86",
     "dnsmasq-base",
-    "lightdm",
-    "lightdm-gtk-greeter",
-    "xserver-xorg-core",
-    "xserver-xorg-video-fbdev",
-    "xserver-xorg-input-libinput",
-    "dbus-user-session",
 ];
 /// Units masked to speed up the TCG boot.
 const MASKED: &[&str] = &[
@@ -55,8 +50,7 @@ const MASKED: &[&str] = &[
     "fstrim.timer",
 ];
 const TEST_UNIT_NAME: &str = "pitcrew-fulltest.service";
-const TEST_UNIT: &str = include_str!("../../testbed/fullstack/pitcrew-fulltest.service");
-const IMAGE_SIZE: &str = "4G";
+pub const TEST_UNIT: &str = include_str!("../../testbed/fullstack/pitcrew-fulltest.service");
 
 /// The cached, configured system.
 pub struct Image {
@@ -65,8 +59,8 @@ pub struct Image {
     pub initrd: PathBuf,
 }
 
-/// What the guest's run.sh reports, each as `<suite>/<name>` in the verdicts.
-const SCENARIOS: &[&str] = &[
+/// What the LightDM stack's run.sh reports, each as `<suite>/<name>` in the verdicts.
+pub const LIGHTDM_SCENARIOS: &[&str] = &[
     "doctor",
     "libvirt_lend_and_return",
     "libvirt_failed_start_rolls_back",
@@ -81,11 +75,13 @@ const BOOTS: u32 = 2;
 pub fn run(
     workspace: &Path,
     suite: Suite,
+    stack: Stack,
     timeout: Duration,
     pitcrew: Option<&Path>,
 ) -> Result<BTreeMap<String, Verdict>> {
+    stack.check(suite)?;
     prereqs::ensure()?;
-    let image = prepare(suite)?;
+    let image = prepare(suite, stack)?;
     let pitcrew = pitcrew_bin::get(workspace, pitcrew)?;
     let out = workspace.join("target/testbed");
     fs::create_dir_all(&out)?;
@@ -97,8 +93,8 @@ pub fn run(
         &extra,
     )?;
 
-    let machine = qemu::machine("full-stack")?;
-    let console_log = out.join(format!("console-full-stack-{}.log", suite.name()));
+    let machine = qemu::machine(stack.machine())?;
+    let console_log = out.join(format!("console-{}.log", stack.console_name(suite)));
     let drives = [
         format!(
             "file={},format=raw,if=virtio,cache=unsafe,snapshot=on",
@@ -109,8 +105,8 @@ pub fn run(
     let mut verdicts = BTreeMap::new();
     for attempt in 1..=BOOTS {
         eprintln!(
-            "xtask: booting full-stack {} (console: {})",
-            suite.name(),
+            "xtask: booting {} (console: {})",
+            stack.console_name(suite),
             console_log.display()
         );
         verdicts.clear();
@@ -146,16 +142,16 @@ pub fn run(
         // Under TCG the guest kernel has crashed in code pitcrew never reaches (an int3 trap
         // in the page allocator while another vCPU patched kernel text, seen once in
         // systemd-machined). Such a boot says nothing about pitcrew; one more boot does.
-        let kept = out.join(format!("console-full-stack-{}-panic.log", suite.name()));
+        let kept = out.join(format!("console-{}-panic.log", stack.console_name(suite)));
         let _ = fs::copy(&console_log, &kept);
         eprintln!(
-            "xtask: the full-stack {} guest's kernel panicked before the end (console kept in \
-             {}): booting once more",
-            suite.name(),
+            "xtask: the {} guest's kernel panicked before the end (console kept in {}): booting \
+             once more",
+            stack.console_name(suite),
             kept.display()
         );
     }
-    for name in SCENARIOS.iter().chain(desktop::SCENARIOS) {
+    for name in stack.scenarios() {
         let name = format!("{}/{name}", suite.name());
         verdicts.entry(name).or_insert_with(|| Verdict {
             pass: false,
@@ -166,19 +162,21 @@ pub fn run(
 }
 
 /// Returns the cached image for the suite's current recipe, building it when absent.
-pub fn prepare(suite: Suite) -> Result<Image> {
+pub fn prepare(suite: Suite, stack: Stack) -> Result<Image> {
+    stack.check(suite)?;
     let packages: Vec<&str> = PACKAGES
         .iter()
         .chain(suite.extra_packages())
-        .chain(desktop::PACKAGES)
         .copied()
+        .chain(stack.packages())
         .collect();
+    let size = stack.image_size();
     let recipe = format!(
-        "{RECIPE_REV}\nsuite={}\npackages={}\nmasked={}\nsize={IMAGE_SIZE}\n{TEST_UNIT}{}",
+        "{RECIPE_REV}\nsuite={}\npackages={}\nmasked={}\nsize={size}\n{}",
         suite.name(),
         packages.join(","),
         MASKED.join(","),
-        desktop::recipe()
+        stack.recipe()
     );
     let root = cache_root()?;
     let dir = root.join(format!("full-{:016x}", fnv1a(recipe.as_bytes())));
@@ -204,9 +202,9 @@ pub fn prepare(suite: Suite) -> Result<Image> {
     fs::write(dir.join("recipe.txt"), &recipe)?;
     let rootfs = dir.join("rootfs");
     debootstrap(suite, &packages, &rootfs, &root.join(suite.debs_dir()))?;
-    configure(&rootfs)?;
+    configure(&rootfs, stack)?;
     copy_boot_files(&rootfs, &image)?;
-    mkfs(&rootfs, &image.disk, IMAGE_SIZE)?;
+    mkfs(&rootfs, &image.disk, size)?;
     fs::remove_dir_all(&rootfs).with_context(|| format!("removing {}", rootfs.display()))?;
     fs::write(dir.join("READY"), "")?;
     eprintln!(
@@ -245,8 +243,8 @@ fn debootstrap(suite: Suite, packages: &[&str], rootfs: &Path, debs: &Path) -> R
     Ok(())
 }
 
-/// Masks the slow timers, names the host, and enables the test unit (all as files: no chroot).
-fn configure(rootfs: &Path) -> Result<()> {
+/// Masks the slow timers, names the host, and sets the stack up (all as files: no chroot).
+fn configure(rootfs: &Path, stack: Stack) -> Result<()> {
     let etc = rootfs.join("etc");
     let system = etc.join("systemd/system");
     for unit in MASKED {
@@ -255,6 +253,18 @@ fn configure(rootfs: &Path) -> Result<()> {
         std::os::unix::fs::symlink("/dev/null", &link)
             .with_context(|| format!("masking {unit}"))?;
     }
+    match stack {
+        Stack::Lightdm => configure_lightdm(rootfs)?,
+        Stack::GnomePlasma => gnome_plasma::configure(rootfs)?,
+    }
+    fs::write(etc.join("hostname"), "pitcrew-full\n")?;
+    fs::write(etc.join("fstab"), "/dev/vda / ext4 rw 0 1\n")?;
+    Ok(())
+}
+
+/// The test unit starts once LightDM (enabled at boot) is up.
+fn configure_lightdm(rootfs: &Path) -> Result<()> {
+    let system = rootfs.join("etc/systemd/system");
     fs::write(system.join(TEST_UNIT_NAME), TEST_UNIT)?;
     let wants = system.join("graphical.target.wants");
     fs::create_dir_all(&wants)?;
@@ -265,10 +275,7 @@ fn configure(rootfs: &Path) -> Result<()> {
     if fs::symlink_metadata(system.join("display-manager.service")).is_err() {
         bail!("the rootfs has no display-manager.service alias (lightdm not enabled)");
     }
-    desktop::configure(rootfs)?;
-    fs::write(etc.join("hostname"), "pitcrew-full\n")?;
-    fs::write(etc.join("fstab"), "/dev/vda / ext4 rw 0 1\n")?;
-    Ok(())
+    desktop::configure(rootfs)
 }
 
 fn copy_boot_files(rootfs: &Path, image: &Image) -> Result<()> {

@@ -8,6 +8,7 @@
 mod desktop;
 mod dist;
 mod fullstack;
+mod gnome_plasma;
 mod initramfs;
 mod kernel;
 mod pitcrew_bin;
@@ -15,6 +16,7 @@ mod prereqs;
 mod qemu;
 mod report;
 mod scenarios;
+mod stack;
 mod suite;
 
 use anyhow::{Context, Result};
@@ -65,21 +67,28 @@ enum Cmd {
     /// destroying a libvirt domain that passes the emulated GPU through runs the hook, the unit
     /// and the engine
     FullTest {
-        /// Give up on the boot after this many seconds (QEMU is killed)
-        #[arg(long, default_value_t = FULL_TIMEOUT, value_name = "SECS")]
-        timeout: u64,
+        /// Give up on the boot after this many seconds (QEMU is killed; default: the stack's
+        /// whole run with room to spare)
+        #[arg(long, value_name = "SECS")]
+        timeout: Option<u64>,
         /// Use this statically linked pitcrew instead of building one
         #[arg(long, value_name = "PATH")]
         pitcrew: Option<PathBuf>,
         /// The Debian release to build the system from
         #[arg(long, value_enum, default_value = "bookworm")]
         suite: suite::Suite,
+        /// The display manager and desktops on top of it
+        #[arg(long, value_enum, default_value = "lightdm")]
+        stack: stack::Stack,
     },
     /// Build (or find) the full stack's cached image for a suite, without booting it
     FullImage {
         /// The Debian release to build the system from
         #[arg(long, value_enum, default_value = "bookworm")]
         suite: suite::Suite,
+        /// The display manager and desktops on top of it
+        #[arg(long, value_enum, default_value = "lightdm")]
+        stack: stack::Stack,
     },
     /// Generate the man pages and shell completions into target/dist; lay out, list or build
     /// the packages (Debian, Arch, RPM) from the one list of what they hold
@@ -107,11 +116,6 @@ struct Common {
     #[arg(long, value_name = "PATH")]
     pitcrew: Option<PathBuf>,
 }
-
-/// The full-stack boot's whole-run timeout (seconds): boot, every scenario (about 30 libvirt
-/// starts, 20 of them sound_released_repeat's; 750 s in all on trixie under TCG on 2 cores) and
-/// the power off.
-const FULL_TIMEOUT: u64 = 1500;
 
 fn main() -> ExitCode {
     match run(Cli::parse()) {
@@ -194,18 +198,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
             timeout,
             pitcrew,
             suite,
+            stack,
         } => {
             let verdicts = fullstack::run(
                 &workspace(),
                 suite,
-                Duration::from_secs(timeout),
+                stack,
+                timeout.map_or(stack.timeout(), Duration::from_secs),
                 pitcrew.as_deref(),
             )?;
             Ok(summary(&verdicts))
         }
-        Cmd::FullImage { suite } => {
+        Cmd::FullImage { suite, stack } => {
             prereqs::ensure()?;
-            let image = fullstack::prepare(suite)?;
+            let image = fullstack::prepare(suite, stack)?;
             println!("{}", image.disk.display());
             Ok(ExitCode::SUCCESS)
         }
@@ -333,13 +339,12 @@ fn test() -> Result<ExitCode> {
         pitcrew: None,
     };
     let mut verdicts = scenarios::vm_verdicts(&common, &[], true)?;
-    for suite in suite::ALL {
-        verdicts.extend(fullstack::run(
-            &ws,
-            suite,
-            Duration::from_secs(FULL_TIMEOUT),
-            None,
-        )?);
+    for (suite, stack) in [
+        (suite::Suite::Bookworm, stack::Stack::Lightdm),
+        (suite::Suite::Trixie, stack::Stack::Lightdm),
+        (suite::Suite::Trixie, stack::Stack::GnomePlasma),
+    ] {
+        verdicts.extend(fullstack::run(&ws, suite, stack, stack.timeout(), None)?);
     }
     Ok(summary(&verdicts))
 }

@@ -81,6 +81,17 @@ const FULL_STACK: [&str; 5] = [
     "virtio-gpu-pci,bus=pcie.0,addr=0x4.0",
 ];
 
+/// The GNOME and Plasma stack's two cards, both virtio-gpu: the one to lend (00:03.0) has a
+/// render node, as every real GPU does and bochs has not, and its audio function with a codec;
+/// the desktop's own card is at 04.0. Both virtual, as GDM wants them (it falls back to Xorg when
+/// virtual and non-virtual cards are mixed).
+const DESKTOPS: [&str; 4] = [
+    "virtio-gpu-pci,bus=pcie.0,addr=0x3.0,multifunction=on",
+    GPU_WITH_CODEC[1],
+    GPU_WITH_CODEC[2],
+    "virtio-gpu-pci,bus=pcie.0,addr=0x4.0",
+];
+
 pub static MACHINES: &[Machine] = &[
     Machine {
         name: "one-gpu",
@@ -142,6 +153,14 @@ pub static MACHINES: &[Machine] = &[
         iommu: true,
         devices: &FULL_STACK,
         memory_mb: 3072,
+        firmware: Firmware::Bios,
+        params: "",
+    },
+    Machine {
+        name: "full-desktops",
+        iommu: true,
+        devices: &DESKTOPS,
+        memory_mb: 4096,
         firmware: Firmware::Bios,
         params: "",
     },

@@ -13,8 +13,6 @@ pub enum Suite {
     Trixie,
 }
 
-pub const ALL: [Suite; 2] = [Suite::Bookworm, Suite::Trixie];
-
 impl Suite {
     pub fn name(self) -> &'static str {
         match self {
