@@ -11,6 +11,7 @@ pub mod holders;
 pub mod inhibit;
 pub mod keepoff;
 pub mod libvirt;
+mod maps;
 pub mod modules;
 pub mod nodes;
 pub mod pci;

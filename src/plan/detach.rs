@@ -130,6 +130,7 @@ pub(super) fn steps(
             pid: holder.pid,
             comm: holder.comm.clone(),
             nodes: holder.nodes.intersection(&nodes).cloned().collect(),
+            mapped: holder.mapped.intersection(&nodes).cloned().collect(),
         });
     }
     // After the sessions' compositors have gone: that is when logind lets go of their devices.

@@ -18,7 +18,9 @@
 //! - `modprobe -r` also removes dependencies left unused, silently, as kmod does.
 //! - `/dev/nvidia<minor>` and `/proc/driver/nvidia/gpus/<bdf>/` exist while the GPU is bound
 //!   to `nvidia`; DRM nodes while its driver has a loaded DRM module (`nvidia_drm` for nvidia).
-//! - Processes have fds 0-2 on `/dev/null`, then one per node they hold.
+//! - Processes have fds 0-2 on `/dev/null`, then one per node they hold. A node they map
+//!   shows in `/proc/<pid>/maps` with the device and inode of its file under the root, and
+//!   pins its module like an open fd.
 //! - A device's sound card (`sound/card<N>/`, /dev/snd/*C<N>*) and I2C buses
 //!   (`i2c-<N>/i2c-dev/`, /dev/i2c-<N>) exist while its native driver drives it. An unbind waits,
 //!   as snd_card_free and i2c_del_adapter do, until no live process holds one of them (or, on
@@ -33,6 +35,7 @@ mod effects;
 mod faults;
 pub mod fixtures;
 mod kernel;
+mod maps;
 mod model;
 mod processes;
 mod rebar;
@@ -43,7 +46,7 @@ mod tree;
 
 pub use bare::{domain_xml, FakeRunner, TestHost, HOOK_OPS};
 pub use builder::{
-    unit_cgroup, Builder, DeviceSpec, FdSpec, FirmwareFbSpec, ModuleSpec, ProcessTemplate,
+    unit_cgroup, Builder, DeviceSpec, FdSpec, FirmwareFbSpec, MapSpec, ModuleSpec, ProcessTemplate,
     UnitSpec, SESSION_SCOPE,
 };
 pub use faults::WriteBlock;

@@ -368,6 +368,7 @@ fn render_process(t: &Tree, p: &Proc) -> io::Result<()> {
                 p.comm
             ),
         )?;
+        fs::write(staged.join("maps"), crate::maps::text(t, p)?)?;
         let fd_dir = staged.join("fd");
         fs::create_dir(&fd_dir)?;
         let std_streams = ["/dev/null"; 3].into_iter();
