@@ -8,6 +8,7 @@ mod cli;
 mod config;
 mod console;
 mod crash;
+mod desktop_render;
 mod doctor;
 mod doctor_gpu;
 mod doctor_setup;

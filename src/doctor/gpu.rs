@@ -6,7 +6,7 @@ use crate::bdf::Bdf;
 use crate::host::keepoff::{Effect as KeepOffEffect, RULES};
 use crate::host::pci::PciDevice;
 use crate::host::Host;
-use crate::plan::{self, select, Direction, Step};
+use crate::plan::{self, select, Direction, PlanError, Step};
 use crate::policy::Policy;
 use crate::snapshot::Snapshot;
 use crate::vendor;
@@ -27,17 +27,17 @@ pub(super) fn checks(host: &Host, s: &Snapshot, bdf: Bdf, policy: &Policy) -> Ve
         tuning: Default::default(),
         ..policy.clone()
     };
-    let lend = plan::plan(s, &ask, &untuned).ok();
+    let planned = plan::plan(s, &ask, &untuned);
+    let lend = planned.as_ref().ok();
     let mut checks = vec![
         group(s, gpu, name("group")),
         companions(s, gpu, name("slot")),
-        holders(s, gpu, lend.as_ref(), name("lend")),
+        holders(s, gpu, &planned, name("lend")),
         super::sound::check(host, s, gpu, name("sound")),
-        keep_off(s, gpu, lend.as_ref(), name("keep-off")),
+        keep_off(s, gpu, lend, name("keep-off")),
     ];
     // Every function the lend takes: each one the guest resets, and each one's BARs it maps.
     let functions = lend
-        .as_ref()
         .map(|p| p.functions.iter().copied().collect())
         .unwrap_or_else(|| vec![bdf]);
     for function in &functions {
@@ -141,7 +141,12 @@ fn group_text(group: Option<u32>) -> String {
 }
 
 /// Who holds the card now and what a lend would do to them, from the plan a detach would run.
-fn holders(s: &Snapshot, gpu: &PciDevice, lend: Option<&plan::Plan>, name: String) -> Check {
+fn holders(
+    s: &Snapshot,
+    gpu: &PciDevice,
+    lend: &Result<plan::Plan, PlanError>,
+    name: String,
+) -> Check {
     if gpu.on_vfio() {
         let owner = s
             .record
@@ -151,8 +156,19 @@ fn holders(s: &Snapshot, gpu: &PciDevice, lend: Option<&plan::Plan>, name: Strin
             .map_or(String::new(), |vm| format!(" (lent to VM '{vm}')"));
         return Check::ok(name, format!("on vfio-pci now{owner}"));
     }
-    let Some(lend) = lend else {
-        return Check::fail(name, "a lend would be refused", "fix the group line first");
+    let lend = match lend {
+        Ok(lend) => lend,
+        Err(PlanError::DesktopRenders { holders, fix, .. }) => {
+            return Check::fail(
+                name,
+                format!(
+                    "{holders}: the desktop renders with the card without drawing on it and \
+                     cannot be asked to let go, so a lend fails rather than end the session"
+                ),
+                fix.clone(),
+            )
+        }
+        Err(_) => return Check::fail(name, "a lend would be refused", "fix the group line first"),
     };
     let mut effects = Vec::new();
     let mut unloads = Vec::new();
