@@ -20,6 +20,7 @@ mod hook_binary;
 mod hook_ops;
 mod install;
 mod keep_off;
+mod keep_off_nodes;
 mod layers;
 mod lending;
 mod mapped_holders;

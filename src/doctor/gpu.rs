@@ -3,7 +3,6 @@
 
 use super::Check;
 use crate::bdf::Bdf;
-use crate::host::keepoff::{Effect as KeepOffEffect, RULES};
 use crate::host::pci::PciDevice;
 use crate::host::Host;
 use crate::plan::{self, select, Direction, PlanError, Step};
@@ -34,8 +33,9 @@ pub(super) fn checks(host: &Host, s: &Snapshot, bdf: Bdf, policy: &Policy) -> Ve
         companions(s, gpu, name("slot")),
         holders(s, gpu, &planned, name("lend")),
         super::sound::check(host, s, gpu, name("sound")),
-        keep_off(s, gpu, lend, name("keep-off")),
     ];
+    checks.extend(super::keep_off::checks(s, gpu, lend, &name("keep-off")));
+    checks.extend(super::keep_off::ddc(s, gpu, name("ddc")));
     // Every function the lend takes: each one the guest resets, and each one's BARs it maps.
     let functions = lend
         .map(|p| p.functions.iter().copied().collect())
@@ -214,33 +214,6 @@ fn holders(
         )
     } else {
         Check::ok(name, finding)
-    }
-}
-
-/// Whether `pitcrew keep-off` has told udev to keep the desktop off this card, and whether that
-/// holds yet.
-fn keep_off(s: &Snapshot, gpu: &PciDevice, lend: Option<&plan::Plan>, name: String) -> Check {
-    let address = gpu.bdf.to_string();
-    let stops_desktop = lend.is_some_and(|p| {
-        p.steps.iter().any(|step| {
-            matches!(step, Step::StopUnit { unit, .. } if s.display_manager.as_ref() == Some(unit))
-        })
-    });
-    match (s.keep_off.get(&gpu.bdf), stops_desktop) {
-        (Some(kept), true) if kept.drm == KeepOffEffect::Pending => Check::warn(
-            name,
-            format!("in {RULES}, not in effect yet: the desktop still has the card open"),
-            "nothing to do: the desktop lets go of it at its next lend (the last one that ends the sessions) or the next boot",
-        ),
-        (Some(_), _) => Check::ok(name, format!("kept off the desktop by {RULES}")),
-        (None, true) => Check::warn(
-            name,
-            "not kept off: the desktop uses the card, so each lend ends its sessions",
-            format!(
-                "if the host has another display, run `pitcrew keep-off {address}` so the desktop leaves this card alone"
-            ),
-        ),
-        (None, false) => Check::ok(name, format!("not in {RULES}")),
     }
 }
 

@@ -263,6 +263,39 @@ impl SimHost {
         exists.is_ok()
     }
 
+    /// Gives `uid` an entry in a node's ACL (`system.posix_acl_access`), as udev's `uaccess`
+    /// step does for the user of the node's seat. The temp dir's filesystem must support ACLs.
+    pub fn grant_acl(&self, node: &str, uid: u32) {
+        let _rendering = self.shared.lock();
+        // Version 2, then (tag, permissions, id): owner rw, the user rw, group rw, mask rw,
+        // others nothing; the id of all but the user's entry is unused (-1).
+        let mut value = 2u32.to_le_bytes().to_vec();
+        for (tag, perm, id) in [
+            (0x01u16, 6u16, u32::MAX),
+            (0x02, 6, uid),
+            (0x04, 6, u32::MAX),
+            (0x10, 6, u32::MAX),
+            (0x20, 0, u32::MAX),
+        ] {
+            value.extend(
+                [
+                    &tag.to_le_bytes()[..],
+                    &perm.to_le_bytes(),
+                    &id.to_le_bytes(),
+                ]
+                .concat(),
+            );
+        }
+        let path = self.root().join(node.trim_start_matches('/'));
+        rustix::fs::lsetxattr(
+            &path,
+            "system.posix_acl_access",
+            &value,
+            rustix::fs::XattrFlags::empty(),
+        )
+        .unwrap_or_else(|e| panic!("set an ACL on {}: {e}", path.display()));
+    }
+
     /// What `systemd-inhibit --list` shows: one line per live holder.
     pub fn inhibitors(&self) -> Vec<String> {
         commands::inhibitors(&self.shared.lock().model)
