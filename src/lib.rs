@@ -10,7 +10,7 @@
 //!   [`Direction`] is one or the other.
 //! - **lent**: a function pitcrew detached and has not reattached yet, as the [`Record`] says.
 //! - **parked**: bound to vfio-pci or pci-stub, the drivers that only hold a function.
-//! - **holder**: a process with one of a card's device nodes open.
+//! - **holder**: a process with one of a card's device nodes open or mapped.
 //! - **record**: the state record in /run/pitcrew/state.json (what pitcrew changed);
 //!   **request**: the file the hook leaves for the unit in /run/pitcrew/vm/ (which devices).
 //! - **VM**: what libvirt calls a domain; "domain" in pitcrew is only the PCI domain of an

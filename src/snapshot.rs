@@ -122,7 +122,7 @@ impl Snapshot {
             "the console and frame buffers (/sys/class, /proc/iomem)",
         ))?;
         // A rules file pitcrew cannot read keeps nothing off; `keep-off` itself refuses it.
-        let keep_off = keepoff::read(host, &devices).unwrap_or_else(|e| {
+        let keep_off = keepoff::read(host, &devices, &holders).unwrap_or_else(|e| {
             tracing::warn!("{e}");
             BTreeMap::new()
         });

@@ -2,7 +2,7 @@
 
 use crate::bdf::Bdf;
 use crate::host::holders::{self, Holder};
-use crate::host::keepoff::{self, Effect};
+use crate::host::keepoff::{self, Effect, KeptNode, NodeKind};
 use crate::host::pci::PciDevice;
 use crate::plan::{self, select};
 use crate::snapshot::Snapshot;
@@ -270,6 +270,49 @@ fn write_kept_off(f: &mut fmt::Formatter<'_>, kept: &keepoff::State) -> fmt::Res
     writeln!(f, "  its sound: {sound}")?;
     for h in &kept.sound_holders {
         writeln!(f, "  sound held by {}", h.in_unit())?;
+    }
+    for node in &kept.nodes {
+        write_kept_node(f, node)?;
+    }
+    let ddc: Vec<&Holder> = kept
+        .nodes
+        .iter()
+        .filter(|n| n.kind == NodeKind::Ddc)
+        .flat_map(|n| &n.holders)
+        .filter(|h| keepoff::is_powerdevil(h))
+        .collect();
+    if let Some(h) = ddc.first() {
+        writeln!(
+            f,
+            "  {} (pid {}) holds its DDC bus: {}",
+            h.comm,
+            h.pid,
+            keepoff::powerdevil_fix(kept.entry.gpu, true)
+        )?;
+    }
+    Ok(())
+}
+
+/// `/dev/dri/renderD129: kept off (seat-pitcrew)`, or what is still in the way, then who has it.
+fn write_kept_node(f: &mut fmt::Formatter<'_>, node: &KeptNode) -> fmt::Result {
+    let seat = if node.in_effect {
+        format!("kept off ({})", keepoff::SEAT)
+    } else {
+        format!(
+            "not yet: udev has it on {} (the rule applies at its next event)",
+            node.seat.as_deref().unwrap_or("seat0")
+        )
+    };
+    let acl = match node.acl_users.as_slice() {
+        [] => String::new(),
+        users => {
+            let uids: Vec<String> = users.iter().map(|u| format!("uid {u}")).collect();
+            format!("; its ACL still lets {} open it", uids.join(", "))
+        }
+    };
+    writeln!(f, "  {}: {seat}{acl}", node.node)?;
+    for h in &node.holders {
+        writeln!(f, "    still held by {}", h.in_unit())?;
     }
     Ok(())
 }

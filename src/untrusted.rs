@@ -85,6 +85,12 @@ impl Opened {
         Ok(bytes)
     }
 
+    /// The file as a reader that ends after `limit` bytes, for files read piece by piece into a
+    /// buffer of the caller's (a process's memory map).
+    pub fn bounded(self, limit: u64) -> io::Take<File> {
+        self.file.take(limit)
+    }
+
     /// Like [`Opened::read`], as UTF-8 text.
     pub fn read_text(self, limit: u64) -> io::Result<String> {
         let path = self.path.clone();

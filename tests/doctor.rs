@@ -195,6 +195,19 @@ pub(crate) fn set_up(sim: &SimHost) {
              SUBSYSTEM==\"drm\", KERNEL==\"card[0-9]*\", KERNELS==\"{GPU}\", ENV{{ID_SEAT}}=\"seat-pitcrew\"\n"
         ),
     );
+    // What udev stores once keep-off's trigger applied the rule to the card's nodes; a card the
+    // desktop (Xorg, 1200) has open is not triggered, and waits for its next lend or boot.
+    let desktop_on_card = sim.process_fds(1200).iter().any(|n| n == "/dev/dri/card1");
+    for node in ["c226:1", "c226:129"]
+        .into_iter()
+        .filter(|_| !desktop_on_card)
+    {
+        write(
+            sim,
+            &format!("/run/udev/data/{node}"),
+            "E:ID_SEAT=seat-pitcrew\n",
+        );
+    }
 }
 
 pub(crate) fn domain_xml(buses: &[&str], functions: &[&str]) -> String {

@@ -3,10 +3,9 @@
 
 use super::Check;
 use crate::bdf::Bdf;
-use crate::host::keepoff::{Effect as KeepOffEffect, RULES};
 use crate::host::pci::PciDevice;
 use crate::host::Host;
-use crate::plan::{self, select, Direction, Step};
+use crate::plan::{self, select, Direction, PlanError, Step};
 use crate::policy::Policy;
 use crate::snapshot::Snapshot;
 use crate::vendor;
@@ -27,17 +26,18 @@ pub(super) fn checks(host: &Host, s: &Snapshot, bdf: Bdf, policy: &Policy) -> Ve
         tuning: Default::default(),
         ..policy.clone()
     };
-    let lend = plan::plan(s, &ask, &untuned).ok();
+    let planned = plan::plan(s, &ask, &untuned);
+    let lend = planned.as_ref().ok();
     let mut checks = vec![
         group(s, gpu, name("group")),
         companions(s, gpu, name("slot")),
-        holders(s, gpu, lend.as_ref(), name("lend")),
+        holders(s, gpu, &planned, name("lend")),
         super::sound::check(host, s, gpu, name("sound")),
-        keep_off(s, gpu, lend.as_ref(), name("keep-off")),
     ];
+    checks.extend(super::keep_off::checks(s, gpu, lend, &name("keep-off")));
+    checks.extend(super::keep_off::ddc(s, gpu, name("ddc")));
     // Every function the lend takes: each one the guest resets, and each one's BARs it maps.
     let functions = lend
-        .as_ref()
         .map(|p| p.functions.iter().copied().collect())
         .unwrap_or_else(|| vec![bdf]);
     for function in &functions {
@@ -141,7 +141,12 @@ fn group_text(group: Option<u32>) -> String {
 }
 
 /// Who holds the card now and what a lend would do to them, from the plan a detach would run.
-fn holders(s: &Snapshot, gpu: &PciDevice, lend: Option<&plan::Plan>, name: String) -> Check {
+fn holders(
+    s: &Snapshot,
+    gpu: &PciDevice,
+    lend: &Result<plan::Plan, PlanError>,
+    name: String,
+) -> Check {
     if gpu.on_vfio() {
         let owner = s
             .record
@@ -151,8 +156,19 @@ fn holders(s: &Snapshot, gpu: &PciDevice, lend: Option<&plan::Plan>, name: Strin
             .map_or(String::new(), |vm| format!(" (lent to VM '{vm}')"));
         return Check::ok(name, format!("on vfio-pci now{owner}"));
     }
-    let Some(lend) = lend else {
-        return Check::fail(name, "a lend would be refused", "fix the group line first");
+    let lend = match lend {
+        Ok(lend) => lend,
+        Err(PlanError::DesktopRenders { holders, fix, .. }) => {
+            return Check::fail(
+                name,
+                format!(
+                    "{holders}: the desktop renders with the card without drawing on it and \
+                     cannot be asked to let go, so a lend fails rather than end the session"
+                ),
+                fix.clone(),
+            )
+        }
+        Err(_) => return Check::fail(name, "a lend would be refused", "fix the group line first"),
     };
     let mut effects = Vec::new();
     let mut unloads = Vec::new();
@@ -198,33 +214,6 @@ fn holders(s: &Snapshot, gpu: &PciDevice, lend: Option<&plan::Plan>, name: Strin
         )
     } else {
         Check::ok(name, finding)
-    }
-}
-
-/// Whether `pitcrew keep-off` has told udev to keep the desktop off this card, and whether that
-/// holds yet.
-fn keep_off(s: &Snapshot, gpu: &PciDevice, lend: Option<&plan::Plan>, name: String) -> Check {
-    let address = gpu.bdf.to_string();
-    let stops_desktop = lend.is_some_and(|p| {
-        p.steps.iter().any(|step| {
-            matches!(step, Step::StopUnit { unit, .. } if s.display_manager.as_ref() == Some(unit))
-        })
-    });
-    match (s.keep_off.get(&gpu.bdf), stops_desktop) {
-        (Some(kept), true) if kept.drm == KeepOffEffect::Pending => Check::warn(
-            name,
-            format!("in {RULES}, not in effect yet: the desktop still has the card open"),
-            "nothing to do: the desktop lets go of it at its next lend (the last one that ends the sessions) or the next boot",
-        ),
-        (Some(_), _) => Check::ok(name, format!("kept off the desktop by {RULES}")),
-        (None, true) => Check::warn(
-            name,
-            "not kept off: the desktop uses the card, so each lend ends its sessions",
-            format!(
-                "if the host has another display, run `pitcrew keep-off {address}` so the desktop leaves this card alone"
-            ),
-        ),
-        (None, false) => Check::ok(name, format!("not in {RULES}")),
     }
 }
 

@@ -7,6 +7,7 @@
 
 mod bars;
 mod gpu;
+mod keep_off;
 mod kernel;
 mod reset;
 mod setup;

@@ -19,7 +19,9 @@ pub fn perform(host: &Host, step: &Step, policy: &Policy) -> Result<(), StepErro
     match step {
         Step::StopUnit { unit, .. } => systemctl(host, "stop", unit, policy),
         Step::StartUnit { unit } => systemctl(host, "start", unit, policy),
-        Step::EndProcess { pid, comm, nodes } => end_process(host, *pid, comm, nodes, policy),
+        Step::EndProcess {
+            pid, comm, nodes, ..
+        } => end_process(host, *pid, comm, nodes, policy),
         Step::AwaitRelease { pid, comm, nodes } => await_release(host, *pid, comm, nodes, policy),
         Step::ReleaseSound { bdf, card, .. } => {
             crate::reserve::release(host, *bdf, *card, policy);

@@ -1,7 +1,9 @@
-//! Processes that hold device nodes of GPUs and their companions open, found by walking
-//! /proc/*/fd and naming each open device by its number (src/host/devname.rs).
+//! Processes that hold device nodes of GPUs and their companions, found by walking /proc: an
+//! open fd names its device by number (src/host/devname.rs), a mapping by the node's device
+//! and inode (src/host/maps.rs).
 
 use super::devname::DevNames;
+use super::maps::MappedNodes;
 use super::Host;
 use crate::untrusted::{self, Last};
 use serde::Serialize;
@@ -21,12 +23,16 @@ pub struct Holder {
     /// Whether that unit is a system unit (under /system.slice): a user names their own user
     /// units, and the cgroups under their delegated manager, as they please.
     pub system_unit: bool,
-    /// The nodes it holds, as host paths (/dev/dri/card1).
+    /// The nodes it holds, open or mapped, as host paths (/dev/dri/card1).
     pub nodes: BTreeSet<String>,
+    /// Those of `nodes` it holds only by a mapping, with no fd open on them (it mapped the node
+    /// and closed the fd): the driver stays pinned all the same.
+    pub mapped: BTreeSet<String>,
 }
 
-/// Every process holding a tracked node ([`super::nodes::is_tracked`]). Processes that exit during the walk, or whose fds we may not
-/// read, are skipped: a holder we cannot see is one we could not signal either.
+/// Every process holding a tracked node ([`super::nodes::is_tracked`]) open or mapped.
+/// Processes that exit during the walk, or whose fds and maps we may not read, are skipped: a
+/// holder we cannot see is one we could not signal either.
 pub fn scan(host: &Host) -> io::Result<Vec<Holder>> {
     scan_for(host, super::nodes::is_tracked)
 }
@@ -49,9 +55,11 @@ pub fn among(
 ) -> Vec<Holder> {
     let mut holders = Vec::new();
     let names = DevNames::default();
+    let maps = MappedNodes::of(host, &wanted);
     for pid in pids {
-        let nodes = open_nodes(host, &names, pid, &wanted);
-        if nodes.is_empty() {
+        let open = open_nodes(host, &names, pid, &wanted);
+        let mapped: BTreeSet<String> = maps.held_by(host, pid).difference(&open).cloned().collect();
+        if open.is_empty() && mapped.is_empty() {
             continue;
         }
         let (unit, system_unit) = unit_of(host, pid);
@@ -67,16 +75,19 @@ pub fn among(
             cmdline: crate::text::one_line(&cmdline(host, pid), 4096),
             unit,
             system_unit,
-            nodes,
+            nodes: open.union(&mapped).cloned().collect(),
+            mapped,
         });
     }
     holders.sort_by_key(|holder| holder.pid);
     holders
 }
 
-/// The tracked nodes a process holds right now (empty when it is gone).
+/// The tracked nodes a process holds right now, open or mapped (empty when it is gone).
 pub fn held_nodes(host: &Host, pid: u32) -> BTreeSet<String> {
-    open_nodes(host, &DevNames::default(), pid, super::nodes::is_tracked)
+    let mut held = open_nodes(host, &DevNames::default(), pid, super::nodes::is_tracked);
+    held.extend(MappedNodes::of(host, super::nodes::is_tracked).held_by(host, pid));
+    held
 }
 
 /// The nodes `wanted` accepts that a process holds right now, by the kernel's names for them
@@ -178,14 +189,23 @@ impl Holder {
         self.pid == 1
     }
 
-    /// `pid 4242 (pipewire) in session-2.scope: /dev/snd/controlC1`, as `status` shows it.
+    /// `pid 4242 (pipewire) in session-2.scope: /dev/snd/controlC1`, as `status` shows it; a
+    /// node held only by a mapping is followed by `(mapped)`.
     pub fn in_unit(&self) -> String {
+        let nodes: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|node| match self.mapped.contains(node) {
+                true => format!("{node} (mapped)"),
+                false => node.clone(),
+            })
+            .collect();
         format!(
             "pid {} ({}) in {}: {}",
             self.pid,
             self.comm,
             self.unit.as_deref().unwrap_or("no unit"),
-            listed(&self.nodes)
+            nodes.join(", ")
         )
     }
 
@@ -193,6 +213,7 @@ impl Holder {
     pub fn of(&self, nodes: &BTreeSet<String>) -> Option<Holder> {
         let mine: BTreeSet<String> = self.nodes.intersection(nodes).cloned().collect();
         (!mine.is_empty()).then(|| Holder {
+            mapped: self.mapped.intersection(nodes).cloned().collect(),
             nodes: mine,
             ..self.clone()
         })
@@ -208,15 +229,28 @@ pub fn listed(nodes: &BTreeSet<String>) -> String {
         .join(", ")
 }
 
-/// `pid 4242 (pipewire) holding /dev/snd/controlC1, /dev/snd/pcmC1D3p`
+/// How a process holds `nodes`, of which `mapped` only by a mapping: `holding /dev/dri/card1`,
+/// `with /dev/dri/renderD129 mapped`, or `holding /dev/dri/card1, with /dev/dri/renderD129
+/// mapped`.
+pub fn how_held(nodes: &BTreeSet<String>, mapped: &BTreeSet<String>) -> String {
+    let open: BTreeSet<String> = nodes.difference(mapped).cloned().collect();
+    match (open.is_empty(), mapped.is_empty()) {
+        (_, true) => format!("holding {}", listed(&open)),
+        (true, false) => format!("with {} mapped", listed(mapped)),
+        (false, false) => format!("holding {}, with {} mapped", listed(&open), listed(mapped)),
+    }
+}
+
+/// `pid 4242 (pipewire) holding /dev/snd/controlC1, /dev/snd/pcmC1D3p`; `pid 4300 (game) with
+/// /dev/dri/renderD129 mapped`.
 impl fmt::Display for Holder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "pid {} ({}) holding {}",
+            "pid {} ({}) {}",
             self.pid,
             self.comm,
-            listed(&self.nodes)
+            how_held(&self.nodes, &self.mapped)
         )
     }
 }
@@ -240,6 +274,7 @@ mod tests {
             unit: unit.map(str::to_string),
             system_unit: uid == 0 && unit.is_some_and(|u| u.ends_with(".service")),
             nodes: BTreeSet::from(["/dev/dri/card1".to_string()]),
+            mapped: BTreeSet::new(),
         }
     }
 

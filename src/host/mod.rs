@@ -4,6 +4,7 @@
 //! runs on a real host (`/`), against a staged tree, and in tests. Everything that changes the
 //! machine goes through [`Effects`], which tests replace with a simulated kernel.
 
+mod acl;
 pub mod console;
 mod devname;
 mod effects;
@@ -11,6 +12,7 @@ pub mod holders;
 pub mod inhibit;
 pub mod keepoff;
 pub mod libvirt;
+mod maps;
 pub mod modules;
 pub mod nodes;
 pub mod pci;

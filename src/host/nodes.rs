@@ -4,7 +4,7 @@
 use super::pci;
 use super::Host;
 use crate::bdf::Bdf;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Node paths worth looking for in /proc/*/fd: everything a GPU or its companions expose.
 const TRACKED: &[&str] = &[
@@ -20,6 +20,38 @@ const TRACKED: &[&str] = &[
 
 pub fn is_tracked(path: &str) -> bool {
     TRACKED.iter().any(|prefix| path.starts_with(prefix))
+}
+
+/// The tracked nodes under /dev now, by path: what a mapping is matched against, having no fd
+/// that names its node.
+pub fn present(host: &Host) -> Vec<String> {
+    let mut starts: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for prefix in TRACKED {
+        if let Some((dir, start)) = prefix.rsplit_once('/') {
+            starts.entry(dir).or_default().push(start);
+        }
+    }
+    let mut found = Vec::new();
+    for (dir, starts) in starts {
+        for entry in std::fs::read_dir(host.path(dir))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            // Subdirectories and udev's links (/dev/dri/by-path/...) are no node of their own.
+            if entry
+                .file_type()
+                .is_ok_and(|kind| kind.is_dir() || kind.is_symlink())
+            {
+                continue;
+            }
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if starts.iter().any(|start| name.starts_with(start)) {
+                found.push(format!("{dir}/{name}"));
+            }
+        }
+    }
+    found
 }
 
 /// How deep under a function's sysfs directory its I2C buses can sit: directly (DDC buses of

@@ -1,6 +1,6 @@
 //! The steps that move functions from their host drivers to vfio-pci.
 
-use super::{console, Step};
+use super::{console, desktop, PlanError, Step};
 use crate::bdf::Bdf;
 use crate::host::holders::Holder;
 use crate::host::{pci, sound};
@@ -8,25 +8,6 @@ use crate::policy::{DisplayManagerPolicy, Policy};
 use crate::snapshot::Snapshot;
 use crate::vendor;
 use std::collections::BTreeSet;
-
-/// Processes whose names say they draw the desktop: with a display manager, they are its.
-const DISPLAY_SERVERS: &[&str] = &[
-    "Xorg",
-    "X",
-    "Xwayland",
-    "gnome-shell",
-    "kwin_wayland",
-    "kwin_x11",
-    "sway",
-    "weston",
-    "Hyprland",
-    "gamescope",
-    "cage",
-    "labwc",
-    "wayfire",
-    "mutter",
-    "cosmic-comp",
-];
 
 /// The functions of `functions` that are not on vfio-pci yet.
 fn moving(s: &Snapshot, functions: &BTreeSet<Bdf>) -> Vec<Bdf> {
@@ -77,7 +58,7 @@ pub(super) fn steps(
     policy: &Policy,
     owner: Option<&str>,
     tuned: Vec<Step>,
-) -> Vec<Step> {
+) -> Result<Vec<Step>, PlanError> {
     let moving = moving(s, functions);
     let unload = modules_to_unload(s, functions, &moving);
     let unloaded_drivers = unloaded_drivers(s, &moving, &unload);
@@ -91,6 +72,11 @@ pub(super) fn steps(
         .collect();
     // A compute card (3D controller) has no screen: the desktop never has to go for it.
     let display_moves = moving.iter().any(|bdf| s.devices[bdf].is_display());
+    // The config asking for the display manager to go always is the one case a desktop that
+    // only renders with the card may be ended for it.
+    if !(display_moves && policy.display_manager == DisplayManagerPolicy::Always) {
+        desktop::refuse_render_only(s, &holders, &nodes, &moving)?;
+    }
 
     // Held first, so the host cannot suspend halfway through the handover either.
     let mut steps: Vec<Step> = console::inhibit(s, owner, policy.inhibit_sleep)
@@ -130,6 +116,7 @@ pub(super) fn steps(
             pid: holder.pid,
             comm: holder.comm.clone(),
             nodes: holder.nodes.intersection(&nodes).cloned().collect(),
+            mapped: holder.mapped.intersection(&nodes).cloned().collect(),
         });
     }
     // After the sessions' compositors have gone: that is when logind lets go of their devices.
@@ -172,7 +159,7 @@ pub(super) fn steps(
         &unloaded_drivers,
         headless(s, functions),
     ));
-    steps
+    Ok(steps)
 }
 
 /// A sound server holding an ALSA card of a moving function is asked to let go of it through
@@ -233,9 +220,7 @@ fn units_to_stop(
     let Some(dm) = s.display_manager.as_deref().filter(|_| display_moves) else {
         return steps;
     };
-    let holds = holders
-        .iter()
-        .any(|h| h.in_system_unit(dm) || DISPLAY_SERVERS.contains(&h.comm.as_str()));
+    let holds = holders.iter().any(|h| desktop::is_desktop(h, Some(dm)));
     let why = match policy.display_manager {
         _ if kept_off && !holds => None,
         DisplayManagerPolicy::Always => Some("the config says always"),

@@ -1,6 +1,7 @@
 //! Snapshot + target -> an ordered list of steps. Pure: reads nothing, changes nothing.
 
 mod console;
+mod desktop;
 mod detach;
 mod reattach;
 pub mod select;
@@ -79,6 +80,23 @@ pub enum PlanError {
     /// The config asks the card for what it cannot do.
     #[error(transparent)]
     Tuning(#[from] TuningError),
+    /// The desktop holds the card's render node and no card node: it renders with the card
+    /// without drawing on it, and has no way to let go of it (src/plan/desktop.rs).
+    #[error(
+        "{holders}: the desktop holds only the render node of {gpu}, not a display node; it \
+         does not draw on the card, and KWin and mutter let go of a render node only when the \
+         kernel removes it, so pitcrew does not end the session for it and lends nothing: \
+         {fix}; or set `display_manager = \"always\"` for this VM in the config to have the \
+         sessions ended at each lend"
+    )]
+    DesktopRenders {
+        /// The function whose render node it holds.
+        gpu: Bdf,
+        /// Each desktop process and the render nodes it holds.
+        holders: String,
+        /// What keeps the desktop off the card from its next start.
+        fix: String,
+    },
     /// A write of an earlier run is still stuck in the kernel on one of the functions.
     #[error(
         "{bdf} is still busy in the kernel: a write of an earlier run waits there (helper pid \
@@ -98,7 +116,9 @@ impl PlanError {
     pub fn is_input(&self) -> bool {
         !matches!(
             self,
-            PlanError::Reattach(ReattachError::InUse { .. }) | PlanError::Stuck { .. }
+            PlanError::Reattach(ReattachError::InUse { .. })
+                | PlanError::Stuck { .. }
+                | PlanError::DesktopRenders { .. }
         )
     }
 }
@@ -128,7 +148,7 @@ pub fn plan(snapshot: &Snapshot, ask: &Ask, policy: &Policy) -> Result<Plan, Pla
                 .collect();
             Ok(Plan {
                 direction: Direction::Detach,
-                steps: detach::steps(snapshot, &functions, policy, ask.owner, tuned),
+                steps: detach::steps(snapshot, &functions, policy, ask.owner, tuned)?,
                 functions,
                 originals,
             })

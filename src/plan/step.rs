@@ -1,7 +1,7 @@
 //! The steps a plan is made of, each printable for a dry run.
 
 use crate::bdf::Bdf;
-use crate::host::holders::listed;
+use crate::host::holders::{how_held, listed};
 use crate::tuning::size_text;
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -42,6 +42,9 @@ pub enum Step {
         comm: String,
         /// The card's nodes it holds.
         nodes: BTreeSet<String>,
+        /// Those of them it holds only by a mapping (no fd open on them).
+        #[serde(skip_serializing_if = "BTreeSet::is_empty")]
+        mapped: BTreeSet<String>,
     },
     /// Wait, within the step timeout, for a process that holds the card for a login session
     /// (logind, seatd) to close it, which it does once the session's compositor lets go.
@@ -181,10 +184,15 @@ impl fmt::Display for Step {
         match self {
             Step::StopUnit { unit, why } => write!(f, "stop {unit} ({why})"),
             Step::StartUnit { unit } => write!(f, "start {unit}"),
-            Step::EndProcess { pid, comm, nodes } => write!(
+            Step::EndProcess {
+                pid,
+                comm,
+                nodes,
+                mapped,
+            } => write!(
                 f,
-                "end process {pid} ({comm}) holding {}: TERM, then KILL after the deadline",
-                listed(nodes)
+                "end process {pid} ({comm}) {}: TERM, then KILL after the deadline",
+                how_held(nodes, mapped)
             ),
             Step::AwaitRelease { pid, comm, nodes } => write!(
                 f,

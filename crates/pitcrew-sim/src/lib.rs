@@ -18,7 +18,9 @@
 //! - `modprobe -r` also removes dependencies left unused, silently, as kmod does.
 //! - `/dev/nvidia<minor>` and `/proc/driver/nvidia/gpus/<bdf>/` exist while the GPU is bound
 //!   to `nvidia`; DRM nodes while its driver has a loaded DRM module (`nvidia_drm` for nvidia).
-//! - Processes have fds 0-2 on `/dev/null`, then one per node they hold.
+//! - Processes have fds 0-2 on `/dev/null`, then one per node they hold. A node they map
+//!   shows in `/proc/<pid>/maps` with the device and inode of its file under the root, and
+//!   pins its module like an open fd.
 //! - A device's sound card (`sound/card<N>/`, /dev/snd/*C<N>*) and I2C buses
 //!   (`i2c-<N>/i2c-dev/`, /dev/i2c-<N>) exist while its native driver drives it. An unbind waits,
 //!   as snd_card_free and i2c_del_adapter do, until no live process holds one of them (or, on
@@ -33,6 +35,7 @@ mod effects;
 mod faults;
 pub mod fixtures;
 mod kernel;
+mod maps;
 mod model;
 mod processes;
 mod rebar;
@@ -43,7 +46,7 @@ mod tree;
 
 pub use bare::{domain_xml, FakeRunner, TestHost, HOOK_OPS};
 pub use builder::{
-    unit_cgroup, Builder, DeviceSpec, FdSpec, FirmwareFbSpec, ModuleSpec, ProcessTemplate,
+    unit_cgroup, Builder, DeviceSpec, FdSpec, FirmwareFbSpec, MapSpec, ModuleSpec, ProcessTemplate,
     UnitSpec, SESSION_SCOPE,
 };
 pub use faults::WriteBlock;
@@ -258,6 +261,39 @@ impl SimHost {
         let exists = std::fs::symlink_metadata(self.root().join(path.trim_start_matches('/')));
         drop(state);
         exists.is_ok()
+    }
+
+    /// Gives `uid` an entry in a node's ACL (`system.posix_acl_access`), as udev's `uaccess`
+    /// step does for the user of the node's seat. The temp dir's filesystem must support ACLs.
+    pub fn grant_acl(&self, node: &str, uid: u32) {
+        let _rendering = self.shared.lock();
+        // Version 2, then (tag, permissions, id): owner rw, the user rw, group rw, mask rw,
+        // others nothing; the id of all but the user's entry is unused (-1).
+        let mut value = 2u32.to_le_bytes().to_vec();
+        for (tag, perm, id) in [
+            (0x01u16, 6u16, u32::MAX),
+            (0x02, 6, uid),
+            (0x04, 6, u32::MAX),
+            (0x10, 6, u32::MAX),
+            (0x20, 0, u32::MAX),
+        ] {
+            value.extend(
+                [
+                    &tag.to_le_bytes()[..],
+                    &perm.to_le_bytes(),
+                    &id.to_le_bytes(),
+                ]
+                .concat(),
+            );
+        }
+        let path = self.root().join(node.trim_start_matches('/'));
+        rustix::fs::lsetxattr(
+            &path,
+            "system.posix_acl_access",
+            &value,
+            rustix::fs::XattrFlags::empty(),
+        )
+        .unwrap_or_else(|e| panic!("set an ACL on {}: {e}", path.display()));
     }
 
     /// What `systemd-inhibit --list` shows: one line per live holder.

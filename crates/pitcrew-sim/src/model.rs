@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::builder::{Builder, DeviceSpec, ModuleSpec, ProcessTemplate, UnitSpec};
+use crate::builder::{Builder, DeviceSpec, MapSpec, ModuleSpec, ProcessTemplate, UnitSpec};
 use crate::console::{Consoles, FirmwareFb};
 
 pub(crate) struct Device {
@@ -35,10 +35,21 @@ pub(crate) struct Proc {
     pub cmdline: Vec<String>,
     pub cgroup: String,
     pub fds: Vec<Fd>,
+    /// The nodes it has mapped.
+    pub mapped: Vec<Fd>,
+    /// Its other mappings, as built.
+    pub other_maps: Vec<MapSpec>,
     pub alive: bool,
     pub ignore_term: bool,
     /// Seconds after boot.
     pub started: u64,
+}
+
+impl Proc {
+    /// Every node it holds, open or mapped.
+    pub fn holds(&self) -> impl Iterator<Item = &Fd> {
+        self.fds.iter().chain(&self.mapped)
+    }
 }
 
 pub(crate) struct Unit {
@@ -230,7 +241,7 @@ impl Model {
         let users = self
             .processes
             .values()
-            .filter(|p| p.alive && p.fds.iter().any(|f| f.owner.as_deref() == Some(name)))
+            .filter(|p| p.alive && p.holds().any(|f| f.owner.as_deref() == Some(name)))
             .count();
         self.holders(name).len() + users
     }
@@ -259,7 +270,7 @@ impl Model {
                 && self
                     .processes
                     .values()
-                    .any(|p| p.alive && p.fds.iter().any(|f| &f.target == node))
+                    .any(|p| p.alive && p.holds().any(|f| &f.target == node))
         };
         let node = self.pinning_nodes(dev).into_iter().find(|n| held(n))?;
         Some(if node.starts_with("/dev/snd/") {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use pitcrew::{Process, Signal};
 
-use crate::builder::{FdSpec, ProcessTemplate};
+use crate::builder::{FdSpec, MapSpec, ProcessTemplate};
 use crate::model::{now_secs, Fd, Model, Proc};
 use crate::state::Shared;
 use crate::Event;
@@ -42,6 +42,21 @@ impl Model {
                 }
             }
         }
+        let mut mapped = Vec::new();
+        let mut other_maps = Vec::new();
+        for spec in &template.maps {
+            match spec {
+                MapSpec::Node(path) => {
+                    if let Some(owner) = present.get(path) {
+                        mapped.push(Fd {
+                            target: path.clone(),
+                            owner: owner.clone(),
+                        });
+                    }
+                }
+                other => other_maps.push(other.clone()),
+            }
+        }
         self.processes.insert(
             pid,
             Proc {
@@ -50,6 +65,8 @@ impl Model {
                 cmdline: template.cmdline.clone(),
                 cgroup: cgroup.to_string(),
                 fds,
+                mapped,
+                other_maps,
                 alive: true,
                 ignore_term: false,
                 started: template

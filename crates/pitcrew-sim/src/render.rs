@@ -208,11 +208,17 @@ fn render_device(t: &Tree, model: &Model, dev: &Device) -> io::Result<()> {
         t.remove(&format!("{dir}/sound"))?;
     }
     for n in &dev.spec.i2c_buses {
-        let bus = format!("{dir}/i2c-{n}");
+        let (bus, class) = (
+            format!("{dir}/i2c-{n}"),
+            format!("/sys/class/i2c-dev/i2c-{n}"),
+        );
         if native {
             t.file(&format!("{bus}/i2c-dev/i2c-{n}/dev"), &format!("89:{n}\n"))?;
+            let target = format!("../../{}/i2c-dev/i2c-{n}", under_sys(&bus));
+            t.symlink(&class, &target)?;
         } else {
             t.remove(&bus)?;
+            t.remove(&class)?;
         }
     }
     let info_dir = format!("/proc/driver/nvidia/gpus/{bdf}");
@@ -372,6 +378,7 @@ fn render_process(t: &Tree, p: &Proc) -> io::Result<()> {
                 p.comm
             ),
         )?;
+        fs::write(staged.join("maps"), crate::maps::text(t, p)?)?;
         let fd_dir = staged.join("fd");
         fs::create_dir(&fd_dir)?;
         let std_streams = ["/dev/null"; 3].into_iter();

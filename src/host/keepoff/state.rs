@@ -1,6 +1,7 @@
 //! Whether a kept-off card is really left alone now: what udev's database says about its nodes,
 //! and who still has them open.
 
+use super::nodes::KeptNode;
 use super::rules::{self, Entries, Entry};
 use crate::bdf::Bdf;
 use crate::host::holders::Holder;
@@ -35,6 +36,8 @@ pub struct State {
     pub sound: Option<Effect>,
     /// Processes with one of its audio functions' sound card nodes open.
     pub sound_holders: Vec<Holder>,
+    /// Each of its nodes the rules cover: seat, ACL, holders.
+    pub nodes: Vec<KeptNode>,
 }
 
 /// The rules file's entries; none when there is no file.
@@ -61,18 +64,20 @@ pub enum LoadError {
     Io { path: String, source: io::Error },
 }
 
-/// Every kept-off GPU with what udev and the processes make of it now.
+/// Every kept-off GPU with what udev and the processes (`holders`, of every tracked node) make
+/// of it now.
 pub fn read(
     host: &Host,
     devices: &BTreeMap<Bdf, PciDevice>,
+    holders: &[Holder],
 ) -> Result<BTreeMap<Bdf, State>, LoadError> {
     Ok(load(host)?
         .into_values()
-        .map(|entry| (entry.gpu, of(host, devices, entry)))
+        .map(|entry| (entry.gpu, of(host, devices, holders, entry)))
         .collect())
 }
 
-fn of(host: &Host, devices: &BTreeMap<Bdf, PciDevice>, entry: Entry) -> State {
+fn of(host: &Host, devices: &BTreeMap<Bdf, PciDevice>, holders: &[Holder], entry: Entry) -> State {
     let cards = drm_cards(devices, entry.gpu);
     let drm = effect(cards.iter().map(|card| {
         udev::char_id(host, &format!("{}/{card}", nodes::drm_dir(host, entry.gpu)))
@@ -96,6 +101,7 @@ fn of(host: &Host, devices: &BTreeMap<Bdf, PciDevice>, entry: Entry) -> State {
         sound::holders(host, &sound_cards)
     };
     State {
+        nodes: super::nodes::of(host, devices, entry.gpu, holders),
         entry,
         drm,
         sound,

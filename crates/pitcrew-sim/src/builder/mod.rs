@@ -101,12 +101,31 @@ pub enum FdSpec {
     Numbered(String),
 }
 
+/// What a process has mapped, shown in its `/proc/<pid>/maps` as the kernel shows it: the
+/// file's device (of its filesystem) and inode, then its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MapSpec {
+    /// This node, if it exists when the process starts, with the device and inode its file has
+    /// under the root; it pins the node's module as an open fd does.
+    Node(String),
+    /// Some other file: device `major:minor`, inode, name.
+    File {
+        major: u32,
+        minor: u32,
+        inode: u64,
+        name: String,
+    },
+    /// This many mappings of the kind every process has (libraries, heap, anonymous memory).
+    Ordinary(usize),
+}
+
 /// A process to create: at build time with a fixed pid, or by a unit on `systemctl start`.
 #[derive(Debug, Clone)]
 pub struct ProcessTemplate {
     pub(crate) comm: String,
     pub(crate) cmdline: Vec<String>,
     pub(crate) fds: Vec<FdSpec>,
+    pub(crate) maps: Vec<MapSpec>,
     pub(crate) started: Option<u64>,
 }
 
@@ -117,6 +136,7 @@ impl ProcessTemplate {
             comm: comm.to_string(),
             cmdline: vec![comm.to_string()],
             fds: Vec::new(),
+            maps: Vec::new(),
             started: None,
         }
     }
@@ -129,6 +149,31 @@ impl ProcessTemplate {
     /// Holds this node open (when it exists).
     pub fn holds(mut self, node: &str) -> ProcessTemplate {
         self.fds.push(FdSpec::Node(node.to_string()));
+        self
+    }
+
+    /// Has this node mapped (when it exists), with no fd open on it unless [`Self::holds`]
+    /// says so too.
+    pub fn maps(mut self, node: &str) -> ProcessTemplate {
+        self.maps.push(MapSpec::Node(node.to_string()));
+        self
+    }
+
+    /// Has a file mapped that is not a node: device `major:minor`, inode `inode`, shown as
+    /// `name`.
+    pub fn maps_file(mut self, major: u32, minor: u32, inode: u64, name: &str) -> ProcessTemplate {
+        self.maps.push(MapSpec::File {
+            major,
+            minor,
+            inode,
+            name: name.to_string(),
+        });
+        self
+    }
+
+    /// Has `count` more mappings of libraries and anonymous memory, as a browser has thousands.
+    pub fn ordinary_mappings(mut self, count: usize) -> ProcessTemplate {
+        self.maps.push(MapSpec::Ordinary(count));
         self
     }
 
