@@ -14,6 +14,9 @@ use std::path::Path;
 pub const PACKAGES: &[&str] = &[
     "gnome-shell",
     "gnome-session",
+    // nautilus (which xdg-desktop-portal-gnome needs) depends on `localsearch`, a virtual
+    // package (tracker-extract provides it), which debootstrap does not resolve.
+    "tracker-extract",
     "gdm3",
     "kwin-wayland",
     "plasma-workspace",
