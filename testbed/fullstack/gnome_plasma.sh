@@ -80,7 +80,10 @@ setup() {
 		return 1
 	}
 	need "virsh define failed" virsh define "$HERE/gpu-vm.xml" || return 1
-	render=$(drm_node $GPU renderD) || { why="03.0 has no render node"; return 1; }
+	render=$(drm_node $GPU renderD) || {
+		why="03.0 has no render node: $(echo "$PCI/$GPU"/virtio*/drm/* /dev/dri/*)"
+		return 1
+	}
 	mode=$(stat -c %a "$render")
 	# Where everyone may open render nodes (systemd's render mode 0666), taking the session's
 	# ACL away keeps nobody out: only strict mode does.
