@@ -8,6 +8,7 @@
 mod bars;
 mod gpu;
 mod kernel;
+mod openrc;
 mod reset;
 mod setup;
 mod sound;

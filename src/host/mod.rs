@@ -9,6 +9,7 @@ mod devname;
 mod effects;
 pub mod holders;
 pub mod inhibit;
+pub mod init;
 pub mod keepoff;
 pub mod libvirt;
 pub mod modules;
@@ -19,7 +20,6 @@ pub mod rebar;
 pub mod sound;
 mod staged;
 pub mod udev;
-pub mod units;
 mod writer;
 
 pub use effects::{CmdOutput, Effects, Process, RealEffects, Signal, StuckWrite};

@@ -223,10 +223,10 @@ fn units_to_stop(
 ) -> Vec<Step> {
     let mut steps: Vec<Step> = profiles
         .iter()
-        .flat_map(|p| p.daemons.iter())
-        .filter(|unit| s.running_units.contains(**unit))
+        .flat_map(|p| s.daemon_services(p))
+        .filter(|unit| s.running_units.contains(unit))
         .map(|unit| Step::StopUnit {
-            unit: unit.to_string(),
+            unit,
             why: "it keeps the driver busy".into(),
         })
         .collect();
@@ -281,7 +281,7 @@ fn units_to_restart(
         .filter(|unit| {
             !vendor::PROFILES
                 .iter()
-                .any(|p| p.daemons.contains(&unit.as_str()) && modules_gone(p))
+                .any(|p| s.daemon_services(p).contains(unit) && modules_gone(p))
         })
         .filter(|unit| !(headless && s.display_manager.as_ref() == Some(*unit)))
         .map(|unit| Step::StartUnit { unit: unit.clone() })

@@ -43,8 +43,8 @@ mod tree;
 
 pub use bare::{domain_xml, FakeRunner, TestHost, HOOK_OPS};
 pub use builder::{
-    unit_cgroup, Builder, DeviceSpec, FdSpec, FirmwareFbSpec, ModuleSpec, ProcessTemplate,
-    UnitSpec, SESSION_SCOPE,
+    service_cgroup, unit_cgroup, Builder, DeviceSpec, FdSpec, FirmwareFbSpec, ModuleSpec,
+    ProcessTemplate, SimInit, UnitSpec, SESSION_SCOPE,
 };
 pub use faults::WriteBlock;
 pub use pitcrew::Signal;

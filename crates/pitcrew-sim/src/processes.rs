@@ -87,7 +87,7 @@ impl Model {
 
     /// Live processes in the unit's cgroup.
     pub fn unit_pids(&self, unit: &str) -> Vec<u32> {
-        let cgroup = crate::builder::unit_cgroup(unit);
+        let cgroup = crate::builder::service_cgroup(self.init, unit);
         self.processes
             .values()
             .filter(|p| p.alive && p.cgroup == cgroup)
@@ -113,6 +113,20 @@ impl Process for SimProcess {
         let Some(p) = state.model.processes.get(&self.pid) else {
             return Ok(());
         };
+        if signal == Signal::Hup {
+            // A libvirt daemon's reload: the journal of its service shows it, as systemd's would.
+            let init = state.model.init;
+            let cgroup = p.cgroup.clone();
+            let service = state
+                .model
+                .units
+                .values_mut()
+                .find(|u| crate::builder::service_cgroup(init, &u.spec.name) == cgroup);
+            if let Some(unit) = service {
+                unit.reloads.push(std::time::SystemTime::now());
+            }
+            return self.shared.commit(&state);
+        }
         let ends = p.alive && (signal == Signal::Kill || !p.ignore_term);
         if ends {
             state.model.end_process(self.pid);

@@ -7,6 +7,7 @@ use std::fs;
 use std::io;
 use std::path::Path;
 
+use crate::builder::SimInit;
 use crate::model::{Device, Model, Proc};
 use crate::tree::Tree;
 
@@ -31,10 +32,8 @@ pub(crate) fn render_static(t: &Tree, model: &Model) -> io::Result<()> {
     t.dir("/sys/bus/pci/drivers")?;
     t.file("/sys/bus/pci/drivers_probe", "")?;
     t.dir("/sys/kernel/iommu_groups")?;
-    t.dir("/sys/fs/cgroup/system.slice")?;
     t.dir("/dev")?;
-    // sd_booted()'s test: logind is there to take inhibitors.
-    t.dir("/run/systemd/system")?;
+    render_init(t, model)?;
     // The session bus of user 1000 (a socket on a real host).
     t.file("/run/user/1000/bus", "")?;
     for dev in model.devices.values() {
@@ -79,11 +78,36 @@ pub(crate) fn render_static(t: &Tree, model: &Model) -> io::Result<()> {
         }
     }
     render_kernel(t, model)?;
-    if let Some(dm) = &model.display_manager {
-        t.symlink(
-            "/etc/systemd/system/display-manager.service",
-            &format!("/lib/systemd/system/{dm}"),
-        )?;
+    Ok(())
+}
+
+/// What says which service manager runs, its service scripts and the display manager's choice.
+fn render_init(t: &Tree, model: &Model) -> io::Result<()> {
+    if model.init == SimInit::Systemd {
+        t.dir("/sys/fs/cgroup/system.slice")?;
+        // sd_booted()'s test: logind is there to take inhibitors.
+        t.dir("/run/systemd/system")?;
+        if let Some(dm) = &model.display_manager {
+            t.symlink(
+                "/etc/systemd/system/display-manager.service",
+                &format!("/lib/systemd/system/{dm}"),
+            )?;
+        }
+    }
+    if model.init.is_openrc() {
+        t.file("/run/openrc/softlevel", "default\n")?;
+        // elogind keeps logind's layout.
+        t.dir("/run/systemd/seats")?;
+        for unit in model.units.keys() {
+            t.file(&format!("/etc/init.d/{unit}"), "#!/bin/sh\n")?;
+        }
+        // Debian's LSB scripts name the display manager there.
+        if let Some(dm) = &model.display_manager {
+            t.file(
+                "/etc/X11/default-display-manager",
+                &format!("/usr/sbin/{dm}\n"),
+            )?;
+        }
     }
     Ok(())
 }
@@ -150,7 +174,7 @@ pub(crate) fn render(t: &Tree, model: &Model) -> io::Result<()> {
     render_modules(t, model)?;
     render_nodes(t, model)?;
     for p in model.processes.values() {
-        render_process(t, p)?;
+        render_process(t, p, model.init)?;
     }
     crate::console::render(t, model)?;
     render_units(t, model)
@@ -320,7 +344,7 @@ fn render_nodes(t: &Tree, model: &Model) -> io::Result<()> {
     Ok(())
 }
 
-fn render_process(t: &Tree, p: &Proc) -> io::Result<()> {
+fn render_process(t: &Tree, p: &Proc, init: SimInit) -> io::Result<()> {
     let dir = format!("/proc/{}", p.pid);
     if !p.alive {
         return t.remove(&dir);
@@ -344,7 +368,11 @@ fn render_process(t: &Tree, p: &Proc) -> io::Result<()> {
         fs::write(staged.join("comm"), format!("{}\n", p.comm))?;
         let cmdline: String = p.cmdline.iter().map(|a| format!("{a}\0")).collect();
         fs::write(staged.join("cmdline"), cmdline)?;
-        fs::write(staged.join("cgroup"), format!("0::{}\n", p.cgroup))?;
+        let cgroup = match init {
+            SimInit::OpenRcV1 => format!("1:name=openrc:{}\n0::/\n", p.cgroup),
+            _ => format!("0::{}\n", p.cgroup),
+        };
+        fs::write(staged.join("cgroup"), cgroup)?;
         // Field 22 is the start time in clock ticks after boot (USER_HZ, 100 on Linux).
         fs::write(
             staged.join("stat"),
@@ -381,7 +409,21 @@ fn render_process(t: &Tree, p: &Proc) -> io::Result<()> {
 
 fn render_units(t: &Tree, model: &Model) -> io::Result<()> {
     for unit in model.units.values() {
-        let dir = format!("/sys/fs/cgroup/system.slice/{}", unit.spec.name);
+        let name = &unit.spec.name;
+        let dir = match model.init {
+            SimInit::Systemd => format!("/sys/fs/cgroup/system.slice/{name}"),
+            SimInit::OpenRc => format!("/sys/fs/cgroup/openrc.{name}"),
+            SimInit::OpenRcBare | SimInit::Neither => format!("/sys/fs/cgroup/{name}"),
+            SimInit::OpenRcV1 => format!("/sys/fs/cgroup/openrc/{name}"),
+        };
+        if model.init.is_openrc() {
+            let started = format!("/run/openrc/started/{name}");
+            if unit.running {
+                t.symlink(&started, &format!("/etc/init.d/{name}"))?;
+            } else {
+                t.remove(&started)?;
+            }
+        }
         if !unit.running {
             t.remove(&dir)?;
             continue;
