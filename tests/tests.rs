@@ -21,6 +21,7 @@ mod install;
 mod keep_off;
 mod layers;
 mod lending;
+mod openrc;
 mod plans;
 mod property;
 mod rebar;

@@ -139,6 +139,7 @@ impl TestHost {
     pub fn openrc(runner: FakeRunner) -> TestHost {
         let t = TestHost::bare(runner);
         t.file("/run/openrc/softlevel", "default\n", 0o644);
+        t.file("/etc/init.d/pitcrew", "#!/sbin/openrc-run\n", 0o755);
         t
     }
 
