@@ -4,7 +4,7 @@
 //! refusal on a host with neither systemd nor OpenRC.
 
 use crate::engine::{detach, request};
-use pitcrew::{handover, Direction, HookArgs, InstallOptions, Status};
+use pitcrew::{handover, Direction, HookArgs, InstallOptions, Level, Status};
 use pitcrew_sim::{fixtures, service_cgroup, FakeRunner, ProcessTemplate, SimInit, TestHost};
 use std::time::Duration;
 
@@ -225,3 +225,55 @@ fn a_host_with_neither_systemd_nor_openrc_is_refused_naming_both() {
 }
 
 use std::path::Path;
+
+#[test]
+fn doctor_checks_the_init_script_the_runlevels_and_elogind() {
+    let sim = fixtures::radeon_on_openrc(SimInit::OpenRc);
+    crate::doctor::set_up(&sim);
+    let report = crate::doctor::doctor(&sim);
+    let check = |name| crate::doctor::check(&report, name).clone();
+    assert_eq!(check("init").finding, "OpenRC runs the services");
+    assert_eq!(check("service").level, Level::Ok, "{report}");
+    assert!(
+        check("service")
+            .finding
+            .contains("/etc/init.d/pitcrew runs /usr/local/bin/pitcrew"),
+        "{report}"
+    );
+    assert_eq!(check("runlevels").level, Level::Ok, "{report}");
+    assert_eq!(check("elogind").level, Level::Ok, "{report}");
+    assert!(!report.checks.iter().any(|c| c.name == "unit"), "{report}");
+
+    let runlevel = sim.root().join("etc/runlevels/default");
+    std::fs::create_dir_all(&runlevel).unwrap();
+    std::os::unix::fs::symlink("/etc/init.d/pitcrew.win11", runlevel.join("pitcrew.win11"))
+        .unwrap();
+    std::fs::remove_dir(sim.root().join("run/systemd/seats")).unwrap();
+    std::fs::remove_file(sim.root().join("etc/init.d/pitcrew")).unwrap();
+    let report = crate::doctor::doctor(&sim);
+    let check = |name| crate::doctor::check(&report, name).clone();
+    assert_eq!(check("service").level, Level::Fail, "{report}");
+    assert_eq!(check("runlevels").level, Level::Fail, "{report}");
+    assert!(
+        check("runlevels")
+            .finding
+            .starts_with("pitcrew.win11 in runlevel default"),
+        "{report}"
+    );
+    assert_eq!(check("elogind").level, Level::Warn, "{report}");
+}
+
+#[test]
+fn a_vm_name_too_long_for_an_openrc_service_is_refused_before_anything_runs() {
+    let t = TestHost::openrc(FakeRunner::default());
+    let name = "_".repeat(100);
+    t.config(&format!("[vm.\"{name}\"]\ndevices = [\"0000:01:00.0\"]\n"));
+    let reply = hook(&t, &name, "prepare", "begin");
+    assert_eq!(reply.code, 1);
+    let message = reply.message.unwrap();
+    assert!(
+        message.contains("escapes to an OpenRC service name of 308 bytes"),
+        "{message}"
+    );
+    assert!(t.runner.calls().is_empty());
+}

@@ -39,6 +39,18 @@ pub enum InstanceError {
         /// How long it was waited for.
         waited: Duration,
     },
+    /// The VM's name, escaped, makes a service name longer than a file name may be.
+    #[error(
+        "VM '{vm}' escapes to an OpenRC service name of {length} bytes (at most {} fit a file \
+         name): rename the VM to pass its GPU through",
+        crate::atomic::NAME_MAX
+    )]
+    NameTooLong {
+        /// The VM.
+        vm: String,
+        /// The length of `pitcrew.<escaped>`.
+        length: usize,
+    },
     /// The command could not be run, or the instance could not be made.
     #[error("cannot run {command}: {source}")]
     Run {
@@ -78,6 +90,14 @@ pub fn start_instance(
             result
         }
         Init::OpenRc => {
+            // Every byte but letters, digits and '-' takes three: systemd's limit on the VM
+            // name (src/vm/name.rs) does not bound this one.
+            if service.len() > crate::atomic::NAME_MAX {
+                return Err(InstanceError::NameTooLong {
+                    vm: vm.to_string(),
+                    length: service.len(),
+                });
+            }
             link(host, &service)?;
             let result = openrc_run(host, &service, "start", timeout, margin);
             if matches!(result, Err(InstanceError::TimedOut { .. })) {

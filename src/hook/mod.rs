@@ -202,6 +202,7 @@ fn detach(host: &Host, init: Init, vm: &VmName, timeout: Duration) -> Reply {
         Err(e @ InstanceError::TimedOut { .. }) => {
             Reply::fail(format!("{e}; VM '{vm}' is not started; {see}"))
         }
+        Err(e @ InstanceError::NameTooLong { .. }) => Reply::fail(e.to_string()),
         Err(e) => Reply::fail(format!("{e}; VM '{vm}' is not started")),
     }
 }
