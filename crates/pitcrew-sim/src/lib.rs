@@ -37,6 +37,7 @@ mod model;
 mod processes;
 mod rebar;
 mod render;
+mod services;
 mod sound_servers;
 mod state;
 mod tree;

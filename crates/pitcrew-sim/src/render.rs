@@ -33,7 +33,7 @@ pub(crate) fn render_static(t: &Tree, model: &Model) -> io::Result<()> {
     t.file("/sys/bus/pci/drivers_probe", "")?;
     t.dir("/sys/kernel/iommu_groups")?;
     t.dir("/dev")?;
-    render_init(t, model)?;
+    crate::services::render_init(t, model)?;
     // The session bus of user 1000 (a socket on a real host).
     t.file("/run/user/1000/bus", "")?;
     for dev in model.devices.values() {
@@ -78,37 +78,6 @@ pub(crate) fn render_static(t: &Tree, model: &Model) -> io::Result<()> {
         }
     }
     render_kernel(t, model)?;
-    Ok(())
-}
-
-/// What says which service manager runs, its service scripts and the display manager's choice.
-fn render_init(t: &Tree, model: &Model) -> io::Result<()> {
-    if model.init == SimInit::Systemd {
-        t.dir("/sys/fs/cgroup/system.slice")?;
-        // sd_booted()'s test: logind is there to take inhibitors.
-        t.dir("/run/systemd/system")?;
-        if let Some(dm) = &model.display_manager {
-            t.symlink(
-                "/etc/systemd/system/display-manager.service",
-                &format!("/lib/systemd/system/{dm}"),
-            )?;
-        }
-    }
-    if model.init.is_openrc() {
-        t.file("/run/openrc/softlevel", "default\n")?;
-        // elogind keeps logind's layout.
-        t.dir("/run/systemd/seats")?;
-        for unit in model.units.keys() {
-            t.file(&format!("/etc/init.d/{unit}"), "#!/bin/sh\n")?;
-        }
-        // Debian's LSB scripts name the display manager there.
-        if let Some(dm) = &model.display_manager {
-            t.file(
-                "/etc/X11/default-display-manager",
-                &format!("/usr/sbin/{dm}\n"),
-            )?;
-        }
-    }
     Ok(())
 }
 
@@ -177,7 +146,7 @@ pub(crate) fn render(t: &Tree, model: &Model) -> io::Result<()> {
         render_process(t, p, model.init)?;
     }
     crate::console::render(t, model)?;
-    render_units(t, model)
+    crate::services::render_units(t, model)
 }
 
 fn render_device(t: &Tree, model: &Model, dev: &Device) -> io::Result<()> {
@@ -405,35 +374,4 @@ fn render_process(t: &Tree, p: &Proc, init: SimInit) -> io::Result<()> {
         }
         Ok(())
     })
-}
-
-fn render_units(t: &Tree, model: &Model) -> io::Result<()> {
-    for unit in model.units.values() {
-        let name = &unit.spec.name;
-        let dir = match model.init {
-            SimInit::Systemd => format!("/sys/fs/cgroup/system.slice/{name}"),
-            SimInit::OpenRc => format!("/sys/fs/cgroup/openrc.{name}"),
-            SimInit::OpenRcBare | SimInit::Neither => format!("/sys/fs/cgroup/{name}"),
-            SimInit::OpenRcV1 => format!("/sys/fs/cgroup/openrc/{name}"),
-        };
-        if model.init.is_openrc() {
-            let started = format!("/run/openrc/started/{name}");
-            if unit.running {
-                t.symlink(&started, &format!("/etc/init.d/{name}"))?;
-            } else {
-                t.remove(&started)?;
-            }
-        }
-        if !unit.running {
-            t.remove(&dir)?;
-            continue;
-        }
-        let procs: String = model
-            .unit_pids(&unit.spec.name)
-            .iter()
-            .map(|pid| format!("{pid}\n"))
-            .collect();
-        t.file(&format!("{dir}/cgroup.procs"), &procs)?;
-    }
-    Ok(())
 }
