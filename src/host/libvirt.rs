@@ -70,7 +70,7 @@ pub fn running(host: &Host) -> Vec<Daemon> {
 }
 
 /// The pid the daemon wrote to `/run/<name>.pid` (its default `--pid-file`).
-pub fn pid_file(host: &Host, name: &str) -> Option<u32> {
+fn pid_file(host: &Host, name: &str) -> Option<u32> {
     host.read(format!("/run/{name}.pid"))
         .ok()?
         .trim()

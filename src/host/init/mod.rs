@@ -1,7 +1,8 @@
 //! The service manager running the host: systemd or OpenRC, behind one small interface.
 //!
 //! Everything that asks an init system something (is a service active, which service a process
-//! runs in, stop or start one, run a VM's instance, reload libvirt) goes through [`Init`], so the
+//! runs in, stop or start one) goes through [`Init`], and what differs beyond that matches on it
+//! (a VM's instance: src/hook/instance.rs; libvirt's reload: src/install/reload.rs), so the
 //! engine (plan, exec) works in service names and never learns which one runs. The choice is made
 //! at each run from the host's root, by Debian's own rule (`invoke-rc.d`): `/run/systemd/system`
 //! being a directory means systemd (elogind creates `/run/systemd` too, so that alone proves
@@ -10,10 +11,8 @@
 pub mod openrc;
 pub mod systemd;
 
-use super::{CmdOutput, Host};
+use super::Host;
 use serde::Serialize;
-use std::io;
-use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -134,19 +133,6 @@ impl Init {
                 vec![openrc::script(service), verb.word().into()],
             ),
         }
-    }
-
-    /// Starts or stops a system service (the display manager, a vendor's daemon) within `timeout`.
-    pub fn control(
-        self,
-        host: &Host,
-        verb: Verb,
-        service: &str,
-        timeout: Duration,
-    ) -> io::Result<CmdOutput> {
-        let (program, args) = self.command(verb, service);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        host.effects().run(program, &args, timeout)
     }
 
     /// Where a service's own messages are: `journalctl -u 'pitcrew@gpu\x2dvm.service'` (a
