@@ -33,6 +33,9 @@ pub struct Snapshot {
     pub init: Option<Init>,
     /// The display manager's service (behind display-manager.service under systemd), if any.
     pub display_manager: Option<String>,
+    /// Whether stopping a service ends every process of its cgroup (see
+    /// [`Init::stop_ends_cgroup`]); where it does not, the plan ends their holders itself.
+    pub stop_ends_cgroup: bool,
     /// Among the display manager and the vendors' daemons' services, those running now.
     pub running_units: BTreeSet<String>,
     /// What pitcrew changed before.
@@ -135,6 +138,7 @@ impl Snapshot {
         Ok(Snapshot {
             console,
             logind: init.is_some_and(|init| init.logind(host)),
+            stop_ends_cgroup: init.is_some_and(Init::stop_ends_cgroup),
             init,
             inhibitors: inhibit::among(host, &processes),
             devices,

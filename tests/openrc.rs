@@ -14,12 +14,19 @@ const LAYOUTS: [SimInit; 3] = [SimInit::OpenRc, SimInit::OpenRcBare, SimInit::Op
 fn the_plan_stops_and_starts_lightdm_through_openrc_and_never_names_systemctl() {
     for init in LAYOUTS {
         let sim = fixtures::radeon_on_openrc(init);
+        // Started from the desktop, so in LightDM's cgroup, and left there by its stop.
+        let job = sim.spawn(
+            &service_cgroup(init, "lightdm"),
+            ProcessTemplate::new("blender").holds("/dev/dri/card1"),
+        );
         let plan = detach(&sim, &["03:00.0"]).unwrap().plan.to_string();
         assert!(
             plan.contains("stop lightdm (the desktop holds the card)"),
             "{plan}"
         );
         assert!(plan.contains("start lightdm"), "{plan}");
+        assert!(plan.contains(&format!("end process {job} (blender)")), "{plan}");
+        assert!(!sim.process_alive(job));
         let commands = sim.commands();
         assert!(
             commands.contains(

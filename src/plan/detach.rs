@@ -119,10 +119,11 @@ pub(super) fn steps(
             _ => None,
         })
         .collect();
-    // Stopping its unit ends a holder, and the unit comes back by the same path it left.
+    // Stopping its unit ends a holder, and the unit comes back by the same path it left; where
+    // the service manager leaves a stopped service's processes, those still holding are ended.
     let (mut brokers, others): (Vec<&Holder>, Vec<&Holder>) = holders
         .into_iter()
-        .filter(|h| !stopping.iter().any(|u| h.in_system_unit(u)))
+        .filter(|h| !(s.stop_ends_cgroup && stopping.iter().any(|u| h.in_system_unit(u))))
         .partition(|h| h.is_broker());
     brokers.sort_by_key(|h| h.is_service_manager());
     for holder in others {

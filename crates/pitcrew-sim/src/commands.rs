@@ -251,9 +251,20 @@ fn openrc_run(model: &mut Model, args: &[String]) -> CmdOutput {
     ok("")
 }
 
+/// systemd ends the unit's whole cgroup; an OpenRC script stops its own daemon, which takes
+/// what it started (its templates) along, and leaves anything else in the cgroup running.
 fn stop(model: &mut Model, unit: &str) {
+    let own: Vec<String> = model.units[unit]
+        .spec
+        .spawns
+        .iter()
+        .map(|t| t.comm.clone())
+        .collect();
+    let whole = !model.init.is_openrc();
     for pid in model.unit_pids(unit) {
-        model.end_process(pid);
+        if whole || own.contains(&model.processes[&pid].comm) {
+            model.end_process(pid);
+        }
     }
     if let Some(u) = model.units.get_mut(unit) {
         u.running = false;

@@ -88,6 +88,13 @@ impl Init {
         }
     }
 
+    /// Whether stopping a service ends every process left in its cgroup. systemd does; OpenRC
+    /// leaves whatever outlives the script's own stop (its cgroup cleanup is off by default),
+    /// such as a user's program started from the desktop session.
+    pub fn stop_ends_cgroup(self) -> bool {
+        self == Init::Systemd
+    }
+
     /// The display manager's service as the host configures it, if any.
     pub fn display_manager(self, host: &Host) -> Option<String> {
         match self {
