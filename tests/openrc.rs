@@ -25,7 +25,10 @@ fn the_plan_stops_and_starts_lightdm_through_openrc_and_never_names_systemctl() 
             "{plan}"
         );
         assert!(plan.contains("start lightdm"), "{plan}");
-        assert!(plan.contains(&format!("end process {job} (blender)")), "{plan}");
+        assert!(
+            plan.contains(&format!("end process {job} (blender)")),
+            "{plan}"
+        );
         assert!(!sim.process_alive(job));
         let commands = sim.commands();
         assert!(
@@ -250,6 +253,16 @@ fn doctor_checks_the_init_script_the_runlevels_and_elogind() {
     assert_eq!(check("runlevels").level, Level::Ok, "{report}");
     assert_eq!(check("elogind").level, Level::Ok, "{report}");
     assert!(!report.checks.iter().any(|c| c.name == "unit"), "{report}");
+    // Started before the hook, and OpenRC keeps no record of the reload install sent.
+    let daemon = check("libvirt libvirtd");
+    assert_eq!(daemon.level, Level::Warn, "{report}");
+    assert!(
+        daemon
+            .fix
+            .as_deref()
+            .is_some_and(|f| f.contains("kill -HUP $(cat /run/libvirtd.pid)")),
+        "{report}"
+    );
 
     let runlevel = sim.root().join("etc/runlevels/default");
     std::fs::create_dir_all(&runlevel).unwrap();

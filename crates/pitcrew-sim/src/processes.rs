@@ -113,21 +113,9 @@ impl Process for SimProcess {
         let Some(p) = state.model.processes.get(&self.pid) else {
             return Ok(());
         };
-        if signal == Signal::Hup {
-            // A libvirt daemon's reload: the journal of its service shows it, as systemd's would.
-            let init = state.model.init;
-            let cgroup = p.cgroup.clone();
-            let service = state
-                .model
-                .units
-                .values_mut()
-                .find(|u| crate::builder::service_cgroup(init, &u.spec.name) == cgroup);
-            if let Some(unit) = service {
-                unit.reloads.push(std::time::SystemTime::now());
-            }
-            return self.shared.commit(&state);
-        }
-        let ends = p.alive && (signal == Signal::Kill || !p.ignore_term);
+        // SIGHUP asks a daemon to reload; nothing in the model ends by it.
+        let ends =
+            p.alive && (signal == Signal::Kill || (signal == Signal::Term && !p.ignore_term));
         if ends {
             state.model.end_process(self.pid);
         }
