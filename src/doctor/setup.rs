@@ -23,16 +23,20 @@ pub(super) const INSTALL: &str =
 /// unit (systemd) or the init script (OpenRC).
 pub(super) fn integration(host: &Host) -> Vec<Check> {
     let init = Init::detect(host);
-    let mut checks = vec![match &init {
-        Ok(init) => Check::ok("init", format!("{} runs the services", init.name())),
-        Err(e) => Check::fail(
-            "init",
-            e.to_string(),
-            "run pitcrew on a host with systemd or OpenRC",
-        ),
-    }];
-    checks.push(hook(host));
-    if checks[1].level == super::Level::Ok {
+    let hook = hook(host);
+    let hook_found = hook.level == super::Level::Ok;
+    let mut checks = vec![
+        match &init {
+            Ok(init) => Check::ok("init", format!("{} runs the services", init.name())),
+            Err(e) => Check::fail(
+                "init",
+                e.to_string(),
+                "run pitcrew on a host with systemd or OpenRC",
+            ),
+        },
+        hook,
+    ];
+    if hook_found {
         checks.extend(daemons(host));
     }
     match init {

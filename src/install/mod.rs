@@ -1,5 +1,6 @@
 //! `pitcrew install` / `pitcrew uninstall`: put the binary, the unit (OpenRC: the init script),
-//! the libvirt hook and the config in place (under `--root` when staging), record what was written, and remove exactly that.
+//! the libvirt hook and the config in place (under `--root` when staging), record what was
+//! written, and remove exactly that.
 
 mod instances;
 pub mod layout;
@@ -59,7 +60,7 @@ pub enum InstallError {
         reason: String,
     },
     #[error("`{command}` failed: {reason}")]
-    /// systemctl failed.
+    /// A command (systemctl, libvirt's reload by SIGHUP) failed.
     Command {
         /// The command line.
         command: String,
