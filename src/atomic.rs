@@ -60,3 +60,24 @@ pub fn write(path: &Path, mode: u32, bytes: &[u8]) -> Result<(), WriteError> {
     file.sync_all().map_err(failed(&temp, "cannot sync"))?;
     std::fs::rename(&temp, path).map_err(failed(path, "cannot rename into place"))
 }
+
+/// Makes `path` a symlink to `target` in one step: the link is made under a temp name, then
+/// renamed over `path`, so a reader never finds it missing or half-made.
+pub fn symlink(path: &Path, target: &Path) -> Result<(), WriteError> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temp = path.with_file_name(temp_name(&name, std::process::id()));
+    let _ = std::fs::remove_file(&temp);
+    std::os::unix::fs::symlink(target, &temp).map_err(|source| WriteError {
+        path: temp.clone(),
+        action: "cannot create the link",
+        source,
+    })?;
+    std::fs::rename(&temp, path).map_err(|source| WriteError {
+        path: path.to_path_buf(),
+        action: "cannot rename into place",
+        source,
+    })
+}

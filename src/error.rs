@@ -63,6 +63,12 @@ pub enum Input {
     /// `--force` given to a detach.
     #[error("--force only applies to reattach")]
     ForceDetach,
+    /// `--service` that is not a VM's OpenRC instance.
+    #[error(
+        "--service {0:?} is not an instance of /etc/init.d/pitcrew (pitcrew.<VM name, escaped>); \
+         libvirt's hook makes those links, or pass --vm NAME"
+    )]
+    Service(String),
 }
 
 /// A command that was carried out and failed.
@@ -74,6 +80,9 @@ pub enum Failed {
     /// The host could not be read.
     #[error(transparent)]
     Read(#[from] ReadError),
+    /// The host runs a service manager pitcrew does not support: it is not ready, not wrong.
+    #[error(transparent)]
+    Init(#[from] crate::host::init::Unsupported),
     /// Install or uninstall failed.
     #[error(transparent)]
     Install(InstallError),

@@ -16,6 +16,9 @@
 //! - **VM**: what libvirt calls a domain; "domain" in pitcrew is only the PCI domain of an
 //!   address, and libvirt's "domain XML".
 //! - **host**: the machine seen through one root directory ([`Host`]).
+//! - **service**: what the host's service manager ([`Init`]: systemd or OpenRC) starts and
+//!   stops: a systemd unit (`lightdm.service`) or an OpenRC service (`lightdm`); a VM's
+//!   **instance** is the service holding its GPU (`pitcrew@win11.service`, `pitcrew.win11`).
 //!
 //! # Layers
 //! Each module uses only those below it: `host` -> `record`, `snapshot` -> `plan` -> `exec` ->
@@ -63,6 +66,8 @@ pub use exec::{ExecError, Rollback, StepError, Timed};
 pub use handover::{run as handover, HandoverError, Outcome, Request};
 pub use hook::request::{devices_for_vm, VmDevicesError};
 pub use hook::{invoked_as_hook, run as hook, HookArgs, Reply, MAX_MESSAGE};
+pub use host::init::openrc::{escape as openrc_escape, unescape as openrc_unescape};
+pub use host::init::{Init, Unsupported as UnsupportedInit};
 pub use host::keepoff::{Effect as KeepOffEffect, State as KeptOff, RULES as KEEP_OFF_RULES};
 pub use host::sound::{is_node_of as is_sound_node_of, ReserveRequest};
 pub use host::{

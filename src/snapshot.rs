@@ -3,9 +3,10 @@
 use crate::bdf::Bdf;
 use crate::host::console::Console;
 use crate::host::holders::{self, Holder};
+use crate::host::init::Init;
 use crate::host::modules::{self, Module};
 use crate::host::pci::{self, PciDevice};
-use crate::host::{inhibit, keepoff, procs, sound, units, Host};
+use crate::host::{inhibit, keepoff, procs, sound, Host};
 use crate::record::Record;
 use crate::vendor;
 use std::collections::{BTreeMap, BTreeSet};
@@ -28,15 +29,20 @@ pub struct Snapshot {
     pub sound_cards: BTreeMap<Bdf, Vec<u32>>,
     /// NVIDIA cards' own nodes (/dev/nvidiaN).
     pub nvidia_nodes: BTreeMap<Bdf, String>,
-    /// The unit behind display-manager.service, if any.
+    /// The service manager, None on a host pitcrew does not support (nothing can be stopped).
+    pub init: Option<Init>,
+    /// The display manager's service (behind display-manager.service under systemd), if any.
     pub display_manager: Option<String>,
-    /// Among the display manager and the vendors' daemons, those running now.
+    /// Whether stopping a service ends every process of its cgroup (see
+    /// [`Init::stop_ends_cgroup`]); where it does not, the plan ends their holders itself.
+    pub stop_ends_cgroup: bool,
+    /// Among the display manager and the vendors' daemons' services, those running now.
     pub running_units: BTreeSet<String>,
     /// What pitcrew changed before.
     pub record: Record,
     /// The vtconsoles, frame buffers and the firmware's frame buffer.
     pub console: Console,
-    /// Whether systemd (and so logind) runs the host.
+    /// Whether logind (or elogind) runs and takes sleep inhibitors.
     pub logind: bool,
     /// pitcrew's sleep inhibitors held now: reason -> holder pids.
     pub inhibitors: BTreeMap<String, Vec<u32>>,
@@ -110,14 +116,17 @@ impl Snapshot {
             .map(|bdf| (*bdf, sound::cards(host, *bdf)))
             .filter(|(_, cards)| !cards.is_empty())
             .collect();
-        let display_manager = units::display_manager(host);
-        let running_units = display_manager
-            .iter()
-            .map(String::as_str)
-            .chain(vendor::NVIDIA.daemons.iter().copied())
-            .filter(|unit| units::is_running(host, unit))
-            .map(str::to_string)
-            .collect();
+        let init = Init::detect(host).ok();
+        let display_manager = init.and_then(|init| init.display_manager(host));
+        let running_units = match init {
+            Some(init) => display_manager
+                .iter()
+                .cloned()
+                .chain(vendor::NVIDIA.daemons.iter().map(|d| init.service(d)))
+                .filter(|service| init.is_active(host, service))
+                .collect(),
+            None => BTreeSet::new(),
+        };
         let console = Console::read(host).map_err(ctx(
             "the console and frame buffers (/sys/class, /proc/iomem)",
         ))?;
@@ -128,7 +137,9 @@ impl Snapshot {
         });
         Ok(Snapshot {
             console,
-            logind: inhibit::available(host),
+            logind: init.is_some_and(|init| init.logind(host)),
+            stop_ends_cgroup: init.is_some_and(Init::stop_ends_cgroup),
+            init,
             inhibitors: inhibit::among(host, &processes),
             devices,
             modules,
@@ -150,6 +161,18 @@ impl Snapshot {
             .get(driver)
             .cloned()
             .unwrap_or_else(|| modules::canonical(driver))
+    }
+
+    /// The services a vendor's daemons run as here.
+    pub fn daemon_services(&self, profile: &vendor::Profile) -> Vec<String> {
+        profile
+            .daemons
+            .iter()
+            .map(|daemon| {
+                self.init
+                    .map_or(daemon.to_string(), |init| init.service(daemon))
+            })
+            .collect()
     }
 
     /// Whether vfio-pci is registered (loaded or built in).

@@ -16,6 +16,8 @@ use std::fmt::{self, Write};
 pub struct Status {
     /// Each GPU with the functions of its IOMMU group and their holders.
     pub gpus: Vec<Gpu>,
+    /// The service manager (`systemd`, `openrc`); None when it is neither.
+    pub init: Option<crate::host::init::Init>,
     /// The display manager and whether it runs.
     pub display_manager: Option<Unit>,
     /// Functions pitcrew has lent to VMs, with the driver each goes back to.
@@ -136,6 +138,7 @@ impl Status {
                     .collect(),
             },
             sleep_inhibited: s.inhibitors.keys().cloned().collect(),
+            init: s.init,
         }
     }
 }
@@ -184,6 +187,14 @@ impl fmt::Display for Status {
             if let Some(kept) = &gpu.kept_off {
                 write_kept_off(f, kept)?;
             }
+        }
+        match self.init {
+            Some(init) => writeln!(f, "Service manager: {}", init.name())?,
+            None => writeln!(
+                f,
+                "Service manager: none supported ({}): nothing can be lent here",
+                crate::host::init::SUPPORTED
+            )?,
         }
         match &self.display_manager {
             Some(dm) => writeln!(

@@ -9,7 +9,8 @@ pub struct Profile {
     pub vendor: u16,
     /// Nodes every card of this vendor shares; their holders matter only when the modules go.
     pub shared_nodes: &'static [&'static str],
-    /// Daemons that keep the driver busy; stopped before a detach.
+    /// Daemons that keep the driver busy; stopped before a detach. Named as their programs: the
+    /// service manager names their services ([`crate::Snapshot::daemon_services`]).
     pub daemons: &'static [&'static str],
     /// Host drivers for this vendor's GPUs. Each lives in a module of the same name, which
     /// planning relies on: a daemon stays down while one of these modules is unloaded.
@@ -25,7 +26,7 @@ pub const NVIDIA: Profile = Profile {
         "/dev/nvidia-uvm",
         "/dev/nvidia-uvm-tools",
     ],
-    daemons: &["nvidia-persistenced.service", "nvidia-powerd.service"],
+    daemons: &["nvidia-persistenced", "nvidia-powerd"],
     drivers: &["nvidia", "nouveau"],
 };
 

@@ -24,6 +24,7 @@ mod keep_off_nodes;
 mod layers;
 mod lending;
 mod mapped_holders;
+mod openrc;
 mod plans;
 mod property;
 mod rebar;

@@ -101,7 +101,7 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("which").required(true).args(["devices", "vm"])))]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["devices", "vm", "service"])))]
 pub struct HandoverArgs {
     /// PCI addresses (01:00.0 or 0000:01:00.0); a GPU pulls in its whole IOMMU group
     #[arg(value_name = "BDF")]
@@ -109,6 +109,9 @@ pub struct HandoverArgs {
     /// Use the devices configured for this VM in /etc/pitcrew/pitcrew.toml
     #[arg(long, value_name = "NAME")]
     pub vm: Option<String>,
+    /// The VM as its OpenRC instance names it (`pitcrew.<escaped>`), as the init script passes it
+    #[arg(long, value_name = "SERVICE", hide = true)]
+    pub service: Option<String>,
     /// Print the ordered plan and change nothing
     #[arg(long)]
     pub dry_run: bool,

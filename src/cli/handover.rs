@@ -8,6 +8,7 @@ use crate::config::{self, Config};
 use crate::error::{Error, Failed, Input};
 use crate::handover::{self, Request};
 use crate::hook::{outcome, request};
+use crate::host::init::{openrc, Init};
 use crate::host::Host;
 use crate::plan::Direction;
 use crate::vm::VmName;
@@ -15,7 +16,14 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub(super) fn run(host: &Host, direction: Direction, args: HandoverArgs) -> Result<(), Error> {
+pub(super) fn run(host: &Host, direction: Direction, mut args: HandoverArgs) -> Result<(), Error> {
+    if let Some(service) = args.service.take() {
+        let vm = service
+            .strip_prefix(openrc::INSTANCE_PREFIX)
+            .and_then(openrc::unescape)
+            .ok_or(Input::Service(service))?;
+        args.vm = Some(vm);
+    }
     // The unit's detach tells the hook waiting on it why it failed (see hook::outcome).
     let starting = match &args.vm {
         Some(name) if direction == Direction::Detach && !args.dry_run && !host.is_staged() => {
@@ -35,6 +43,10 @@ pub(super) fn run(host: &Host, direction: Direction, args: HandoverArgs) -> Resu
 fn handover(host: &Host, direction: Direction, args: HandoverArgs) -> Result<(), Error> {
     if host.is_staged() && !args.dry_run {
         return Err(Input::StagedRoot(host.root().to_path_buf()).into());
+    }
+    if !args.dry_run {
+        // A service manager stops the display manager and holds the lend: refuse before anything.
+        Init::detect(host).map_err(Failed::from)?;
     }
     if args.force && direction == Direction::Detach {
         return Err(Input::ForceDetach.into());

@@ -21,7 +21,8 @@ pub const CONFIG_PATH: &str = "/etc/pitcrew/pitcrew.toml";
 /// The unit template's TimeoutStartSec/TimeoutStopSec: the hard ceiling systemd enforces.
 /// A VM's `unit_timeout` must leave the hook [`HOOK_MARGIN`] below it.
 pub const UNIT_CEILING: Duration = Duration::from_secs(300);
-/// How much longer than `unit_timeout` the hook waits for `systemctl start` before giving up.
+/// How much longer than `unit_timeout` the hook waits for `systemctl start` before giving up;
+/// under OpenRC, how long it gives the instance's processes to roll back after SIGTERM.
 pub const HOOK_MARGIN: Duration = Duration::from_secs(15);
 
 type TermTimeout = Seconds<1, 60>;

@@ -221,12 +221,16 @@ fn holders(
 /// console on the card, which then keeps nvidia_drm in use.
 fn nvidia(host: &Host, s: &Snapshot, name: String) -> Vec<Check> {
     let mut checks = Vec::new();
-    let daemon = vendor::NVIDIA.daemons[0];
-    if s.running_units.contains(daemon) {
+    let daemon = s.daemon_services(&vendor::NVIDIA).swap_remove(0);
+    if s.running_units.contains(&daemon) {
         checks.push(Check::warn(
             format!("{name} persistenced"),
             format!("{daemon} runs and holds the driver open: each lend stops it"),
-            "unless CUDA jobs need persistence mode, `systemctl disable --now nvidia-persistenced`",
+            format!(
+                "unless CUDA jobs need persistence mode, {}",
+                s.init
+                    .map_or_else(|| "disable it".into(), |init| init.disable_now(&daemon))
+            ),
         ));
     } else {
         checks.push(Check::ok(

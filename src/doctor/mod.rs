@@ -9,6 +9,7 @@ mod bars;
 mod gpu;
 mod keep_off;
 mod kernel;
+mod openrc;
 mod reset;
 mod setup;
 mod sound;

@@ -1,6 +1,7 @@
 //! pitcrew's own setup: the hook, whether the running libvirt daemon has seen it, and the unit.
 
 use super::Check;
+use crate::host::init::Init;
 use crate::host::libvirt::{self, Daemon};
 use crate::host::Host;
 use crate::install::layout::HOOK;
@@ -18,13 +19,31 @@ const FILE_CLOCK_GRAIN: Duration = Duration::from_millis(10);
 pub(super) const INSTALL: &str =
     "run `sudo pitcrew install --vm NAME` (or install the pitcrew package)";
 
-/// The hook, whether the running libvirt daemon has seen it, and the unit.
+/// The service manager, the hook, whether the running libvirt daemon has seen it, and the
+/// unit (systemd) or the init script (OpenRC).
 pub(super) fn integration(host: &Host) -> Vec<Check> {
-    let mut checks = vec![hook(host)];
-    if checks[0].level == super::Level::Ok {
+    let init = Init::detect(host);
+    let hook = hook(host);
+    let hook_found = hook.level == super::Level::Ok;
+    let mut checks = vec![
+        match &init {
+            Ok(init) => Check::ok("init", format!("{} runs the services", init.name())),
+            Err(e) => Check::fail(
+                "init",
+                e.to_string(),
+                "run pitcrew on a host with systemd or OpenRC",
+            ),
+        },
+        hook,
+    ];
+    if hook_found {
         checks.extend(daemons(host));
     }
-    checks.push(unit(host));
+    match init {
+        Ok(Init::Systemd) => checks.push(unit(host)),
+        Ok(Init::OpenRc) => checks.extend(super::openrc::checks(host)),
+        Err(_) => {}
+    }
     checks
 }
 
@@ -93,8 +112,8 @@ fn daemon_check(host: &Host, d: &Daemon, hook: &str, created: Option<SystemTime>
             name,
             "runs, but its start time cannot be read",
             format!(
-                "if a VM start does not run the hook, `systemctl reload {}` (VMs keep running)",
-                d.unit
+                "if a VM start does not run the hook, `{}` (VMs keep running)",
+                d.reload_command()
             ),
         );
     };
@@ -103,7 +122,8 @@ fn daemon_check(host: &Host, d: &Daemon, hook: &str, created: Option<SystemTime>
     }
     // File times come from the kernel's coarse clock, up to a tick (10 ms at HZ=100) behind the
     // journal's: only a reload after that counts (install reloads a daemon-reload later).
-    if libvirt::reloaded_since(host, d.unit, created + FILE_CLOCK_GRAIN) {
+    let reloaded = libvirt::reloaded_since(host, d, created + FILE_CLOCK_GRAIN);
+    if reloaded == Some(true) {
         return Check::ok(name, "reloaded since the hook was installed: it runs it");
     }
     // Once a daemon has found any QEMU hook at its start it lists qemu.d at every call.
@@ -119,10 +139,19 @@ fn daemon_check(host: &Host, d: &Daemon, hook: &str, created: Option<SystemTime>
             ),
         );
     }
+    let fix = format!("`{}` (VMs keep running)", d.reload_command());
+    if reloaded.is_none() {
+        return Check::warn(
+            name,
+            "started before the hook was installed, and OpenRC keeps no record of a reload: \
+             unless `pitcrew install` reloaded it, VM starts do not run the hook",
+            fix,
+        );
+    }
     Check::fail(
         name,
         "started before the hook was installed and not reloaded since: VM starts do not run it",
-        format!("`systemctl reload {}` (VMs keep running)", d.unit),
+        fix,
     )
 }
 

@@ -121,13 +121,11 @@ pub(super) fn inhibit_sleep(host: &Host, why: &str, policy: &Policy) -> Result<(
     }
     let args = inhibit::args(why);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let pid = match host.effects().spawn(inhibit::PROGRAM, &args) {
+    let program = inhibit::program(host);
+    let pid = match host.effects().spawn(program, &args) {
         Ok(pid) => pid,
         Err(e) => {
-            tracing::warn!(
-                "cannot start {}: {e}; sleep stays allowed",
-                inhibit::PROGRAM
-            );
+            tracing::warn!("cannot start {program}: {e}; sleep stays allowed");
             return Ok(());
         }
     };
@@ -151,7 +149,7 @@ pub(super) fn inhibit_sleep(host: &Host, why: &str, policy: &Policy) -> Result<(
             tracing::warn!(
                 "{} (pid {pid}) exited at once (logind refused the inhibitor, or is not \
                  running; its message is in the journal above): sleep stays allowed",
-                inhibit::PROGRAM
+                program
             );
             Ok(())
         }
@@ -165,7 +163,7 @@ pub(super) fn inhibit_sleep(host: &Host, why: &str, policy: &Policy) -> Result<(
 fn listed(host: &Host, why: &str, policy: &Policy) -> bool {
     host.effects()
         .run(
-            inhibit::PROGRAM,
+            inhibit::program(host),
             &["--list", "--no-pager", "--no-legend"],
             policy.step_timeout,
         )
@@ -189,7 +187,7 @@ pub(super) fn end(host: &Host, why: &str, policy: &Policy) -> Result<(), StepErr
             move |source| StepError::Process {
                 action,
                 pid,
-                comm: inhibit::PROGRAM.to_string(),
+                comm: inhibit::program(host).to_string(),
                 source,
             }
         };

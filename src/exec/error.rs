@@ -110,7 +110,7 @@ pub enum StepError {
     /// /proc/modules could not be read.
     #[error("cannot read /proc/modules: {0}")]
     Modules(#[source] std::io::Error),
-    /// A command (modprobe, systemctl) could not be run.
+    /// A command (modprobe, systemctl, openrc-run) could not be run.
     #[error("{command}: {source}{}", hint_text(.hint))]
     CommandRun {
         /// The command line.

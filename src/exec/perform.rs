@@ -4,6 +4,7 @@ use super::console;
 use super::error::StepError;
 use super::guard;
 use crate::bdf::Bdf;
+use crate::host::init::{Init, Verb};
 use crate::host::pci::{self, WriteError, VFIO_DRIVER};
 use crate::host::{holders, modules, Host, Signal};
 use crate::plan::Step;
@@ -17,8 +18,8 @@ pub(super) const KILL_GRACE: Duration = Duration::from_secs(5);
 
 pub fn perform(host: &Host, step: &Step, policy: &Policy) -> Result<(), StepError> {
     match step {
-        Step::StopUnit { unit, .. } => systemctl(host, "stop", unit, policy),
-        Step::StartUnit { unit } => systemctl(host, "start", unit, policy),
+        Step::StopUnit { unit, .. } => service(host, Verb::Stop, unit, policy),
+        Step::StartUnit { unit } => service(host, Verb::Start, unit, policy),
         Step::EndProcess {
             pid, comm, nodes, ..
         } => end_process(host, *pid, comm, nodes, policy),
@@ -290,12 +291,16 @@ fn loaded(host: &Host, module: &str) -> Result<bool, StepError> {
         .map_err(StepError::Modules)
 }
 
-fn systemctl(host: &Host, verb: &str, unit: &str, policy: &Policy) -> Result<(), StepError> {
-    let hint = format!(
-        "`journalctl -u {}` tells more",
-        crate::text::shell_word(unit)
-    );
-    command(host, "systemctl", &[verb, unit], policy, Some(hint))
+/// Stops or starts a service through the host's service manager.
+fn service(host: &Host, verb: Verb, unit: &str, policy: &Policy) -> Result<(), StepError> {
+    let init = Init::detect(host).map_err(|e| StepError::CommandRun {
+        command: format!("{} {unit}", verb.word()),
+        hint: None,
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    let (program, args) = init.command(verb, unit);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    command(host, program, &args, policy, Some(init.log_hint(unit)))
 }
 
 fn command(

@@ -3,22 +3,23 @@
 //! The hook runs inside libvirtd for every operation of every VM, so it decides as early as it
 //! can, never calls libvirt (that can deadlock libvirtd), never writes to stdout (for `migrate`
 //! and `restore` libvirt would take stdout as replacement XML) and only waits, boundedly, for
-//! the `pitcrew@<vm>.service` unit that does the actual work under systemd.
+//! the VM's instance (`pitcrew@<vm>.service` under systemd, `pitcrew.<vm>` under OpenRC) that
+//! does the actual work.
 
+pub mod instance;
 pub mod outcome;
 pub mod request;
 
 use crate::config::{Config, HOOK_MARGIN};
+use crate::host::init::{Init, Verb};
 use crate::host::Host;
 use crate::text::shown;
 use crate::vm::{self, VmName};
+use instance::InstanceError;
 use std::ffi::OsStr;
 use std::io::Read;
 use std::path::Path;
 use std::time::Duration;
-
-/// How long the release hook gives systemctl to queue the stop job (it does not wait for it).
-const QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
 /// The arguments libvirt passes its QEMU hook.
@@ -150,87 +151,85 @@ fn decide(host: &Host, args: &HookArgs, stdin: &mut dyn Read) -> Reply {
         Err(e) => return Reply::fail(format!("{e}: rename the VM to pass its GPU through")),
     };
     let settings = config.for_vm(&vm);
-    match action {
-        Action::Migrate => Reply::fail(format!(
+    if action == Action::Migrate {
+        return Reply::fail(format!(
             "VM '{vm}' passes a host GPU through (managed by pitcrew); migration is refused"
-        )),
-        Action::Detach => {
-            if settings.devices.is_empty() {
-                if gpus.is_empty() {
-                    return Reply::note(format!(
-                        "VM '{vm}' is configured but passes no GPU through and the config names no devices; nothing to do"
-                    ));
-                }
-                if let Err(e) = request::write(host, &vm, &gpus) {
-                    return Reply::fail(format!("VM '{vm}' not started: {e}"));
-                }
-            }
-            detach(host, &vm, settings.unit_timeout + HOOK_MARGIN)
+        ));
+    }
+    let init = match Init::detect(host) {
+        Ok(init) => init,
+        Err(e) => return Reply::fail(format!("{e}; VM '{vm}' is not handled")),
+    };
+    if let Action::Reattach { failed } = action {
+        return if failed || settings.reattach {
+            reattach(host, init, &vm, settings.unit_timeout)
+        } else {
+            Reply::ok()
+        };
+    }
+    if settings.devices.is_empty() {
+        if gpus.is_empty() {
+            return Reply::note(format!(
+                "VM '{vm}' is configured but passes no GPU through and the config names no devices; nothing to do"
+            ));
         }
-        Action::Reattach { failed } => {
-            if failed || settings.reattach {
-                reattach(host, &vm)
-            } else {
-                Reply::ok()
-            }
+        if let Err(e) = request::write(host, &vm, &gpus) {
+            return Reply::fail(format!("VM '{vm}' not started: {e}"));
         }
     }
+    detach(host, init, &vm, settings.unit_timeout)
 }
 
-/// Starts the VM's unit and waits for it: a oneshot's `systemctl start` returns when ExecStart
-/// has finished. The wait is bounded; on timeout the start job is cancelled (a queued stop
-/// replaces it, and systemd ends the detach, which rolls back).
-fn detach(host: &Host, vm: &VmName, wait: Duration) -> Reply {
-    let unit = vm.unit_name();
-    let effects = host.effects();
-    // An escaped name (`gpu\x2dvm`) is quoted, so the command pastes into a shell as shown.
-    let see = format!("see `journalctl -u {}`", crate::text::shell_word(&unit));
+/// Starts the VM's instance and waits for it, within the VM's timeout and the hook's margin
+/// (see [`instance::start_instance`]): a oneshot's start returns when the detach has finished.
+fn detach(host: &Host, init: Init, vm: &VmName, timeout: Duration) -> Reply {
+    let service = instance::service(init, vm);
+    let see = format!("see {}", init.log_where(&service));
     outcome::clear(host, vm);
-    match effects.run("systemctl", &["start", "--", &unit], wait) {
-        Ok(out) if out.success => Reply::ok(),
+    match instance::start_instance(host, init, vm, timeout, HOOK_MARGIN) {
+        Ok(()) => Reply::ok(),
         // A staged root: say what was not run (the tree is not this machine).
-        Err(e) if e.kind() == std::io::ErrorKind::Unsupported => Reply::note(e.to_string()),
-        // The journal hint comes before the reason: a long reason is what the cut shortens.
-        Ok(_) => Reply::fail(match outcome::read(host, vm) {
+        Err(InstanceError::Staged(what)) => Reply::note(what),
+        // The log hint comes before the reason: a long reason is what the cut shortens.
+        Err(InstanceError::Failed { .. }) => Reply::fail(match outcome::read(host, vm) {
             Some(reason) => format!(
-                "{unit} failed: the GPU stays with the host and VM '{vm}' is not started ({see}): {reason}"
+                "{service} failed: the GPU stays with the host and VM '{vm}' is not started ({see}): {reason}"
             ),
             None => format!(
-                "{unit} failed: the GPU stays with the host and VM '{vm}' is not started; {see}"
+                "{service} failed: the GPU stays with the host and VM '{vm}' is not started; {see}"
             ),
         }),
-        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-            let _ = effects.run(
-                "systemctl",
-                &["stop", "--no-block", "--", &unit],
-                QUEUE_TIMEOUT,
-            );
-            Reply::fail(format!(
-                "{unit} did not finish within {}s and was cancelled; VM '{vm}' is not started; {see}",
-                wait.as_secs()
-            ))
+        Err(e @ InstanceError::TimedOut { .. }) => {
+            Reply::fail(format!("{e}; VM '{vm}' is not started; {see}"))
         }
-        Err(e) => Reply::fail(format!(
-            "cannot run systemctl start {unit}: {e}; VM '{vm}' is not started"
-        )),
+        Err(e @ InstanceError::NameTooLong { .. }) => Reply::fail(e.to_string()),
+        Err(e) => Reply::fail(format!("{e}; VM '{vm}' is not started")),
     }
 }
 
-/// Queues the unit's stop (ExecStop reattaches) without waiting: at shutdown systemd orders
-/// pitcrew's stop after libvirtd's, so waiting here, inside libvirtd, could deadlock.
-fn reattach(host: &Host, vm: &VmName) -> Reply {
-    let unit = vm.unit_name();
-    match host
-        .effects()
-        .run("systemctl", &["stop", "--no-block", "--", &unit], QUEUE_TIMEOUT)
-    {
-        Ok(out) if out.success => Reply::ok(),
-        Err(e) if e.kind() == std::io::ErrorKind::Unsupported => Reply::note(e.to_string()),
-        Ok(out) => Reply::fail(format!(
-            "cannot queue the stop of {unit}: {}; the GPU stays on vfio-pci, run `systemctl stop {}`",
-            out.stderr.lines().next().unwrap_or("systemctl failed"),
-            crate::text::shell_word(&unit)
-        )),
-        Err(e) => Reply::fail(format!("cannot run systemctl stop {unit}: {e}")),
+/// Stops the VM's instance, whose stop reattaches the card.
+fn reattach(host: &Host, init: Init, vm: &VmName, timeout: Duration) -> Reply {
+    let service = instance::service(init, vm);
+    match instance::stop_instance(host, init, vm, timeout, HOOK_MARGIN) {
+        Ok(()) => Reply::ok(),
+        Err(InstanceError::Staged(what)) => Reply::note(what),
+        Err(e @ (InstanceError::Failed { .. } | InstanceError::TimedOut { .. })) => {
+            let (program, args) = init.command(Verb::Stop, &service);
+            let what = match e {
+                // systemctl only queued the stop: the queueing is what failed.
+                InstanceError::Failed { stderr, .. } if init == Init::Systemd => {
+                    format!("cannot queue the stop of {service}: {stderr}")
+                }
+                e => e.to_string(),
+            };
+            Reply::fail(format!(
+                "{what}; the GPU stays on vfio-pci, run `{program} {}`",
+                args.iter()
+                    .map(|a| crate::text::shell_word(a))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ))
+        }
+        Err(e) => Reply::fail(e.to_string()),
     }
 }

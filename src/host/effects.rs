@@ -15,6 +15,8 @@ pub enum Signal {
     Term,
     /// SIGKILL, after the deadline.
     Kill,
+    /// SIGHUP, which makes libvirt's daemons look for hooks again (their reload).
+    Hup,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -300,6 +302,7 @@ impl Process for PidFd {
         let signal = match signal {
             Signal::Term => rustix::process::Signal::TERM,
             Signal::Kill => rustix::process::Signal::KILL,
+            Signal::Hup => rustix::process::Signal::HUP,
         };
         match rustix::process::pidfd_send_signal(&self.0, signal) {
             Ok(()) | Err(rustix::io::Errno::SRCH) => Ok(()),

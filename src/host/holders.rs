@@ -4,6 +4,7 @@
 
 use super::devname::DevNames;
 use super::maps::MappedNodes;
+use super::init::Init;
 use super::Host;
 use crate::untrusted::{self, Last};
 use serde::Serialize;
@@ -18,10 +19,12 @@ pub struct Holder {
     /// Its real uid, from /proc/<pid>/status (a name is the process's own choice, a uid is not).
     pub uid: Option<u32>,
     pub cmdline: String,
-    /// The systemd unit (service or scope) the process runs in, from /proc/<pid>/cgroup.
+    /// The service (systemd: unit, service or scope) the process runs in, from /proc/<pid>/cgroup
+    /// as the host's service manager lays it out.
     pub unit: Option<String>,
-    /// Whether that unit is a system unit (under /system.slice): a user names their own user
-    /// units, and the cgroups under their delegated manager, as they please.
+    /// Whether that is a system service (under systemd's /system.slice; every OpenRC service):
+    /// a user names their own user units, and the cgroups under their delegated manager, as
+    /// they please.
     pub system_unit: bool,
     /// The nodes it holds, open or mapped, as host paths (/dev/dri/card1).
     pub nodes: BTreeSet<String>,
@@ -56,13 +59,17 @@ pub fn among(
     let mut holders = Vec::new();
     let names = DevNames::default();
     let maps = MappedNodes::of(host, &wanted);
+    let init = Init::detect(host).ok();
     for pid in pids {
         let open = open_nodes(host, &names, pid, &wanted);
         let mapped: BTreeSet<String> = maps.held_by(host, pid).difference(&open).cloned().collect();
         if open.is_empty() && mapped.is_empty() {
             continue;
         }
-        let (unit, system_unit) = unit_of(host, pid);
+        let (unit, system_unit) = match (init, host.read(format!("/proc/{pid}/cgroup"))) {
+            (Some(init), Ok(cgroup)) => init.service_of(&cgroup),
+            _ => (None, false),
+        };
         holders.push(Holder {
             pid,
             // Both are the process's own choice, shown to root in plans, status and the
@@ -134,30 +141,6 @@ fn uid_of(host: &Host, pid: u32) -> Option<u32> {
         .ok()
 }
 
-/// The last unit-like component of the process's cgroup path (unified hierarchy line `0::`),
-/// and whether the path is a system unit's.
-fn unit_of(host: &Host, pid: u32) -> (Option<String>, bool) {
-    let Ok(text) = host.read(format!("/proc/{pid}/cgroup")) else {
-        return (None, false);
-    };
-    let Some(path) = text
-        .lines()
-        .find_map(|line| line.strip_prefix("0::"))
-        .or_else(|| {
-            text.lines()
-                .find_map(|l| l.split_once(":name=systemd:").map(|p| p.1))
-        })
-    else {
-        return (None, false);
-    };
-    let unit = path
-        .split('/')
-        .rev()
-        .find(|part| part.ends_with(".service") || part.ends_with(".scope"))
-        .map(str::to_string);
-    (unit, path.starts_with("/system.slice/"))
-}
-
 /// Processes that hold devices for others: logind (and elogind, seatd) open a login session's
 /// DRM and input devices and hand them to its compositor (TakeDevice), keeping a copy that they
 /// close when the session lets go; systemd (PID 1) keeps another copy in logind's file
@@ -167,7 +150,14 @@ fn unit_of(host: &Host, pid: u32) -> (Option<String>, bool) {
 /// only as a system unit and a name only for root's processes: a user's process calling itself
 /// systemd-logind, or running in a user unit of that name, is ended like any other holder.
 const BROKERS: &[&str] = &["systemd-logind", "elogind-daemon", "seatd"];
-const BROKER_UNITS: &[&str] = &["systemd-logind.service", "elogind.service", "seatd.service"];
+const BROKER_UNITS: &[&str] = &[
+    "systemd-logind.service",
+    "elogind.service",
+    "seatd.service",
+    // OpenRC's names for the same services.
+    "elogind",
+    "seatd",
+];
 
 impl Holder {
     /// Whether it holds its nodes for a login session rather than for itself: it is waited

@@ -2,19 +2,27 @@
 //!
 //! logind keeps an inhibitor exactly as long as the file descriptor its Inhibit() call returned
 //! stays open, so something must outlive the `pitcrew detach` that lends the card. That is a
-//! `systemd-inhibit --what=sleep ... sleep infinity` started by the detach in its own process
-//! group: systemd's own tool takes the lock and holds it for as long as it runs, and it ends its
-//! child when it is killed (its fork sets PDEATHSIG), so one SIGTERM releases everything.
+//! `systemd-inhibit --what=sleep ... sleep infinity` (elogind's `elogind-inhibit` under OpenRC:
+//! the same tool and the same login1 Inhibit call) started by the detach in its own process
+//! group: the tool takes the lock and holds it for as long as it runs, and it ends its child
+//! when it is killed (its fork sets PDEATHSIG), so one SIGTERM releases everything.
 //! Started from pitcrew@<vm>.service it lives in that unit's cgroup: a crash, a failed start or
 //! `systemctl stop` ends it with the unit, after the reattach (ExecStop) has brought the card
 //! back. The inhibitor is found again by its `--who`/`--why` in /proc, so no pid is kept that
 //! could be recycled.
 
+use super::init::Init;
 use super::procs::Proc;
 use super::Host;
 use std::collections::BTreeMap;
 
-pub const PROGRAM: &str = "systemd-inhibit";
+/// logind's tool and elogind's.
+const PROGRAMS: [&str; 2] = ["systemd-inhibit", "elogind-inhibit"];
+
+/// The tool that takes the inhibitor on this host.
+pub fn program(host: &Host) -> &'static str {
+    Init::detect(host).map_or(PROGRAMS[0], Init::inhibit_program)
+}
 pub const WHO: &str = "GPU Pit Crew";
 
 /// What `systemd-inhibit --list` shows as the reason.
@@ -37,11 +45,6 @@ pub fn args(why: &str) -> Vec<String> {
     ]
 }
 
-/// logind exists only where systemd is the init system (sd_booted's test).
-pub fn available(host: &Host) -> bool {
-    host.path("/run/systemd/system").is_dir()
-}
-
 /// pitcrew's live holders: their reason and pids.
 pub fn holders(host: &Host) -> BTreeMap<String, Vec<u32>> {
     super::procs::user_space(host)
@@ -49,13 +52,15 @@ pub fn holders(host: &Host) -> BTreeMap<String, Vec<u32>> {
         .unwrap_or_default()
 }
 
-/// pitcrew's holders among `processes`. Only a process named like systemd's tool (or one whose
+/// pitcrew's holders among `processes`. Only a process named like either tool (or one whose
 /// name could not be read) has its arguments read.
 pub fn among(host: &Host, processes: &[Proc]) -> BTreeMap<String, Vec<u32>> {
     let mut found: BTreeMap<String, Vec<u32>> = BTreeMap::new();
-    let candidates = processes
-        .iter()
-        .filter(|p| p.comm.as_deref().is_none_or(|comm| comm == PROGRAM));
+    let candidates = processes.iter().filter(|p| {
+        p.comm
+            .as_deref()
+            .is_none_or(|comm| PROGRAMS.contains(&comm))
+    });
     for pid in candidates.map(|p| p.pid) {
         let Ok(raw) = std::fs::read(host.path(format!("/proc/{pid}/cmdline"))) else {
             continue;
@@ -64,7 +69,8 @@ pub fn among(host: &Host, processes: &[Proc]) -> BTreeMap<String, Vec<u32>> {
         let argv: Vec<&str> = text.split('\0').filter(|a| !a.is_empty()).collect();
         let is_inhibit = argv
             .first()
-            .is_some_and(|a| a.rsplit('/').next() == Some(PROGRAM));
+            .and_then(|a| a.rsplit('/').next())
+            .is_some_and(|name| PROGRAMS.contains(&name));
         let ours = argv.contains(&format!("--who={WHO}").as_str());
         let why = argv.iter().find_map(|a| a.strip_prefix("--why="));
         if let (true, true, Some(why)) = (is_inhibit, ours, why) {

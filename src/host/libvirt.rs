@@ -6,14 +6,15 @@
 //! call. So a hook created after the daemon started, when no other QEMU hook existed then, runs
 //! only after a reload or a restart.
 
-use super::{units, Host};
+use super::init::Init;
+use super::Host;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The monolithic daemon and the modular one that runs the QEMU driver (libvirt >= 5.6; the
-/// default since Debian 13 and Fedora 35).
-pub const DAEMON_UNITS: [&str; 2] = ["libvirtd.service", "virtqemud.service"];
+/// default since Debian 13 and Fedora 35), by program name.
+pub const DAEMONS: [&str; 2] = ["libvirtd", "virtqemud"];
 /// libvirt's single-script QEMU hook, often a user's or VFIO-Tools' dispatcher.
 pub const QEMU_HOOK_SCRIPT: &str = "/etc/libvirt/hooks/qemu";
 /// The drop-in directory (libvirt >= 6.5) where pitcrew's hook lives.
@@ -27,30 +28,54 @@ const JOURNAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// A running libvirt daemon.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Daemon {
-    pub unit: &'static str,
-    /// Its main process, found in the unit's cgroup by name (dnsmasq shares the cgroup).
+    /// The service manager running it.
+    pub init: Init,
+    /// Its program's name.
+    pub name: &'static str,
+    /// Its service (`libvirtd.service` under systemd, `libvirtd` under OpenRC).
+    pub unit: String,
+    /// Its main process, found in the service's cgroup by name (dnsmasq shares the cgroup).
     pub pid: Option<u32>,
     pub started: Option<SystemTime>,
 }
 
-/// The libvirt daemons running now (their unit has a cgroup).
+/// The libvirt daemons running now; none on a host without a supported service manager.
 pub fn running(host: &Host) -> Vec<Daemon> {
-    DAEMON_UNITS
+    let Ok(init) = Init::detect(host) else {
+        return Vec::new();
+    };
+    DAEMONS
         .into_iter()
-        .filter(|unit| units::is_running(host, unit))
-        .map(|unit| {
-            let name = unit.trim_end_matches(".service");
-            let pid = units::pids(host, unit).into_iter().find(|pid| {
+        .map(|name| (name, init.service(name)))
+        .filter(|(_, unit)| init.is_active(host, unit))
+        .map(|(name, unit)| {
+            let is_daemon = |pid: &u32| {
                 host.read(format!("/proc/{pid}/comm"))
                     .is_ok_and(|c| c == name)
-            });
+            };
+            let pid = init
+                .pids(host, &unit)
+                .into_iter()
+                .find(is_daemon)
+                .or_else(|| pid_file(host, name).filter(is_daemon));
             Daemon {
+                init,
+                name,
                 unit,
                 pid,
                 started: pid.and_then(|pid| process_start(host, pid)),
             }
         })
         .collect()
+}
+
+/// The pid the daemon wrote to `/run/<name>.pid` (its default `--pid-file`).
+fn pid_file(host: &Host, name: &str) -> Option<u32> {
+    host.read(format!("/run/{name}.pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// When a process started: field 22 of /proc/<pid>/stat (clock ticks since boot) plus the boot
@@ -103,9 +128,28 @@ pub fn qemu_hooks(host: &Host) -> Vec<String> {
     hooks
 }
 
-/// Whether systemd reloaded `unit` (`systemctl reload`, by pitcrew or anyone) at or after `since`,
-/// from the journal under the host's root. Unknown (no journalctl, no journal) reads as no.
-pub fn reloaded_since(host: &Host, unit: &str, since: SystemTime) -> bool {
+impl Daemon {
+    /// How to reload it by hand: systemd's reload job, or under OpenRC the SIGHUP that Debian's
+    /// script sends for `reload` (Gentoo's and Alpine's have none).
+    pub fn reload_command(&self) -> String {
+        match self.init {
+            Init::Systemd => format!("systemctl reload {}", self.unit),
+            Init::OpenRc => format!("kill -HUP $(cat /run/{}.pid)", self.name),
+        }
+    }
+}
+
+/// Whether the daemon was reloaded (`systemctl reload`, by pitcrew or anyone) at or after
+/// `since`, from systemd's journal under the host's root; unknown (no journalctl, no journal)
+/// reads as no. None under OpenRC, which records no reload anywhere.
+pub fn reloaded_since(host: &Host, daemon: &Daemon, since: SystemTime) -> Option<bool> {
+    match daemon.init {
+        Init::Systemd => Some(journal_reloaded_since(host, &daemon.unit, since)),
+        Init::OpenRc => None,
+    }
+}
+
+fn journal_reloaded_since(host: &Host, unit: &str, since: SystemTime) -> bool {
     let Ok(since) = since.duration_since(UNIX_EPOCH) else {
         return false;
     };

@@ -10,6 +10,7 @@ mod devname;
 mod effects;
 pub mod holders;
 pub mod inhibit;
+pub mod init;
 pub mod keepoff;
 pub mod libvirt;
 mod maps;
@@ -21,7 +22,6 @@ pub mod rebar;
 pub mod sound;
 mod staged;
 pub mod udev;
-pub mod units;
 mod writer;
 
 pub use effects::{CmdOutput, Effects, Process, RealEffects, Signal, StuckWrite};

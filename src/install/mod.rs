@@ -1,6 +1,8 @@
-//! `pitcrew install` / `pitcrew uninstall`: put the binary, the unit, the libvirt hook and the
-//! config in place (under `--root` when staging), record what was written, and remove exactly that.
+//! `pitcrew install` / `pitcrew uninstall`: put the binary, the unit (OpenRC: the init script),
+//! the libvirt hook and the config in place (under `--root` when staging), record what was
+//! written, and remove exactly that.
 
+mod instances;
 pub mod layout;
 mod legacy;
 mod manifest;
@@ -11,6 +13,7 @@ mod write;
 pub use manifest::{Entry, Kind, Manifest};
 
 use crate::config::{Config, ConfigError, CONFIG_PATH};
+use crate::host::init::Init;
 use crate::host::Host;
 use crate::untrusted::{self, Last};
 use crate::vm::{NameError, VmName};
@@ -26,6 +29,9 @@ pub enum InstallError {
     #[error(transparent)]
     /// A `--vm` name libvirt would not accept.
     Name(#[from] NameError),
+    #[error(transparent)]
+    /// The host runs neither systemd nor OpenRC.
+    Init(#[from] crate::host::init::Unsupported),
     #[error("{0}")]
     /// The bash GPU Pit Crew is installed; the text says how to migrate.
     Legacy(String),
@@ -54,7 +60,7 @@ pub enum InstallError {
         reason: String,
     },
     #[error("`{command}` failed: {reason}")]
-    /// systemctl failed.
+    /// A command (systemctl, libvirt's reload by SIGHUP) failed.
     Command {
         /// The command line.
         command: String,
@@ -116,11 +122,20 @@ pub fn install(
     if !found.is_empty() {
         return Err(InstallError::Legacy(legacy::migration_help(&found)));
     }
+    let init = init_of(host, out)?;
     let mut manifest = read_manifest(host)?.unwrap_or_default();
     let mut w = Writer::new(host, opts.dry_run, out);
+    let (service, text, mode) = match init {
+        Init::Systemd => (layout::UNIT, layout::unit_text(layout::BINARY), 0o644),
+        Init::OpenRc => (
+            layout::INIT_SCRIPT,
+            layout::init_script_text(layout::BINARY),
+            0o755,
+        ),
+    };
 
     // Refuse before writing anything: every file install writes must be new or its own.
-    for path in [layout::BINARY, layout::UNIT, layout::HOOK, layout::MANIFEST] {
+    for path in [layout::BINARY, service, layout::HOOK, layout::MANIFEST] {
         if w.exists(path) && !manifest.owns(path) {
             return Err(InstallError::Exists(host.path(path)));
         }
@@ -132,8 +147,7 @@ pub fn install(
         source,
     })?;
     w.file(&mut manifest, layout::BINARY, 0o755, &binary)?;
-    let unit = layout::unit_text(layout::BINARY);
-    w.file(&mut manifest, layout::UNIT, 0o644, unit.as_bytes())?;
+    w.file(&mut manifest, service, mode, text.as_bytes())?;
     w.symlink(&mut manifest, layout::HOOK, layout::BINARY)?;
     config(host, &mut w, &mut manifest, &vms)?;
     // The manifest lists itself and its directory, so uninstall removes those too.
@@ -142,7 +156,9 @@ pub fn install(
     let json = serde_json::to_string_pretty(&manifest).expect("manifest serializes") + "\n";
     w.file(&mut manifest, layout::MANIFEST, 0o644, json.as_bytes())?;
 
-    systemctl(host, opts.dry_run, &["daemon-reload"], w.out())?;
+    if init == Init::Systemd {
+        systemctl(host, opts.dry_run, &["daemon-reload"], w.out())?;
+    }
     if hook_is_new {
         reload::reload_daemons(host, opts.reload, opts.dry_run, w.out())?;
     }
@@ -185,7 +201,11 @@ pub fn uninstall(
         });
     };
     refuse_while_lent(host)?;
+    let init = init_of(host, out)?;
     let mut w = Writer::new(host, dry_run, out);
+    if init == Init::OpenRc {
+        instances::remove_stopped(host, &mut w)?;
+    }
     let files = manifest
         .entries
         .iter()
@@ -219,7 +239,9 @@ pub fn uninstall(
         w.remove(dir)?;
     }
     let hook_removed = manifest.owns(layout::HOOK) && (dry_run || !w.exists(layout::HOOK));
-    systemctl(host, dry_run, &["daemon-reload"], w.out())?;
+    if init == Init::Systemd {
+        systemctl(host, dry_run, &["daemon-reload"], w.out())?;
+    }
     if hook_removed {
         reload::reload_daemons(host, opts.reload, dry_run, w.out())?;
     }
@@ -283,6 +305,24 @@ fn config(
         }
     }
     Ok(())
+}
+
+/// The service manager whose files install lays out. A staged root that shows neither is
+/// staged for systemd, as before OpenRC was supported (`run/openrc/softlevel` stages for
+/// OpenRC); this machine itself must run one of them.
+fn init_of(host: &Host, out: &mut dyn std::io::Write) -> Result<Init, InstallError> {
+    match Init::detect(host) {
+        Ok(init) => Ok(init),
+        Err(_) if host.is_staged() => {
+            let _ = writeln!(
+                out,
+                "neither /run/systemd/system nor {} under the staged root: laying out systemd's files",
+                crate::host::init::openrc::SOFTLEVEL
+            );
+            Ok(Init::Systemd)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn read_manifest(host: &Host) -> Result<Option<Manifest>, InstallError> {

@@ -105,10 +105,11 @@ pub(super) fn steps(
             _ => None,
         })
         .collect();
-    // Stopping its unit ends a holder, and the unit comes back by the same path it left.
+    // Stopping its unit ends a holder, and the unit comes back by the same path it left; where
+    // the service manager leaves a stopped service's processes, those still holding are ended.
     let (mut brokers, others): (Vec<&Holder>, Vec<&Holder>) = holders
         .into_iter()
-        .filter(|h| !stopping.iter().any(|u| h.in_system_unit(u)))
+        .filter(|h| !(s.stop_ends_cgroup && stopping.iter().any(|u| h.in_system_unit(u))))
         .partition(|h| h.is_broker());
     brokers.sort_by_key(|h| h.is_service_manager());
     for holder in others {
@@ -210,10 +211,10 @@ fn units_to_stop(
 ) -> Vec<Step> {
     let mut steps: Vec<Step> = profiles
         .iter()
-        .flat_map(|p| p.daemons.iter())
-        .filter(|unit| s.running_units.contains(**unit))
+        .flat_map(|p| s.daemon_services(p))
+        .filter(|unit| s.running_units.contains(unit))
         .map(|unit| Step::StopUnit {
-            unit: unit.to_string(),
+            unit,
             why: "it keeps the driver busy".into(),
         })
         .collect();
@@ -266,7 +267,7 @@ fn units_to_restart(
         .filter(|unit| {
             !vendor::PROFILES
                 .iter()
-                .any(|p| p.daemons.contains(&unit.as_str()) && modules_gone(p))
+                .any(|p| s.daemon_services(p).contains(unit) && modules_gone(p))
         })
         .filter(|unit| !(headless && s.display_manager.as_ref() == Some(*unit)))
         .map(|unit| Step::StartUnit { unit: unit.clone() })

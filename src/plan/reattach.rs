@@ -141,7 +141,7 @@ pub(super) fn steps(
 
     for unit in &s.record.stopped_units {
         let held_down = vendor::PROFILES.iter().any(|p| {
-            p.daemons.contains(&unit.as_str())
+            s.daemon_services(p).contains(unit)
                 && staying
                     .iter()
                     .any(|u| p.drivers.contains(&u.module.as_str()))

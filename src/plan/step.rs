@@ -11,14 +11,14 @@ use std::fmt;
 #[serde(tag = "step", rename_all = "snake_case")]
 /// One change to the host; each knows its undo.
 pub enum Step {
-    /// Stop a systemd unit.
+    /// Stop a service (a systemd unit, an OpenRC service) through the host's service manager.
     StopUnit {
         /// The unit.
         unit: String,
         /// Why, for the plan.
         why: String,
     },
-    /// Start a systemd unit.
+    /// Start a service through the host's service manager.
     StartUnit {
         /// The unit.
         unit: String,

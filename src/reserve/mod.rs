@@ -127,9 +127,20 @@ fn ids(host: &Host, pid: u32) -> Option<(u32, u32)> {
     Some((first("Uid:")?, first("Gid:")?))
 }
 
+/// The most of a sound server's environment read to find its session bus: environments are
+/// rarely over a few KiB, and the process is not ours to trust with a size.
+const ENVIRON_LIMIT: u64 = 256 * 1024;
+
 /// The process's own DBUS_SESSION_BUS_ADDRESS, else the user's bus of systemd's user manager.
+/// Without systemd (OpenRC with elogind) nothing makes `/run/user/<uid>/bus`: the session's bus
+/// comes from dbus-launch, a socket only the session's environment names.
 fn session_bus(host: &Host, pid: u32, uid: u32) -> Option<String> {
-    if let Ok(environ) = std::fs::read(host.path(format!("/proc/{pid}/environ"))) {
+    let environ = crate::untrusted::open(
+        &host.path(format!("/proc/{pid}/environ")),
+        crate::untrusted::Last::Follow,
+    )
+    .and_then(|file| file.read_at_most(ENVIRON_LIMIT));
+    if let Ok(environ) = environ {
         let found = environ
             .split(|b| *b == 0)
             .filter_map(|kv| std::str::from_utf8(kv).ok())

@@ -178,5 +178,58 @@ fn hook_lines() {
     );
     say(&mut c, "a listed VM passing no GPU", &t, reply);
 
+    openrc_lines(&mut c);
     insta::assert_snapshot!("hook", c.render());
+}
+
+/// The same failures on a host whose services OpenRC runs, and on one with neither.
+fn openrc_lines(c: &mut Catalog) {
+    let listed = "[vm.\"gpu vm\"]\ndevices = [\"01:00.0\"]\n";
+    let openrc = |runner: FakeRunner| {
+        let t = TestHost::openrc(runner);
+        t.config(listed);
+        t
+    };
+    let t = openrc(failing());
+    let dir = t.path("/run/pitcrew/vm");
+    *t.runner.on_start.lock().unwrap() = Some(Box::new(move || {
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("gpu\\x20vm.failed");
+        std::fs::write(&file, "step 2 of 6 (stop lightdm) failed").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }));
+    let reply = hook(
+        &t.host,
+        &args("gpu vm", "prepare", "begin"),
+        &mut "".as_bytes(),
+    );
+    say(c, "OpenRC: the instance failed with its reason", &t, reply);
+
+    let t = openrc(FakeRunner {
+        time_out: true,
+        ..Default::default()
+    });
+    let reply = hook(
+        &t.host,
+        &args("gpu vm", "prepare", "begin"),
+        &mut "".as_bytes(),
+    );
+    say(c, "OpenRC: the instance hangs", &t, reply);
+
+    let t = openrc(failing());
+    let reply = hook(
+        &t.host,
+        &args("gpu vm", "release", "end"),
+        &mut "".as_bytes(),
+    );
+    say(c, "OpenRC: the stop fails", &t, reply);
+
+    let t = TestHost::bare(FakeRunner::default());
+    t.config(listed);
+    let reply = hook(
+        &t.host,
+        &args("gpu vm", "prepare", "begin"),
+        &mut "".as_bytes(),
+    );
+    say(c, "neither systemd nor OpenRC", &t, reply);
 }

@@ -2,7 +2,7 @@
 //! temp-dir root holding only the files a test puts there, and a command runner that records
 //! calls instead of running them.
 
-use pitcrew::{CmdOutput, Effects, Host, Process};
+use pitcrew::{CmdOutput, Effects, Host, Process, Signal};
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -20,6 +20,24 @@ pub struct FakeRunner {
     pub fail: bool,
     pub time_out: bool,
     pub on_start: Mutex<Option<OnStart>>,
+    /// Every signal sent, by pid.
+    pub signals: Arc<Mutex<Vec<(u32, Signal)>>>,
+}
+
+/// A process the fake runner hands out: it records the signals it gets and has always exited.
+struct GoneProcess {
+    pid: u32,
+    signals: Arc<Mutex<Vec<(u32, Signal)>>>,
+}
+
+impl Process for GoneProcess {
+    fn signal(&self, signal: Signal) -> io::Result<()> {
+        self.signals.lock().unwrap().push((self.pid, signal));
+        Ok(())
+    }
+    fn wait_exit(&self, _timeout: Duration) -> io::Result<bool> {
+        Ok(true)
+    }
 }
 
 impl FakeRunner {
@@ -40,12 +58,14 @@ impl Effects for FakeRunner {
     fn run(&self, program: &str, args: &[&str], timeout: Duration) -> io::Result<CmdOutput> {
         let line = format!("{program} {}", args.join(" "));
         self.calls.lock().unwrap().push((line, timeout));
-        if args.first() == Some(&"start") {
+        // `systemctl start -- UNIT`, `openrc-run SCRIPT start`.
+        let starts = args.iter().take(2).any(|a| *a == "start");
+        if starts {
             if let Some(unit_runs) = self.on_start.lock().unwrap().as_mut() {
                 unit_runs();
             }
         }
-        if self.time_out && args.first() == Some(&"start") {
+        if self.time_out && starts {
             return Err(io::Error::new(io::ErrorKind::TimedOut, "timed out"));
         }
         Ok(CmdOutput {
@@ -58,8 +78,12 @@ impl Effects for FakeRunner {
             },
         })
     }
-    fn process(&self, _pid: u32) -> io::Result<Box<dyn Process>> {
-        panic!("unexpected process lookup")
+    /// A process that is already gone: signals are recorded as calls (`kill -TERM 4100`).
+    fn process(&self, pid: u32) -> io::Result<Box<dyn Process>> {
+        Ok(Box::new(GoneProcess {
+            pid,
+            signals: self.signals.clone(),
+        }))
     }
     fn spawn(&self, program: &str, _args: &[&str]) -> io::Result<u32> {
         panic!("unexpected spawn of {program}")
@@ -104,7 +128,23 @@ impl TestHost {
         TestHost::default()
     }
 
+    /// A host run by systemd.
     pub fn with_runner(runner: FakeRunner) -> TestHost {
+        let t = TestHost::bare(runner);
+        std::fs::create_dir_all(t.path("/run/systemd/system")).unwrap();
+        t
+    }
+
+    /// A host run by OpenRC (`/run/openrc/softlevel`).
+    pub fn openrc(runner: FakeRunner) -> TestHost {
+        let t = TestHost::bare(runner);
+        t.file("/run/openrc/softlevel", "default\n", 0o644);
+        t.file("/etc/init.d/pitcrew", "#!/sbin/openrc-run\n", 0o755);
+        t
+    }
+
+    /// A host that shows no service manager at all.
+    pub fn bare(runner: FakeRunner) -> TestHost {
         let dir = tempfile::tempdir().unwrap();
         let runner = Arc::new(runner);
         let host = Host::new(dir.path(), runner.clone());

@@ -2,7 +2,7 @@
 
 use pitcrew::CmdOutput;
 
-use crate::builder::unit_cgroup;
+use crate::builder::service_cgroup;
 use crate::model::Model;
 use crate::render::RELEASE;
 
@@ -29,8 +29,9 @@ pub(crate) fn run(model: &mut Model, argv: &[String]) -> CmdOutput {
     match program {
         "modprobe" => modprobe(model, args),
         "systemctl" => systemctl(model, args),
+        "openrc-run" => openrc_run(model, args),
         "journalctl" => journalctl(model, args),
-        "systemd-inhibit" if args.iter().any(|a| a == "--list") => {
+        "systemd-inhibit" | "elogind-inhibit" if args.iter().any(|a| a == "--list") => {
             let mut out: String = inhibitors(model).iter().map(|l| format!("{l}\n")).collect();
             if !args.iter().any(|a| a == "--no-legend") {
                 out = format!("WHO UID USER PID COMM WHAT WHY MODE\n{out}");
@@ -49,7 +50,7 @@ pub(crate) fn inhibitors(model: &Model) -> Vec<String> {
     model
         .processes
         .values()
-        .filter(|p| p.alive && p.comm == "systemd-inhibit")
+        .filter(|p| p.alive && (p.comm == "systemd-inhibit" || p.comm == "elogind-inhibit"))
         .map(|p| {
             let option = |name: &str| {
                 p.cmdline
@@ -229,9 +230,41 @@ fn systemctl(model: &mut Model, args: &[String]) -> CmdOutput {
     }
 }
 
+/// `openrc-run /etc/init.d/<svc> start|stop|zap`, as OpenRC answers them.
+fn openrc_run(model: &mut Model, args: &[String]) -> CmdOutput {
+    let (Some(script), Some(verb)) = (args.first(), args.get(1)) else {
+        return failed("", "openrc-run should not be run directly\n".to_string());
+    };
+    let service = script.rsplit('/').next().unwrap_or_default().to_string();
+    if !model.units.contains_key(&service) {
+        return failed(
+            "",
+            format!("openrc-run '{script}': No such file or directory\n"),
+        );
+    }
+    match verb.as_str() {
+        "stop" => stop(model, &service),
+        "start" => start(model, &service),
+        "zap" => {}
+        other => return failed("", format!(" * {service}: unknown function `{other}'\n")),
+    }
+    ok("")
+}
+
+/// systemd ends the unit's whole cgroup; an OpenRC script stops its own daemon, which takes
+/// what it started (its templates) along, and leaves anything else in the cgroup running.
 fn stop(model: &mut Model, unit: &str) {
+    let own: Vec<String> = model.units[unit]
+        .spec
+        .spawns
+        .iter()
+        .map(|t| t.comm.clone())
+        .collect();
+    let whole = !model.init.is_openrc();
     for pid in model.unit_pids(unit) {
-        model.end_process(pid);
+        if whole || own.contains(&model.processes[&pid].comm) {
+            model.end_process(pid);
+        }
     }
     if let Some(u) = model.units.get_mut(unit) {
         u.running = false;
@@ -249,7 +282,8 @@ fn start(model: &mut Model, unit: &str) {
     u.running = true;
     let templates = u.spec.spawns.clone();
     for template in templates {
-        model.spawn(&unit_cgroup(unit), &template);
+        let cgroup = service_cgroup(model.init, unit);
+        model.spawn(&cgroup, &template);
     }
 }
 

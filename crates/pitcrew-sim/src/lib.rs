@@ -40,14 +40,15 @@ mod model;
 mod processes;
 mod rebar;
 mod render;
+mod services;
 mod sound_servers;
 mod state;
 mod tree;
 
 pub use bare::{domain_xml, FakeRunner, TestHost, HOOK_OPS};
 pub use builder::{
-    unit_cgroup, Builder, DeviceSpec, FdSpec, FirmwareFbSpec, MapSpec, ModuleSpec, ProcessTemplate,
-    UnitSpec, SESSION_SCOPE,
+    service_cgroup, unit_cgroup, Builder, DeviceSpec, FdSpec, FirmwareFbSpec, MapSpec, ModuleSpec,
+    ProcessTemplate, SimInit, UnitSpec, SESSION_SCOPE,
 };
 pub use faults::WriteBlock;
 pub use pitcrew::Signal;
@@ -212,19 +213,17 @@ impl SimHost {
         (m.loaded && !m.spec.builtin).then(|| state.model.refcnt(name))
     }
 
-    /// `name` with or without `.service`.
+    /// `name` with or without `.service` (an OpenRC service by its name).
     pub fn unit_active(&self, name: &str) -> bool {
         let state = self.shared.lock();
-        state
-            .model
-            .units
-            .get(&service_name(name))
-            .is_some_and(|u| u.running)
+        let name = service_name(&state.model, name);
+        state.model.units.get(&name).is_some_and(|u| u.running)
     }
 
     /// Live pids in the unit's cgroup.
     pub fn unit_pids(&self, name: &str) -> Vec<u32> {
-        self.shared.lock().model.unit_pids(&service_name(name))
+        let state = self.shared.lock();
+        state.model.unit_pids(&service_name(&state.model, name))
     }
 
     pub fn process_alive(&self, pid: u32) -> bool {
@@ -391,8 +390,8 @@ impl Drop for SimHost {
     }
 }
 
-fn service_name(name: &str) -> String {
-    if name.contains('.') {
+fn service_name(model: &Model, name: &str) -> String {
+    if name.contains('.') || model.units.contains_key(name) {
         name.to_string()
     } else {
         format!("{name}.service")

@@ -65,6 +65,7 @@ pub(crate) struct Model {
     pub processes: BTreeMap<u32, Proc>,
     pub units: BTreeMap<String, Unit>,
     pub display_manager: Option<String>,
+    pub init: crate::builder::SimInit,
     pub cpu_vendor: String,
     pub cmdline: String,
     /// Seconds since the epoch (/proc/stat `btime`): an hour before the machine was built.
@@ -86,6 +87,7 @@ impl Model {
             processes: BTreeMap::new(),
             units: BTreeMap::new(),
             display_manager: b.display_manager,
+            init: b.init,
             cpu_vendor: b.cpu_vendor.unwrap_or_else(|| "GenuineIntel".into()),
             cmdline: b.cmdline.unwrap_or_else(|| {
                 format!(

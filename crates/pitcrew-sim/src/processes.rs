@@ -104,7 +104,7 @@ impl Model {
 
     /// Live processes in the unit's cgroup.
     pub fn unit_pids(&self, unit: &str) -> Vec<u32> {
-        let cgroup = crate::builder::unit_cgroup(unit);
+        let cgroup = crate::builder::service_cgroup(self.init, unit);
         self.processes
             .values()
             .filter(|p| p.alive && p.cgroup == cgroup)
@@ -130,7 +130,9 @@ impl Process for SimProcess {
         let Some(p) = state.model.processes.get(&self.pid) else {
             return Ok(());
         };
-        let ends = p.alive && (signal == Signal::Kill || !p.ignore_term);
+        // SIGHUP asks a daemon to reload; nothing in the model ends by it.
+        let ends =
+            p.alive && (signal == Signal::Kill || (signal == Signal::Term && !p.ignore_term));
         if ends {
             state.model.end_process(self.pid);
         }

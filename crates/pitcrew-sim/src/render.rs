@@ -7,6 +7,7 @@ use std::fs;
 use std::io;
 use std::path::Path;
 
+use crate::builder::SimInit;
 use crate::model::{Device, Model, Proc};
 use crate::tree::Tree;
 
@@ -31,10 +32,8 @@ pub(crate) fn render_static(t: &Tree, model: &Model) -> io::Result<()> {
     t.dir("/sys/bus/pci/drivers")?;
     t.file("/sys/bus/pci/drivers_probe", "")?;
     t.dir("/sys/kernel/iommu_groups")?;
-    t.dir("/sys/fs/cgroup/system.slice")?;
     t.dir("/dev")?;
-    // sd_booted()'s test: logind is there to take inhibitors.
-    t.dir("/run/systemd/system")?;
+    crate::services::render_init(t, model)?;
     // The session bus of user 1000 (a socket on a real host).
     t.file("/run/user/1000/bus", "")?;
     for dev in model.devices.values() {
@@ -79,12 +78,6 @@ pub(crate) fn render_static(t: &Tree, model: &Model) -> io::Result<()> {
         }
     }
     render_kernel(t, model)?;
-    if let Some(dm) = &model.display_manager {
-        t.symlink(
-            "/etc/systemd/system/display-manager.service",
-            &format!("/lib/systemd/system/{dm}"),
-        )?;
-    }
     Ok(())
 }
 
@@ -150,10 +143,10 @@ pub(crate) fn render(t: &Tree, model: &Model) -> io::Result<()> {
     render_modules(t, model)?;
     render_nodes(t, model)?;
     for p in model.processes.values() {
-        render_process(t, p)?;
+        render_process(t, p, model.init)?;
     }
     crate::console::render(t, model)?;
-    render_units(t, model)
+    crate::services::render_units(t, model)
 }
 
 fn render_device(t: &Tree, model: &Model, dev: &Device) -> io::Result<()> {
@@ -330,7 +323,7 @@ fn render_nodes(t: &Tree, model: &Model) -> io::Result<()> {
     Ok(())
 }
 
-fn render_process(t: &Tree, p: &Proc) -> io::Result<()> {
+fn render_process(t: &Tree, p: &Proc, init: SimInit) -> io::Result<()> {
     let dir = format!("/proc/{}", p.pid);
     if !p.alive {
         return t.remove(&dir);
@@ -354,7 +347,11 @@ fn render_process(t: &Tree, p: &Proc) -> io::Result<()> {
         fs::write(staged.join("comm"), format!("{}\n", p.comm))?;
         let cmdline: String = p.cmdline.iter().map(|a| format!("{a}\0")).collect();
         fs::write(staged.join("cmdline"), cmdline)?;
-        fs::write(staged.join("cgroup"), format!("0::{}\n", p.cgroup))?;
+        let cgroup = match init {
+            SimInit::OpenRcV1 => format!("1:name=openrc:{}\n0::/\n", p.cgroup),
+            _ => format!("0::{}\n", p.cgroup),
+        };
+        fs::write(staged.join("cgroup"), cgroup)?;
         // Field 22 is the start time in clock ticks after boot (USER_HZ, 100 on Linux).
         fs::write(
             staged.join("stat"),
@@ -388,21 +385,4 @@ fn render_process(t: &Tree, p: &Proc) -> io::Result<()> {
         }
         Ok(())
     })
-}
-
-fn render_units(t: &Tree, model: &Model) -> io::Result<()> {
-    for unit in model.units.values() {
-        let dir = format!("/sys/fs/cgroup/system.slice/{}", unit.spec.name);
-        if !unit.running {
-            t.remove(&dir)?;
-            continue;
-        }
-        let procs: String = model
-            .unit_pids(&unit.spec.name)
-            .iter()
-            .map(|pid| format!("{pid}\n"))
-            .collect();
-        t.file(&format!("{dir}/cgroup.procs"), &procs)?;
-    }
-    Ok(())
 }

@@ -1,5 +1,6 @@
 //! VM names and systemd escaping: an accepted name escapes to a safe unit instance and file
-//! name within systemd's limit, unescapes to itself, is quoted in TOML hints so it reads back,
+//! name within systemd's limit, unescapes to itself (and to a plain OpenRC instance name that
+//! unescapes to it too), is quoted in TOML hints so it reads back,
 //! and every string is escaped exactly as `systemd-escape` does it (checked against the real
 //! tool in batches).
 
@@ -124,6 +125,16 @@ impl Target for Names {
                 let keys = table.get("vm").and_then(|v| v.as_table());
                 if !keys.is_some_and(|k| k.contains_key(vm.as_str())) {
                     return Err(format!("hint {header} does not name {text:?}"));
+                }
+                let service = pitcrew::openrc_escape(vm.as_str());
+                let plain = service
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b));
+                if !plain || pitcrew::openrc_unescape(&service).as_deref() != Some(vm.as_str()) {
+                    return Err(format!(
+                        "{text:?}: OpenRC instance pitcrew.{service} is unsafe or does not \
+                         unescape to it"
+                    ));
                 }
                 // How close to the unit-name limit it came.
                 Ok(format!("ok {}", vm.unit_name().len() / 8))

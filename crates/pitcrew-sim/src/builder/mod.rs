@@ -8,7 +8,43 @@ use crate::SimHost;
 
 /// cgroup of a process started by a system unit, as `/proc/<pid>/cgroup` names it.
 pub fn unit_cgroup(unit: &str) -> String {
-    format!("/system.slice/{unit}")
+    service_cgroup(SimInit::Systemd, unit)
+}
+
+/// The service manager of the simulated host, and the cgroup layout its version uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SimInit {
+    /// systemd (`/run/systemd/system`), services under `/system.slice`.
+    #[default]
+    Systemd,
+    /// OpenRC 0.53 on (`/run/openrc/softlevel`): `0::/openrc.<svc>`.
+    OpenRc,
+    /// OpenRC 0.51-0.52: `0::/<svc>`.
+    OpenRcBare,
+    /// OpenRC before 0.51 (Debian 12's 0.45): a `name=openrc:/<svc>` v1 line, `0::/` beside it.
+    OpenRcV1,
+    /// Neither (runit, s6, plain sysvinit).
+    Neither,
+}
+
+impl SimInit {
+    /// Whether OpenRC runs the services.
+    pub fn is_openrc(self) -> bool {
+        matches!(
+            self,
+            SimInit::OpenRc | SimInit::OpenRcBare | SimInit::OpenRcV1
+        )
+    }
+}
+
+/// The cgroup of a service's processes as the model keeps it (the path in the hierarchy that
+/// names services: the unified one, or OpenRC's v1 `name=openrc`).
+pub fn service_cgroup(init: SimInit, service: &str) -> String {
+    match init {
+        SimInit::Systemd => format!("/system.slice/{service}"),
+        SimInit::OpenRc => format!("/openrc.{service}"),
+        SimInit::OpenRcBare | SimInit::OpenRcV1 | SimInit::Neither => format!("/{service}"),
+    }
 }
 
 /// cgroup of a process in the first graphical login of user 1000.
@@ -254,6 +290,7 @@ pub struct Builder {
     pub(crate) processes: Vec<(u32, String, ProcessTemplate)>,
     pub(crate) units: Vec<UnitSpec>,
     pub(crate) display_manager: Option<String>,
+    pub(crate) init: SimInit,
     pub(crate) cpu_vendor: Option<String>,
     pub(crate) cmdline: Option<String>,
     pub(crate) firmware_fb: Option<FirmwareFbSpec>,
@@ -307,6 +344,13 @@ impl Builder {
     /// The unit `display-manager.service` points at (`lightdm.service`).
     pub fn display_manager(mut self, unit: &str) -> Builder {
         self.display_manager = Some(unit.to_string());
+        self
+    }
+
+    /// The service manager; systemd unless set. Give service processes their cgroup with
+    /// [`service_cgroup`] of the same init.
+    pub fn init(mut self, init: SimInit) -> Builder {
+        self.init = init;
         self
     }
 

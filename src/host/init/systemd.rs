@@ -1,6 +1,7 @@
-//! systemd units, read from the filesystem so a staged root answers for itself.
+//! systemd: units read from the filesystem (so a staged root answers for itself) and driven by
+//! systemctl.
 
-use super::Host;
+use crate::host::Host;
 
 /// The unit the `display-manager.service` alias points at (lightdm.service, gdm.service...).
 pub fn display_manager(host: &Host) -> Option<String> {
@@ -30,6 +31,28 @@ pub fn pids(host: &Host, unit: &str) -> Vec<u32> {
             host.read(format!("{base}/system.slice/{unit}/cgroup.procs"))
                 .ok()
         })
-        .map(|text| text.lines().filter_map(|l| l.trim().parse().ok()).collect())
+        .map(|text| super::pid_list(&text))
         .unwrap_or_default()
+}
+
+/// The last unit-like component of the unified hierarchy's path (the `0::` line, or the
+/// `name=systemd` line of a legacy hierarchy), and whether it is a system unit's.
+pub fn unit_of(cgroup: &str) -> (Option<String>, bool) {
+    let Some(path) = cgroup
+        .lines()
+        .find_map(|line| line.strip_prefix("0::"))
+        .or_else(|| {
+            cgroup
+                .lines()
+                .find_map(|l| l.split_once(":name=systemd:").map(|p| p.1))
+        })
+    else {
+        return (None, false);
+    };
+    let unit = path
+        .split('/')
+        .rev()
+        .find(|part| part.ends_with(".service") || part.ends_with(".scope"))
+        .map(str::to_string);
+    (unit, path.starts_with("/system.slice/"))
 }
