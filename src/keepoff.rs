@@ -11,7 +11,7 @@ use crate::bdf::Bdf;
 use crate::host::holders::Holder;
 use crate::host::keepoff::{self as state, rules, Entry, RULES};
 use crate::host::pci;
-use crate::host::{nodes, sound, udev, Host};
+use crate::host::{sound, udev, Host};
 use crate::snapshot::{ReadError, Snapshot};
 use std::io::Write;
 use std::path::PathBuf;
@@ -222,9 +222,11 @@ fn apply(
                 }
             );
         } else {
-            let drm = nodes::drm_dir(host, gpu);
-            let mut paths: Vec<String> = cards.iter().map(|card| format!("{drm}/{card}")).collect();
-            paths.extend(render_and_ddc(&drm, &nodes));
+            let mut paths: Vec<String> = cards
+                .iter()
+                .map(|card| pci::device_path(gpu, &format!("drm/{card}")))
+                .collect();
+            paths.extend(render_and_ddc(gpu, &nodes));
             trigger(host, &paths)?;
             let _ = writeln!(
                 out,
@@ -286,12 +288,13 @@ fn apply(
 }
 
 /// The sysfs paths of the card's render nodes and I2C buses, whose rules apply at a change event.
-fn render_and_ddc(drm: &str, nodes: &std::collections::BTreeSet<String>) -> Vec<String> {
+fn render_and_ddc(gpu: Bdf, nodes: &std::collections::BTreeSet<String>) -> Vec<String> {
     nodes
         .iter()
         .filter_map(|node| {
             if let Some(name) = node.strip_prefix("/dev/dri/") {
-                name.starts_with("renderD").then(|| format!("{drm}/{name}"))
+                name.starts_with("renderD")
+                    .then(|| pci::device_path(gpu, &format!("drm/{name}")))
             } else {
                 node.strip_prefix("/dev/i2c-")
                     .map(|n| format!("/sys/class/i2c-dev/i2c-{n}"))

@@ -29,5 +29,4 @@ mod plans;
 mod property;
 mod rebar;
 mod sound_release;
-mod virtio_gpu;
 mod write_helper;

@@ -64,7 +64,7 @@ const I2C_DEPTH: usize = 4;
 pub fn of_function(host: &Host, bdf: Bdf, on_vfio: bool, group: Option<u32>) -> BTreeSet<String> {
     let dir = pci::device_path(bdf, "");
     let dir = dir.trim_end_matches('/');
-    let mut nodes: BTreeSet<String> = entries(host, &drm_dir(host, bdf))
+    let mut nodes: BTreeSet<String> = entries(host, &format!("{dir}/drm"))
         .into_iter()
         .filter(|name| name.starts_with("card") || name.starts_with("renderD"))
         .map(|name| format!("/dev/dri/{name}"))
@@ -90,26 +90,18 @@ pub fn of_function(host: &Host, bdf: Bdf, on_vfio: bool, group: Option<u32>) -> 
     nodes
 }
 
-/// The sysfs directory holding the function's DRM minors (`card0`, `renderD128`): `drm/` of the
-/// function itself for a PCI GPU driver, or of the child device a driver registers them under
-/// (virtio-gpu: `virtio0/drm/`, the virtio device virtio-pci creates on the function).
-pub fn drm_dir(host: &Host, bdf: Bdf) -> String {
-    let own = pci::device_path(bdf, "drm");
-    if host.path(&own).exists() {
-        return own;
-    }
-    let dir = pci::device_path(bdf, "");
-    let dir = dir.trim_end_matches('/');
-    subdirs(host, dir)
-        .map(|child| format!("{dir}/{child}/drm"))
-        .find(|path| host.path(path).exists())
-        .unwrap_or(own)
-}
-
 /// i2c-N directories below `dir` that have an i2c-dev interface (`i2c-N/i2c-dev/i2c-N`).
 /// Symlinks are not followed: sysfs links lead back up the tree (driver, subsystem, firmware).
 fn i2c_buses(host: &Host, dir: &str, depth: usize, nodes: &mut BTreeSet<String>) {
-    for name in subdirs(host, dir) {
+    // The directory listing says which entries are directories (no stat of each of the dozens
+    // of attributes a function has: this runs before every unbind).
+    let subdirs = std::fs::read_dir(host.path(dir))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_dir()))
+        .map(|entry| entry.file_name().to_string_lossy().into_owned());
+    for name in subdirs {
         let path = format!("{dir}/{name}");
         if name.starts_with("i2c-") {
             if host.path(format!("{path}/i2c-dev/{name}")).exists() {
@@ -119,18 +111,6 @@ fn i2c_buses(host: &Host, dir: &str, depth: usize, nodes: &mut BTreeSet<String>)
             i2c_buses(host, &path, depth - 1, nodes);
         }
     }
-}
-
-/// The directories in `dir`, symlinks not followed. The directory listing says which entries
-/// are directories (no stat of each of the dozens of attributes a function has: this runs
-/// before every unbind).
-fn subdirs(host: &Host, dir: &str) -> impl Iterator<Item = String> {
-    std::fs::read_dir(host.path(dir))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_dir()))
-        .map(|entry| entry.file_name().to_string_lossy().into_owned())
 }
 
 fn entries(host: &Host, dir: &str) -> Vec<String> {

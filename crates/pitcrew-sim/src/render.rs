@@ -174,21 +174,17 @@ fn render_device(t: &Tree, model: &Model, dev: &Device) -> io::Result<()> {
         )?,
         None => t.remove(&format!("{dir}/driver"))?,
     }
-    let drm_dir = match &dev.spec.drm_child {
-        Some(child) => format!("{dir}/{child}/drm"),
-        None => format!("{dir}/drm"),
-    };
     match dev.spec.drm_card {
         Some(n) if model.has_drm(dev) => {
             // DRM's character major is 226; a render node's minor is 128 above its card's.
-            t.file(&format!("{drm_dir}/card{n}/dev"), &format!("226:{n}\n"))?;
+            t.file(&format!("{dir}/drm/card{n}/dev"), &format!("226:{n}\n"))?;
             let render = 128 + n;
             t.file(
-                &format!("{drm_dir}/renderD{render}/dev"),
+                &format!("{dir}/drm/renderD{render}/dev"),
                 &format!("226:{render}\n"),
             )?;
         }
-        _ => t.remove(&drm_dir)?,
+        _ => t.remove(&format!("{dir}/drm"))?,
     }
     // Sound cards and I2C buses are the native driver's children: gone with the binding.
     let native = dev.driver.is_some() && dev.driver == dev.spec.native_driver;

@@ -5,8 +5,8 @@ use super::nodes::KeptNode;
 use super::rules::{self, Entries, Entry};
 use crate::bdf::Bdf;
 use crate::host::holders::Holder;
-use crate::host::pci::PciDevice;
-use crate::host::{nodes, sound, udev, Host};
+use crate::host::pci::{self, PciDevice};
+use crate::host::{sound, udev, Host};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io;
@@ -80,7 +80,7 @@ pub fn read(
 fn of(host: &Host, devices: &BTreeMap<Bdf, PciDevice>, holders: &[Holder], entry: Entry) -> State {
     let cards = drm_cards(devices, entry.gpu);
     let drm = effect(cards.iter().map(|card| {
-        udev::char_id(host, &format!("{}/{card}", nodes::drm_dir(host, entry.gpu)))
+        udev::char_id(host, &pci::device_path(entry.gpu, &format!("drm/{card}")))
             .and_then(|id| udev::properties(host, &id))
             .is_some_and(|p| p.get("ID_SEAT").map(String::as_str) == Some(rules::SEAT))
     }));

@@ -13,8 +13,6 @@ pub struct DeviceSpec {
     pub(crate) driver_override: Option<String>,
     pub(crate) group: Option<u32>,
     pub(crate) drm_card: Option<u32>,
-    /// The child device the DRM minors sit under (virtio-gpu: `virtio0`), none for PCI drivers.
-    pub(crate) drm_child: Option<String>,
     pub(crate) boot_vga: bool,
     pub(crate) nvidia_minor: Option<u32>,
     pub(crate) nodes: Vec<String>,
@@ -44,7 +42,6 @@ impl DeviceSpec {
             driver_override: None,
             group: None,
             drm_card: None,
-            drm_child: None,
             boot_vga: false,
             nvidia_minor: None,
             nodes: Vec::new(),
@@ -88,13 +85,6 @@ impl DeviceSpec {
     /// The DRM minor: `card<n>` and `renderD<128+n>` exist while a DRM driver drives it.
     pub fn drm_card(mut self, n: u32) -> DeviceSpec {
         self.drm_card = Some(n);
-        self
-    }
-
-    /// The driver registers the DRM minors under a child device, as virtio-gpu does under the
-    /// virtio device of its PCI function (`<function>/virtio0/drm/card0`).
-    pub fn drm_child(mut self, child: &str) -> DeviceSpec {
-        self.drm_child = Some(child.to_string());
         self
     }
 
