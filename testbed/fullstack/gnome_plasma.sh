@@ -23,10 +23,10 @@ pid_of() { pgrep -u "$USER_NAME" -x "$1" | head -n 1; }
 # By command line, for names longer than a comm (org_kde_powerdevil, gnome-session-binary).
 pid_of_cmd() { pgrep -u "$USER_NAME" -f "$1" | head -n 1; }
 
-# drm_node BDF card|renderD: the function's DRM node now (virtio-gpu registers it under the
-# virtio device of its PCI function; the number may change at every return).
+# drm_node BDF card|renderD: the function's DRM node now (the number may change at every
+# return).
 drm_node() {
-	for d in "$PCI/$1"/virtio*/drm/"$2"[0-9]*; do
+	for d in "$PCI/$1/drm/$2"[0-9]*; do
 		[ -e "$d" ] && echo "/dev/dri/${d##*/}" && return 0
 	done
 	return 1
@@ -75,13 +75,14 @@ user_session() {
 
 setup() {
 	need "libvirtd.service not active within 120 s" wait_for 120 unit_is libvirtd.service active || return 1
+	need "03.0 and 03.1 not on virtio-pci and snd_hda_intel within 120 s of the boot" wait_for 120 home || return 1
 	"$HERE/pitcrew" install --vm gpu-vm >/tmp/install.out 2>&1 || {
 		why="pitcrew install failed: $(tail -n 1 /tmp/install.out)"
 		return 1
 	}
 	need "virsh define failed" virsh define "$HERE/gpu-vm.xml" || return 1
 	render=$(drm_node $GPU renderD) || {
-		why="03.0 has no render node: $(echo "$PCI/$GPU"/virtio*/drm/* /dev/dri/*)"
+		why="03.0 has no render node: $(echo "$PCI/$GPU"/drm/*)"
 		return 1
 	}
 	mode=$(stat -c %a "$render")
