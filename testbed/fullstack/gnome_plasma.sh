@@ -22,6 +22,7 @@ running() { pgrep -u "$USER_NAME" -x "$1" >/dev/null; }
 pid_of() { pgrep -u "$USER_NAME" -x "$1" | head -n 1; }
 # By command line, for names longer than a comm (org_kde_powerdevil, gnome-session-binary).
 pid_of_cmd() { pgrep -u "$USER_NAME" -f "$1" | head -n 1; }
+running_cmd() { pgrep -u "$USER_NAME" -f "$1" >/dev/null; }
 
 # drm_node BDF card|renderD: the function's DRM node now (the number may change at every
 # return).
@@ -213,12 +214,16 @@ gnome_desktop_stays() {
 
 plasma_desktop_stays() {
 	login sddm.service kwin_wayland plasmashell || return 1
-	need "powerdevil of $USER_NAME not running within 300 s" wait_for 300 pid_of_cmd org_kde_powerdevil || { session_log; return 1; }
+	need "powerdevil of $USER_NAME not running within 300 s" wait_for 300 running_cmd org_kde_powerdevil || {
+		journalctl -q --no-pager -b _UID="$(id -u "$USER_NAME")" | grep -i powerdevil | tail -n 10 | sed 's/^/  user journal: /' >&9
+		return 1
+	}
 	desktop_stays plasma sddm.service kwin=kwin_wayland shell=plasmashell power=+org_kde_powerdevil
 }
 
 # The mapper: a process that maps a buffer of the card node and closes its fd (DRM dumb buffer:
-# CREATE_DUMB, MAP_DUMB, mmap), then waits with only the mapping.
+# CREATE_DUMB, MAP_DUMB, mmap), then waits with only the mapping (trackfd=False: Python's mmap
+# keeps no copy of the fd).
 MAPPER='
 import fcntl, mmap, os, struct, sys, time
 fd = os.open(sys.argv[1], os.O_RDWR)
@@ -227,7 +232,7 @@ fcntl.ioctl(fd, 0xC02064B2, create)
 handle, size = struct.unpack("IIIIIIQ", create)[4], struct.unpack("IIIIIIQ", create)[6]
 req = bytearray(struct.pack("IIQ", handle, 0, 0))
 fcntl.ioctl(fd, 0xC01064B3, req)
-m = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=struct.unpack("IIQ", req)[2])
+m = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=struct.unpack("IIQ", req)[2], trackfd=False)
 os.close(fd)
 open("/tmp/mapper.ready", "w").close()
 time.sleep(100000)
