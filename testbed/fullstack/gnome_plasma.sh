@@ -121,7 +121,8 @@ check_seats() {
 login() {
 	dm=$1 compositor=$2 shell=$3
 	t0=$(now_ms)
-	systemctl start "$dm"
+	say "  starting $dm"
+	timeout 300 systemctl start "$dm" || { why="systemctl start $dm failed or hung for 300 s"; return 1; }
 	need "$compositor of $USER_NAME not running within 900 s of starting $dm" wait_for 900 running "$compositor" || {
 		journalctl -q --no-pager -b -u "$dm" | tail -n 10 | sed "s/^/  $dm: /" >&9
 		session_log
@@ -259,12 +260,14 @@ open("/tmp/mapper.ready", "w").close()
 time.sleep(100000)
 '
 
-# Before any rule and any desktop: a user's app (the user in the `render` group, as many are)
-# opens the lent card's render node and keeps it, and another process maps a buffer of its card
+# With no desktop running and the rule undone: a user's app (the user in the `render` group, as
+# many are) opens the lent card's render node and keeps it, and another process maps a buffer of its card
 # node and closes the fd. The rule written after them changes nothing for either (access is
 # checked at open): status names both, the lend ends both (the holder policy), and the card comes
 # back under the rule.
 app_on_the_card() {
+	"$HERE/pitcrew" keep-off --undo "$GPU" >/tmp/keepoff.out 2>&1 || { why="keep-off --undo: $(tr '\n' ' ' </tmp/keepoff.out)"; return 1; }
+	udevadm settle
 	render=$(drm_node $GPU renderD) || { why="03.0 has no render node: $(echo "$PCI/$GPU"/drm/*)"; return 1; }
 	card=$(drm_node $GPU card)
 	runuser -u "$USER_NAME" -g render -- sh -c "exec 3<>$render && exec sleep 100000" >/tmp/app.out 2>&1 &
@@ -311,22 +314,17 @@ settle() {
 }
 
 say "full stack (GNOME, Plasma): $(sed -n 's/^PRETTY_NAME="\(.*\)"$/\1/p' /etc/os-release), $(uname -r), gnome-shell $(dpkg-query -W -f '${Version}' gnome-shell 2>/dev/null), kwin $(dpkg-query -W -f '${Version}' kwin-wayland 2>/dev/null), $(drivers)"
-if setup; then
-	app_on_the_card
-	verdict app_on_the_card $? "before any desktop, an app that opened the render node before the rule and a process with only a mapping of the card node: status named both, the lend ended both, the card came back under the rule"
+if setup && kept_off; then
+	gnome_desktop_stays
+	verdict gnome_desktop_stays $? "keep-off before GDM: GNOME on Wayland kept gdm, gnome-shell, gnome-session (and Xwayland) through lend and return; no display manager step, only seat0; the card's new nodes held by nobody, out of the user's reach"
 	settle
-	if kept_off; then
-		gnome_desktop_stays
-		verdict gnome_desktop_stays $? "keep-off before GDM: GNOME on Wayland kept gdm, gnome-shell, gnome-session (and Xwayland) through lend and return; no display manager step, only seat0; the card's new nodes held by nobody, out of the user's reach"
-		settle
-		log_out gdm.service
-		plasma_desktop_stays
-		verdict plasma_desktop_stays $? "keep-off before SDDM: Plasma on Wayland kept sddm, kwin_wayland, plasmashell, powerdevil (and Xwayland) through lend and return; no display manager step, only seat0; the card's new nodes held by nobody, out of the user's reach"
-	else
-		for s in gnome_desktop_stays plasma_desktop_stays; do
-			say "RESULT $s FAIL keep-off: $why"
-		done
-	fi
+	log_out gdm.service
+	plasma_desktop_stays
+	verdict plasma_desktop_stays $? "keep-off before SDDM: Plasma on Wayland kept sddm, kwin_wayland, plasmashell, powerdevil (and Xwayland) through lend and return; no display manager step, only seat0; the card's new nodes held by nobody, out of the user's reach"
+	settle
+	log_out sddm.service
+	app_on_the_card
+	verdict app_on_the_card $? "with no desktop running and no rule, an app that opened the render node and a process with only a mapping of the card node; the rule written after them: status named both, the lend ended both, the card came back under the rule"
 else
 	for s in gnome_desktop_stays plasma_desktop_stays app_on_the_card; do
 		say "RESULT $s FAIL setup: $why"
