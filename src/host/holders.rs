@@ -3,8 +3,8 @@
 //! and inode (src/host/maps.rs).
 
 use super::devname::DevNames;
-use super::maps::MappedNodes;
 use super::init::Init;
+use super::maps::MappedNodes;
 use super::Host;
 use crate::untrusted::{self, Last};
 use serde::Serialize;
