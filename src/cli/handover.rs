@@ -8,7 +8,7 @@ use crate::config::{self, Config};
 use crate::error::{Error, Failed, Input};
 use crate::handover::{self, Request};
 use crate::hook::{outcome, request};
-use crate::host::init::{openrc, Init};
+use crate::host::init::openrc;
 use crate::host::Host;
 use crate::plan::Direction;
 use crate::vm::VmName;
@@ -43,10 +43,6 @@ pub(super) fn run(host: &Host, direction: Direction, mut args: HandoverArgs) -> 
 fn handover(host: &Host, direction: Direction, args: HandoverArgs) -> Result<(), Error> {
     if host.is_staged() && !args.dry_run {
         return Err(Input::StagedRoot(host.root().to_path_buf()).into());
-    }
-    if !args.dry_run {
-        // A service manager stops the display manager and holds the lend: refuse before anything.
-        Init::detect(host).map_err(Failed::from)?;
     }
     if args.force && direction == Direction::Detach {
         return Err(Input::ForceDetach.into());
