@@ -86,3 +86,26 @@ pub fn wait_until(mut done: impl FnMut() -> bool) -> bool {
     }
     true
 }
+
+/// The signals the simulated host delivered to `pid`, in order.
+pub fn signals_to(sim: &SimHost, pid: u32) -> Vec<pitcrew_sim::Signal> {
+    sim.events()
+        .into_iter()
+        .filter_map(|e| match e {
+            pitcrew_sim::Event::Signal { pid: p, signal } if p == pid => Some(signal),
+            _ => None,
+        })
+        .collect()
+}
+
+/// What `pitcrew status [ARGS]` prints for the simulated host.
+pub fn status(sim: &SimHost, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pitcrew"))
+        .arg("--root")
+        .arg(sim.root())
+        .arg("status")
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -1,36 +1,13 @@
 //! Every holder of every node of the functions moved: found, listed, ended, checked again
 //! right before each unbind.
 
-use crate::engine::{detach, reattach, request};
+use crate::engine::{detach, reattach, request, signals_to, status};
 use pitcrew::{handover, Direction};
 use pitcrew_sim::{fixtures, unit_cgroup, Event, ProcessTemplate, Signal, SESSION_SCOPE};
-use std::process::Command;
 use std::time::Duration;
 
 const NAVI: &str = "0000:0b:00.0";
 const NAVI_AUDIO: &str = "0000:0b:00.1";
-
-fn signals_to(sim: &pitcrew_sim::SimHost, pid: u32) -> Vec<Signal> {
-    sim.events()
-        .into_iter()
-        .filter_map(|e| match e {
-            Event::Signal { pid: p, signal } if p == pid => Some(signal),
-            _ => None,
-        })
-        .collect()
-}
-
-/// What `pitcrew status [ARGS]` prints for the simulated host.
-fn status(sim: &pitcrew_sim::SimHost, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_pitcrew"))
-        .arg("--root")
-        .arg(sim.root())
-        .arg("status")
-        .args(args)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 #[test]
 fn status_lists_every_holder_of_the_card_and_its_slot_companion() {

@@ -1,11 +1,10 @@
 //! Processes that hold a node of the card only by a mapping (mapped, then closed the fd), found
 //! in /proc/<pid>/maps by the node's device and inode, never by the name on the line.
 
-use crate::engine::{detach, dry_run};
+use crate::engine::{detach, dry_run, signals_to, status};
 use pitcrew::Direction;
-use pitcrew_sim::{fixtures, Event, ProcessTemplate, Signal, SimHost, SESSION_SCOPE};
+use pitcrew_sim::{fixtures, ProcessTemplate, Signal, SimHost, SESSION_SCOPE};
 use std::os::unix::fs::MetadataExt;
-use std::process::Command;
 
 const RADEON: &str = "0000:03:00.0";
 const RENDER: &str = "/dev/dri/renderD129";
@@ -15,27 +14,6 @@ fn identity(sim: &SimHost, node: &str) -> (u32, u32, u64) {
     let meta = std::fs::metadata(sim.root().join(node.trim_start_matches('/'))).unwrap();
     let dev = meta.dev();
     (rustix::fs::major(dev), rustix::fs::minor(dev), meta.ino())
-}
-
-fn signals_to(sim: &SimHost, pid: u32) -> Vec<Signal> {
-    sim.events()
-        .into_iter()
-        .filter_map(|e| match e {
-            Event::Signal { pid: p, signal } if p == pid => Some(signal),
-            _ => None,
-        })
-        .collect()
-}
-
-fn status(sim: &SimHost, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_pitcrew"))
-        .arg("--root")
-        .arg(sim.root())
-        .arg("status")
-        .args(args)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]
