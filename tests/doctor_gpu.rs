@@ -167,6 +167,37 @@ fn a_desktop_on_the_card_warns_that_its_sessions_end() {
 }
 
 #[test]
+fn a_desktop_on_the_card_fails_the_lend_when_the_display_manager_is_never_stopped() {
+    let sim = build(&Machine {
+        desktop_on_gpu: true,
+        ..HEALTHY
+    });
+    set_up(&sim);
+    let config = sim.root().join("etc/pitcrew/pitcrew.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("display_manager = \"auto\"", "display_manager = \"never\""),
+    )
+    .unwrap();
+    let report = doctor(&sim);
+    let lend = check(&report, &gpu("lend"));
+    assert_eq!(lend.level, Level::Fail, "{report}");
+    assert!(
+        lend.finding
+            .contains("Xorg (pid 1200) holding /dev/dri/card1: the desktop holds the card"),
+        "{report}"
+    );
+    assert!(
+        lend.fix
+            .as_ref()
+            .unwrap()
+            .contains("set `display_manager = \"auto\"`"),
+        "{report}"
+    );
+}
+
+#[test]
 fn a_sound_server_on_the_hdmi_audio_warns() {
     let text = only(
         Machine {

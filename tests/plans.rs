@@ -100,17 +100,23 @@ fn bad_addresses_are_refused_with_what_to_do() {
 }
 
 #[test]
-fn the_display_manager_policy_is_honoured() {
+fn never_stopping_the_display_manager_fails_a_lend_the_desktop_holds() {
     let sim = fixtures::apu_and_dgpu_sharing_amdgpu();
     let mut request = crate::engine::request(Direction::Detach, &["03:00.0"]);
     request.dry_run = true;
     request.policy.display_manager = pitcrew::DisplayManagerPolicy::Never;
-    let plan = pitcrew::handover(&sim.host(), &request)
-        .unwrap()
-        .plan
+    let err = pitcrew::handover(&sim.host(), &request)
+        .unwrap_err()
         .to_string();
-    assert!(!plan.contains("sddm"), "{plan}");
-    assert!(plan.contains("end process 1200 (Xorg)"), "{plan}");
+    for expected in [
+        "Xorg (pid 1200) holding /dev/dri/card1",
+        "the desktop holds 0000:03:00.0",
+        "`display_manager = \"never\"`",
+        "run `pitcrew keep-off 0000:03:00.0`",
+    ] {
+        assert!(err.contains(expected), "{expected:?} missing from {err}");
+    }
+    assert!(!err.contains("sddm"), "{err}");
 }
 
 #[test]

@@ -168,6 +168,19 @@ fn holders(
                 fix.clone(),
             )
         }
+        Err(PlanError::DesktopKept { holders, gpu }) => {
+            return Check::fail(
+                name,
+                format!(
+                    "{holders}: the desktop holds the card and the config says \
+                     `display_manager = \"never\"`, so a lend fails rather than end the session"
+                ),
+                format!(
+                    "log out before the VM starts, or run `pitcrew keep-off {gpu}` and log in \
+                     again, or set `display_manager = \"auto\"` for the VM"
+                ),
+            )
+        }
         Err(_) => return Check::fail(name, "a lend would be refused", "fix the group line first"),
     };
     let mut effects = Vec::new();

@@ -71,15 +71,7 @@ pub(super) fn refuse_render_only(
         .iter()
         .filter_map(|h| {
             let render: BTreeSet<String> = held(h).into_iter().filter(|n| is_render(n)).collect();
-            let mapped: BTreeSet<String> = h.mapped.intersection(&render).cloned().collect();
-            (!render.is_empty()).then(|| {
-                format!(
-                    "{} (pid {}) {}",
-                    h.comm,
-                    h.pid,
-                    crate::host::holders::how_held(&render, &mapped)
-                )
-            })
+            (!render.is_empty()).then(|| describe(h, &render))
         })
         .collect();
     if rendering.is_empty() {
@@ -100,6 +92,45 @@ pub(super) fn refuse_render_only(
         holders: rendering.join(", "),
         fix: fix(s, gpu),
     })
+}
+
+/// With `display_manager = "never"`, fails when a process of the desktop holds any of `nodes`:
+/// ending Xorg or the compositor ends the session as surely as stopping the display manager.
+pub(super) fn refuse_never(
+    s: &Snapshot,
+    holders: &[&Holder],
+    nodes: &BTreeSet<String>,
+    moving: &[Bdf],
+) -> Result<(), PlanError> {
+    let desktop: Vec<String> = holders
+        .iter()
+        .filter(|h| is_desktop(h, s.display_manager.as_deref()))
+        .map(|h| describe(h, &h.nodes.intersection(nodes).cloned().collect()))
+        .collect();
+    if desktop.is_empty() {
+        return Ok(());
+    }
+    let gpu = moving
+        .iter()
+        .copied()
+        .find(|bdf| s.devices[bdf].is_display())
+        .or_else(|| moving.first().copied())
+        .expect("a held node of the moving functions");
+    Err(PlanError::DesktopKept {
+        gpu,
+        holders: desktop.join(", "),
+    })
+}
+
+/// `Xorg (pid 1200) holding /dev/dri/card1`: a holder and the nodes it has of the card.
+fn describe(h: &Holder, held: &BTreeSet<String>) -> String {
+    let mapped: BTreeSet<String> = h.mapped.intersection(held).cloned().collect();
+    format!(
+        "{} (pid {}) {}",
+        h.comm,
+        h.pid,
+        crate::host::holders::how_held(held, &mapped)
+    )
 }
 
 /// What makes the compositor leave the card alone from its next start.

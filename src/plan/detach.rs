@@ -77,6 +77,9 @@ pub(super) fn steps(
     if !(display_moves && policy.display_manager == DisplayManagerPolicy::Always) {
         desktop::refuse_render_only(s, &holders, &nodes, &moving)?;
     }
+    if display_moves && policy.display_manager == DisplayManagerPolicy::Never {
+        desktop::refuse_never(s, &holders, &nodes, &moving)?;
+    }
 
     // Held first, so the host cannot suspend halfway through the handover either.
     let mut steps: Vec<Step> = console::inhibit(s, owner, policy.inhibit_sleep)

@@ -97,6 +97,19 @@ pub enum PlanError {
         /// What keeps the desktop off the card from its next start.
         fix: String,
     },
+    /// The desktop holds the card and the config forbids ending it.
+    #[error(
+        "{holders}: the desktop holds {gpu} and the config says `display_manager = \"never\"`, \
+         so pitcrew ends neither the display manager nor the desktop and lends nothing: log out \
+         first, or run `pitcrew keep-off {gpu}` and log in again so that the desktop leaves the \
+         card alone, or set `display_manager = \"auto\"` for this VM"
+    )]
+    DesktopKept {
+        /// The display function the desktop holds.
+        gpu: Bdf,
+        /// Each desktop process and what it holds of the card.
+        holders: String,
+    },
     /// A write of an earlier run is still stuck in the kernel on one of the functions.
     #[error(
         "{bdf} is still busy in the kernel: a write of an earlier run waits there (helper pid \
@@ -119,6 +132,7 @@ impl PlanError {
             PlanError::Reattach(ReattachError::InUse { .. })
                 | PlanError::Stuck { .. }
                 | PlanError::DesktopRenders { .. }
+                | PlanError::DesktopKept { .. }
         )
     }
 }
