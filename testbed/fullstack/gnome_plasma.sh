@@ -23,6 +23,20 @@ pid_of() { pgrep -u "$USER_NAME" -x "$1" | head -n 1; }
 # By command line, for names longer than a comm (org_kde_powerdevil, gnome-session-binary).
 pid_of_cmd() { pgrep -u "$USER_NAME" -f "$1" | head -n 1; }
 running_cmd() { pgrep -u "$USER_NAME" -f "$1" >/dev/null; }
+# user_unit PROPERTY UNIT: a property of one of the session user's systemd units.
+user_unit() {
+	runuser -u "$USER_NAME" -- env XDG_RUNTIME_DIR="/run/user/$(id -u "$USER_NAME")" \
+		systemctl --user show -p "$1" --value "$2"
+}
+# The power daemons' units (plasma-powerdevil, org.gnome.SettingsDaemon.Power) are Type=dbus
+# with Restart=on-failure: the unit is active once the daemon owns its bus name. Until then a
+# start that outlasts the 90 s start timeout (minutes under TCG) is killed and started again
+# with a new PID, which says nothing about a lend: a PID is taken only from an active unit.
+user_unit_active() { [ "$(user_unit ActiveState "$1")" = active ]; }
+power_daemon_log() {
+	say "  $1: $(user_unit ActiveState "$1") pid $(user_unit MainPID "$1"), $(user_unit NRestarts "$1") restarts"
+	journalctl -q --no-pager -b _UID="$(id -u "$USER_NAME")" | grep -iE "$2|$1|dumped core" | tail -n 10 | sed 's/^/  user journal: /' >&9
+}
 
 # drm_node BDF card|renderD: the function's DRM node now (the number may change at every
 # return).
@@ -145,7 +159,7 @@ log_out() {
 }
 
 # session_pids DM NAME=PROC...: the PIDs that must live through a lend and a return. A name
-# starting with + is found by command line. Xwayland only when it already runs: GNOME and Plasma
+# starting with + is found by command line, one starting with @ is the user's unit's main PID. Xwayland only when it already runs: GNOME and Plasma
 # start it when an X client first needs it.
 session_pids() {
 	out="dm=$(systemctl show -p MainPID --value "$1")"
@@ -154,6 +168,7 @@ session_pids() {
 		name=${spec%%=*} proc=${spec#*=}
 		case $proc in
 		+*) pid=$(pid_of_cmd "${proc#+}") ;;
+		@*) pid=$(user_unit MainPID "${proc#@}") ;;
 		*) pid=$(pid_of "$proc") ;;
 		esac
 		out="$out $name=$pid"
@@ -224,29 +239,26 @@ desktop_stays() {
 
 gnome_desktop_stays() {
 	login gdm.service gnome-shell gnome-session-binary || return 1
-	power=$(pid_of gsd-power)
-	desktop_stays gnome gdm.service shell=gnome-shell session=+gnome-session-binary || return 1
-	# GNOME's power daemon is not part of the verdict (it was seen restarting once after a return,
-	# on its own): say when it did, with what it logged.
-	[ "$(pid_of gsd-power)" = "$power" ] || {
-		say "  gsd-power restarted during the lend or the return: $power -> $(pid_of gsd-power)"
-		journalctl -q --no-pager -b _UID="$(id -u "$USER_NAME")" | grep -iE "gsd-power|dumped core" | tail -n 8 | sed 's/^/  user journal: /' >&9
+	gsd=org.gnome.SettingsDaemon.Power.service
+	need "$gsd of $USER_NAME not active within 300 s" wait_for 300 user_unit_active $gsd || {
+		power_daemon_log $gsd gsd-power
+		return 1
+	}
+	desktop_stays gnome gdm.service shell=gnome-shell session=+gnome-session-binary power=@$gsd || {
+		power_daemon_log $gsd gsd-power
+		return 1
 	}
 }
 
 plasma_desktop_stays() {
 	login sddm.service kwin_wayland plasmashell || return 1
-	need "powerdevil of $USER_NAME not running within 300 s" wait_for 300 running_cmd org_kde_powerdevil || {
-		journalctl -q --no-pager -b _UID="$(id -u "$USER_NAME")" | grep -i powerdevil | tail -n 10 | sed 's/^/  user journal: /' >&9
+	need "plasma-powerdevil.service of $USER_NAME not active within 300 s" wait_for 300 user_unit_active plasma-powerdevil.service || {
+		power_daemon_log plasma-powerdevil.service powerdevil
 		return 1
 	}
-	power=$(pid_of_cmd org_kde_powerdevil)
-	desktop_stays plasma sddm.service kwin=kwin_wayland shell=plasmashell || return 1
-	# powerdevil restarted during a lend in one of three runs (cause not known yet): reported with
-	# what it logged, not judged, until it is understood.
-	[ "$(pid_of_cmd org_kde_powerdevil)" = "$power" ] || {
-		say "  powerdevil restarted during the lend or the return: $power -> $(pid_of_cmd org_kde_powerdevil)"
-		journalctl -q --no-pager -b _UID="$(id -u "$USER_NAME")" | grep -iE "powerdevil|dumped core" | tail -n 8 | sed 's/^/  user journal: /' >&9
+	desktop_stays plasma sddm.service kwin=kwin_wayland shell=plasmashell power=@plasma-powerdevil.service || {
+		power_daemon_log plasma-powerdevil.service powerdevil
+		return 1
 	}
 }
 
@@ -323,11 +335,11 @@ settle() {
 say "full stack (GNOME, Plasma): $(sed -n 's/^PRETTY_NAME="\(.*\)"$/\1/p' /etc/os-release), $(uname -r), gnome-shell $(dpkg-query -W -f '${Version}' gnome-shell 2>/dev/null), kwin $(dpkg-query -W -f '${Version}' kwin-wayland 2>/dev/null), $(drivers)"
 if setup && kept_off; then
 	gnome_desktop_stays
-	verdict gnome_desktop_stays $? "keep-off before GDM: GNOME on Wayland kept gdm, gnome-shell, gnome-session (and Xwayland) through lend and return; no display manager step, only seat0; the card's new nodes held by nobody, out of the user's reach"
+	verdict gnome_desktop_stays $? "keep-off before GDM: GNOME on Wayland kept gdm, gnome-shell, gnome-session, gsd-power (and Xwayland) through lend and return; no display manager step, only seat0; the card's new nodes held by nobody, out of the user's reach"
 	settle
 	log_out gdm.service
 	plasma_desktop_stays
-	verdict plasma_desktop_stays $? "keep-off before SDDM: Plasma on Wayland kept sddm, kwin_wayland, plasmashell (and Xwayland) through lend and return; no display manager step, only seat0; the card's new nodes held by nobody, out of the user's reach"
+	verdict plasma_desktop_stays $? "keep-off before SDDM: Plasma on Wayland kept sddm, kwin_wayland, plasmashell, powerdevil (and Xwayland) through lend and return; no display manager step, only seat0; the card's new nodes held by nobody, out of the user's reach"
 	settle
 	log_out sddm.service
 	app_on_the_card
