@@ -11,6 +11,7 @@ mod fullstack;
 mod gnome_plasma;
 mod initramfs;
 mod kernel;
+mod openrc;
 mod pitcrew_bin;
 mod prereqs;
 mod qemu;
