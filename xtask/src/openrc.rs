@@ -114,7 +114,7 @@ const POLICY_RC_D: &str = "#!/bin/sh\nexit 101\n";
 
 pub fn recipe() -> String {
     format!(
-        "openrc-1\nbootstrap={}\napt={}\nrunlevel={}\n{TEST_SERVICE}{SESSION}{X_SESSION}{LIGHTDM_CONF}",
+        "openrc-2 (fstab pass 0)\nbootstrap={}\napt={}\nrunlevel={}\n{TEST_SERVICE}{SESSION}{X_SESSION}{LIGHTDM_CONF}",
         BOOTSTRAP.join(","),
         PACKAGES.join(","),
         DEFAULT_RUNLEVEL.join(",")
