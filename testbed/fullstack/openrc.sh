@@ -55,17 +55,19 @@ session_pids() {
 # runs a detach as the systemd suites' ProtectProc=invisible drop-in does: in its own /proc with
 # hidepid=invisible and without CAP_SYS_PTRACE, so a holder running as nobody is invisible.
 wrap_pitcrew() {
-	mv /usr/bin/pitcrew /usr/bin/pitcrew.real
-	cat >/usr/bin/pitcrew <<-EOF
+	bin=$(sed -n 's/^pitcrew=//p' /etc/init.d/pitcrew)
+	[ -x "$bin" ] || { why="/etc/init.d/pitcrew names no pitcrew binary ($bin)"; return 1; }
+	mv "$bin" "$bin.real"
+	cat >"$bin" <<-EOF
 		#!/bin/bash
 		exec > >(tee -a $LOG) 2> >(tee -a $LOG >&2)
 		if [ -e $HIDE ] && [ "\$1" = detach ]; then
 			exec unshare -m --propagation private sh -c 'mount -t proc -o hidepid=invisible proc /proc &&
-				exec setpriv --bounding-set -sys_ptrace /usr/bin/pitcrew.real "\$@"' - "\$@"
+				exec setpriv --bounding-set -sys_ptrace $bin.real "\$@"' - "\$@"
 		fi
-		exec /usr/bin/pitcrew.real "\$@"
+		exec -a "\$0" $bin.real "\$@"
 	EOF
-	chmod 755 /usr/bin/pitcrew
+	chmod 755 "$bin"
 }
 
 setup() {
@@ -82,7 +84,7 @@ setup() {
 	sed 's/^/  install: /' /tmp/install.out >&9
 	need "install wrote no /etc/init.d/pitcrew" test -x /etc/init.d/pitcrew || return 1
 	need "install wrote a systemd unit" test ! -e /etc/systemd/system/pitcrew@.service || return 1
-	wrap_pitcrew
+	wrap_pitcrew || return 1
 	"$HERE/pitcrew" doctor --vm gpu-vm 2>&1 | sed 's/^/  doctor: /' >&9
 	need "virsh define failed" virsh define "$HERE/gpu-vm.xml"
 }
@@ -95,7 +97,11 @@ lend_with_desktop() {
 	rc=$?
 	say "TIMING virsh_start_ms $(($(now_ms) - t0)) exit $rc"
 	show_log "$at"
-	[ $rc = 0 ] || { lend_why="virsh start exit $rc: $(tr '\n' ' ' </tmp/start.out)"; return 1; }
+	[ $rc = 0 ] || {
+		lend_why="virsh start exit $rc: $(tr '\n' ' ' </tmp/start.out)"
+		pgrep -a -f "pitcrew|openrc|lightdm|Xorg" | sed 's/^/  ps: /' >&9
+		return 1
+	}
 	lend_why=
 	lent || lend_why="not both functions on vfio-pci"
 	st=$(svc_status)
@@ -232,9 +238,10 @@ stuck_write_service() {
 say "full stack (OpenRC): $(sed -n 's/^PRETTY_NAME="\(.*\)"$/\1/p' /etc/os-release), $(uname -r), PID 1 $(cat /proc/1/comm), OpenRC $(openrc --version 2>&1 | head -n 1), systemd $(
 	[ -e /lib/systemd/systemd ] && echo present || echo absent), $(drivers)"
 say "TIMING boot_to_runner_ms $(awk '{printf "%d", $1 * 1000}' /proc/uptime)"
+lend_why='' dm_why="no lend" rl_why="no lend"
 if setup; then
 	lend_with_desktop
-	verdict lend_return $? "virsh start lent 03.0+03.1 ($SVC started), destroy returned them ($SVC stopped)"
+	why=$lend_why verdict lend_return $? "virsh start lent 03.0+03.1 ($SVC started), destroy returned them ($SVC stopped)"
 	[ -z "$lend_why" ] && [ -z "$dm_why" ]
 	why=$dm_why verdict dm_stop $? "Xorg on the card: LightDM stopped and started through OpenRC (started), the new Xorg in /openrc.lightdm"
 	[ -z "$rl_why" ]
