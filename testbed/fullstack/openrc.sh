@@ -1,8 +1,9 @@
 #!/bin/sh
 # The OpenRC full stack's scenarios (xtask/src/openrc.rs), started by /etc/init.d/pitcrew-fulltest
 # in the default runlevel from the per-run disk at /mnt/fulltest. No systemd here: services are
-# OpenRC's, their state is /run/openrc/<state>/<svc>, their processes are in /sys/fs/cgroup/openrc.<svc>.
-# Results and timings on ttyS1 (RESULT / TIMING / free text, then DONE); then the machine powers off.
+# OpenRC's, their state is /run/openrc/<state>/<svc>, their processes in
+# /sys/fs/cgroup/openrc.<svc>. Results and timings on ttyS1 (RESULT / TIMING / free text, then
+# DONE); then the machine powers off.
 set -u
 HERE=$(dirname "$0")
 GPU=0000:00:03.0   # bochs-display, the "GPU"
