@@ -3,7 +3,8 @@
 //! under ~/.cache/pitcrew-testbed/full-<recipe-hash>/. Each run puts the fresh static pitcrew and
 //! testbed/fullstack/ on a small second disk; the image's pitcrew-fulltest.service runs its
 //! run.sh once the desktop is up, which starts and destroys a nested libvirt domain passing the
-//! emulated GPU through, reports on ttyS1 and powers off.
+//! emulated GPU through, reports on ttyS1 and powers off. The OpenRC stack (`--stack openrc`,
+//! see openrc.rs) has no systemd: apt finishes its image and an OpenRC service runs openrc.sh.
 
 use crate::kernel::{cache_root, fnv1a};
 use crate::report::{self, Verdict};
