@@ -205,23 +205,19 @@ impl Effects for RealEffects {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()?;
-        let mut stdout = child.stdout.take().expect("piped");
-        let mut stderr = child.stderr.take().expect("piped");
+        let out = drain(child.stdout.take().expect("piped"));
+        let err = drain(child.stderr.take().expect("piped"));
         let pid = child.id();
+        // The command's exit ends the wait, not its pipes' end: a daemon it starts may keep
+        // them (an LSB script that OpenRC runs in the caller's context hands them on).
         let (done_tx, done_rx) = mpsc::channel();
-        let reader = std::thread::spawn(move || {
-            let mut out = String::new();
-            let mut err = String::new();
-            let _ = stdout.read_to_string(&mut out);
-            let _ = stderr.read_to_string(&mut err);
-            let status = child.wait();
-            let _ = done_tx.send(());
-            (status, out, err)
+        std::thread::spawn(move || {
+            let _ = done_tx.send(child.wait());
         });
-        if done_rx.recv_timeout(timeout).is_err() {
+        let Ok(status) = done_rx.recv_timeout(timeout) else {
             let waits_in = kill_overdue(pid);
             // Not joined: a command stuck in the kernel (modprobe -r waiting on a busy device)
-            // survives SIGKILL, and its reader would wait with it.
+            // survives SIGKILL, and its waiter would wait with it.
             return Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 format!(
@@ -230,12 +226,11 @@ impl Effects for RealEffects {
                     args.join(" ")
                 ),
             ));
-        }
-        let (status, stdout, stderr) = reader.join().expect("reader thread");
+        };
         Ok(CmdOutput {
             success: status?.success(),
-            stdout,
-            stderr,
+            stdout: out.take(),
+            stderr: err.take(),
         })
     }
 
@@ -329,5 +324,61 @@ impl Process for PidFd {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+}
+
+/// What a pipe has said so far, read on a thread of its own until its end.
+struct Drained {
+    text: std::sync::Arc<Mutex<Vec<u8>>>,
+    ended: mpsc::Receiver<()>,
+}
+
+/// How long, after the command exits, its output may take to arrive.
+const DRAIN_GRACE: Duration = Duration::from_millis(200);
+
+fn drain(mut pipe: impl Read + Send + 'static) -> Drained {
+    let text = std::sync::Arc::new(Mutex::new(Vec::new()));
+    let (tx, ended) = mpsc::channel();
+    let sink = text.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = pipe.read(&mut buf) {
+            let mut text = sink.lock().unwrap_or_else(PoisonError::into_inner);
+            text.extend_from_slice(&buf[..n]);
+        }
+        let _ = tx.send(());
+    });
+    Drained { text, ended }
+}
+
+impl Drained {
+    /// The text once the pipe ended, or what came within the grace (a daemon holds it).
+    fn take(self) -> String {
+        let _ = self.ended.recv_timeout(DRAIN_GRACE);
+        let text = self.text.lock().unwrap_or_else(PoisonError::into_inner);
+        String::from_utf8_lossy(&text).into_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A daemon started by the command (as an LSB script run by OpenRC starts lightdm) keeps
+    /// the pipes: the command's exit still ends the wait, with what it said.
+    #[test]
+    fn a_daemon_holding_the_pipes_does_not_hold_the_command() {
+        let started = std::time::Instant::now();
+        let out = RealEffects::new()
+            .run(
+                "sh",
+                &["-c", "sleep 30 & echo started; echo warn >&2"],
+                Duration::from_secs(10),
+            )
+            .unwrap();
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(out.success);
+        assert_eq!(out.stdout, "started\n");
+        assert_eq!(out.stderr, "warn\n");
     }
 }

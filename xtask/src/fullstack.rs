@@ -3,13 +3,14 @@
 //! under ~/.cache/pitcrew-testbed/full-<recipe-hash>/. Each run puts the fresh static pitcrew and
 //! testbed/fullstack/ on a small second disk; the image's pitcrew-fulltest.service runs its
 //! run.sh once the desktop is up, which starts and destroys a nested libvirt domain passing the
-//! emulated GPU through, reports on ttyS1 and powers off.
+//! emulated GPU through, reports on ttyS1 and powers off. The OpenRC stack (`--stack openrc`,
+//! see openrc.rs) has no systemd: apt finishes its image and an OpenRC service runs openrc.sh.
 
 use crate::kernel::{cache_root, fnv1a};
 use crate::report::{self, Verdict};
 use crate::stack::Stack;
 use crate::suite::Suite;
-use crate::{desktop, gnome_plasma, pitcrew_bin, prereqs, qemu};
+use crate::{desktop, gnome_plasma, openrc, pitcrew_bin, prereqs, qemu};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::fs;
@@ -124,7 +125,7 @@ pub fn run(
             |line| {
                 if let Some((name, v)) = report::parse_result(line) {
                     let word = if v.pass { "PASS" } else { "FAIL" };
-                    let name = format!("{}/{name}", suite.name());
+                    let name = format!("{}/{name}", stack.prefix(suite));
                     println!("{word} {name}: {}", v.reason);
                     verdicts.insert(name, v);
                 } else if line.trim() == "DONE" {
@@ -152,7 +153,7 @@ pub fn run(
         );
     }
     for name in stack.scenarios() {
-        let name = format!("{}/{name}", suite.name());
+        let name = format!("{}/{name}", stack.prefix(suite));
         verdicts.entry(name).or_insert_with(|| Verdict {
             pass: false,
             reason: "no result from the guest (full-stack boot)".into(),
@@ -164,12 +165,17 @@ pub fn run(
 /// Returns the cached image for the suite's current recipe, building it when absent.
 pub fn prepare(suite: Suite, stack: Stack) -> Result<Image> {
     stack.check(suite)?;
-    let packages: Vec<&str> = PACKAGES
-        .iter()
-        .chain(suite.extra_packages())
-        .copied()
-        .chain(stack.packages())
-        .collect();
+    // The OpenRC stack: debootstrap lays down the base, apt the rest (see openrc.rs).
+    let packages: Vec<&str> = if stack == Stack::Openrc {
+        openrc::BOOTSTRAP.to_vec()
+    } else {
+        PACKAGES
+            .iter()
+            .chain(suite.extra_packages())
+            .copied()
+            .chain(stack.packages())
+            .collect()
+    };
     let size = stack.image_size();
     let recipe = format!(
         "{RECIPE_REV}\nsuite={}\npackages={}\nmasked={}\nsize={size}\n{}",
@@ -201,7 +207,11 @@ pub fn prepare(suite: Suite, stack: Stack) -> Result<Image> {
     fs::create_dir_all(&dir)?;
     fs::write(dir.join("recipe.txt"), &recipe)?;
     let rootfs = dir.join("rootfs");
-    debootstrap(suite, &packages, &rootfs, &root.join(suite.debs_dir()))?;
+    let debs = root.join(suite.debs_dir());
+    debootstrap(suite, &packages, &rootfs, &debs)?;
+    if stack == Stack::Openrc {
+        openrc::apt_install(&rootfs, &debs)?;
+    }
     configure(&rootfs, stack)?;
     copy_boot_files(&rootfs, &image)?;
     mkfs(&rootfs, &image.disk, size)?;
@@ -247,7 +257,7 @@ fn debootstrap(suite: Suite, packages: &[&str], rootfs: &Path, debs: &Path) -> R
 fn configure(rootfs: &Path, stack: Stack) -> Result<()> {
     let etc = rootfs.join("etc");
     let system = etc.join("systemd/system");
-    for unit in MASKED {
+    for unit in MASKED.iter().filter(|_| stack != Stack::Openrc) {
         let link = system.join(unit);
         let _ = fs::remove_file(&link);
         std::os::unix::fs::symlink("/dev/null", &link)
@@ -256,9 +266,12 @@ fn configure(rootfs: &Path, stack: Stack) -> Result<()> {
     match stack {
         Stack::Lightdm => configure_lightdm(rootfs)?,
         Stack::GnomePlasma => gnome_plasma::configure(rootfs)?,
+        Stack::Openrc => openrc::configure(rootfs)?,
     }
     fs::write(etc.join("hostname"), "pitcrew-full\n")?;
-    fs::write(etc.join("fstab"), "/dev/vda / ext4 rw 0 1\n")?;
+    // OpenRC's fsck service would check the root it booted read-write: no pass there.
+    let pass = if stack == Stack::Openrc { 0 } else { 1 };
+    fs::write(etc.join("fstab"), format!("/dev/vda / ext4 rw 0 {pass}\n"))?;
     Ok(())
 }
 

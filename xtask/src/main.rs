@@ -11,6 +11,7 @@ mod fullstack;
 mod gnome_plasma;
 mod initramfs;
 mod kernel;
+mod openrc;
 mod pitcrew_bin;
 mod prereqs;
 mod qemu;
@@ -63,9 +64,9 @@ enum Cmd {
         #[arg(long, default_value_t = 5)]
         rounds: u32,
     },
-    /// The full stack: Debian with systemd, libvirtd and LightDM in QEMU, where starting and
-    /// destroying a libvirt domain that passes the emulated GPU through runs the hook, the unit
-    /// and the engine
+    /// The full stack: Debian with systemd (or OpenRC), libvirtd and LightDM in QEMU, where
+    /// starting and destroying a libvirt domain that passes the emulated GPU through runs the
+    /// hook, the unit (or OpenRC service) and the engine
     FullTest {
         /// Give up on the boot after this many seconds (QEMU is killed; default: the stack's
         /// whole run with room to spare)
@@ -343,6 +344,7 @@ fn test() -> Result<ExitCode> {
         (suite::Suite::Bookworm, stack::Stack::Lightdm),
         (suite::Suite::Trixie, stack::Stack::Lightdm),
         (suite::Suite::Trixie, stack::Stack::GnomePlasma),
+        (suite::Suite::Trixie, stack::Stack::Openrc),
     ] {
         verdicts.extend(fullstack::run(&ws, suite, stack, stack.timeout(), None)?);
     }

@@ -2,7 +2,7 @@
 //! GNOME and KDE Plasma with their own display managers (Debian 13).
 
 use crate::suite::Suite;
-use crate::{desktop, gnome_plasma};
+use crate::{desktop, gnome_plasma, openrc};
 use anyhow::{bail, Result};
 use std::time::Duration;
 
@@ -12,6 +12,8 @@ pub enum Stack {
     Lightdm,
     /// GNOME (GDM) and KDE Plasma (SDDM) on Wayland, one after the other in one boot (trixie)
     GnomePlasma,
+    /// sysvinit + OpenRC + elogind, LightDM into openbox with PipeWire (trixie, no systemd)
+    Openrc,
 }
 
 /// LightDM with Xorg, and the user bus its sessions use.
@@ -26,8 +28,8 @@ const LIGHTDM_PACKAGES: &[&str] = &[
 
 impl Stack {
     pub fn check(self, suite: Suite) -> Result<()> {
-        if self == Stack::GnomePlasma && suite != Suite::Trixie {
-            bail!("the gnome-plasma stack is built from Debian 13 only: use --suite trixie");
+        if self != Stack::Lightdm && suite != Suite::Trixie {
+            bail!("the {self:?} stack is built from Debian 13 only: use --suite trixie");
         }
         Ok(())
     }
@@ -40,6 +42,7 @@ impl Stack {
                 .copied()
                 .collect(),
             Stack::GnomePlasma => gnome_plasma::PACKAGES.to_vec(),
+            Stack::Openrc => openrc::PACKAGES.to_vec(),
         }
     }
 
@@ -52,12 +55,13 @@ impl Stack {
                 .copied()
                 .collect(),
             Stack::GnomePlasma => gnome_plasma::SCENARIOS.to_vec(),
+            Stack::Openrc => openrc::SCENARIOS.to_vec(),
         }
     }
 
     pub fn machine(self) -> &'static str {
         match self {
-            Stack::Lightdm => "full-stack",
+            Stack::Lightdm | Stack::Openrc => "full-stack",
             Stack::GnomePlasma => "full-desktops",
         }
     }
@@ -65,7 +69,7 @@ impl Stack {
     /// The sparse image's size: GNOME and Plasma take some 3 GB more than LightDM's stack.
     pub fn image_size(self) -> &'static str {
         match self {
-            Stack::Lightdm => "4G",
+            Stack::Lightdm | Stack::Openrc => "4G",
             Stack::GnomePlasma => "10G",
         }
     }
@@ -75,6 +79,7 @@ impl Stack {
         match self {
             Stack::Lightdm => format!("{}{}", crate::fullstack::TEST_UNIT, desktop::recipe()),
             Stack::GnomePlasma => format!("stack=gnome-plasma\n{}", gnome_plasma::recipe()),
+            Stack::Openrc => format!("stack=openrc\n{}", openrc::recipe()),
         }
     }
 
@@ -85,6 +90,8 @@ impl Stack {
         Duration::from_secs(match self {
             Stack::Lightdm => 1500,
             Stack::GnomePlasma => 2700,
+            // Six scenarios, some ten libvirt starts.
+            Stack::Openrc => 900,
         })
     }
 
@@ -93,6 +100,15 @@ impl Stack {
         match self {
             Stack::Lightdm => format!("full-stack-{}", suite.name()),
             Stack::GnomePlasma => format!("full-gnome-plasma-{}", suite.name()),
+            Stack::Openrc => format!("full-openrc-{}", suite.name()),
+        }
+    }
+
+    /// What the verdicts are named under: the suite, or `openrc` for the OpenRC stack.
+    pub fn prefix(self, suite: Suite) -> &'static str {
+        match self {
+            Stack::Openrc => "openrc",
+            _ => suite.name(),
         }
     }
 }
