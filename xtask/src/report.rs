@@ -1,7 +1,7 @@
 //! The results protocol the guest speaks on ttyS1, and what the host makes of it:
 //!   RESULT <scenario> PASS|FAIL <reason>
 //!   BENCH <raw|pitcrew>_<detach|reattach> <ms>   (or FAIL <reason> instead of <ms>)
-//!   BENCH pitcrew_<true|version|status> <ms>     (what pitcrew's own share is made of)
+//!   BENCH pitcrew_<true|version|helper|status> <ms>   (what pitcrew's own share is made of)
 //!   DONE
 
 use std::collections::BTreeMap;
@@ -77,7 +77,7 @@ impl Bench {
         for step in ["detach", "reattach"] {
             let (raw, pc) = (format!("raw_{step}"), format!("pitcrew_{step}"));
             let ratio = match (self.median(&raw), self.median(&pc), self.failures.get(&pc)) {
-                (Some(r), Some(p), None) if r > 0.0 => format!("{:.1}x", p / r),
+                (Some(r), Some(p), None) if r > 0.0 => format!("{:.2}x", p / r),
                 _ => "-".into(),
             };
             s += &format!(
@@ -95,6 +95,12 @@ impl Bench {
                 "pitcrew's own share: starting a process {any:.1} ms (busybox true), starting \
                  pitcrew {start:.1} ms (pitcrew --version), reading the host {read:.1} ms \
                  (pitcrew status)\n"
+            );
+        }
+        // The write helper's start without clap or logging: what a handover's second process costs.
+        if let Some(helper) = self.median("pitcrew_helper") {
+            s += &format!(
+                "starting the write helper {helper:.1} ms (pitcrew __write, nothing to write)\n"
             );
         }
         for (key, reason) in &self.failures {
@@ -134,7 +140,7 @@ mod tests {
         }
         let t = b.table();
         assert!(t.contains("20.0"), "{t}");
-        assert!(t.contains("2.0x"), "{t}");
+        assert!(t.contains("2.00x"), "{t}");
         assert!(t.contains("pitcrew_reattach failed: exit 101"), "{t}");
     }
 }
