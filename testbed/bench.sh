@@ -38,13 +38,33 @@ raw_ok() { [ "$(driver_of "$GPU")" = "$1" ] && [ "$(driver_of "$AUDIO")" = "$2" 
 # whose own start (as long as busybox true's) is no part of pitcrew's time. A hang is still
 # cut off, by the boot's timeout. Sets PC_RC / PC_OUT / PC_MS like pc.
 pc_bare() {
-	log "\$ pitcrew $*"
-	pc_timed pitcrew "$@"
+	log "\$ $*"
+	pc_timed "$@"
+}
+# One detach and reattach by binary $1, reported under key $2; false when one failed.
+pc_round() {
+	restore_baseline >/dev/null 2>&1
+	if pc_bare "$1" detach 00:03.0 && raw_ok vfio-pci vfio-pci; then
+		say "BENCH $2_detach $PC_MS"
+	else
+		say "BENCH $2_detach FAIL exit $PC_RC, $GPU on $(driver_of "$GPU"): $(echo "$PC_OUT" | tail -n 1)"
+		return 1
+	fi
+	if pc_bare "$1" reattach 00:03.0 && raw_ok bochs-drm snd_hda_intel; then
+		say "BENCH $2_reattach $PC_MS"
+	else
+		say "BENCH $2_reattach FAIL exit $PC_RC, $GPU on $(driver_of "$GPU"): $(echo "$PC_OUT" | tail -n 1)"
+		return 1
+	fi
 }
 
-# Rounds interleave the floor and pitcrew, so a load that comes and goes on the machine running
-# QEMU weighs on both alike; a failed pitcrew round ends pitcrew's series, not the floor's.
+# Rounds interleave the floor and pitcrew (and `xtask bench --against`'s other build, installed
+# as pitcrew-b), so a load that comes and goes on the machine running QEMU weighs on each alike;
+# a failed round ends that binary's series, not the others'.
+against=
+if command -v pitcrew-b >/dev/null; then against=1; fi
 pc_failed=
+b_failed=
 i=1
 while [ $i -le "$ROUNDS" ]; do
 	restore_baseline >/dev/null 2>&1
@@ -64,21 +84,8 @@ while [ $i -le "$ROUNDS" ]; do
 	else
 		say "BENCH raw_reattach FAIL $GPU on $(driver_of "$GPU"), $AUDIO on $(driver_of "$AUDIO")"
 	fi
-	restore_baseline >/dev/null 2>&1
-	if [ -n "$pc_failed" ]; then
-		:
-	elif pc_bare detach 00:03.0 && raw_ok vfio-pci vfio-pci; then
-		say "BENCH pitcrew_detach $PC_MS"
-		if pc_bare reattach 00:03.0 && raw_ok bochs-drm snd_hda_intel; then
-			say "BENCH pitcrew_reattach $PC_MS"
-		else
-			say "BENCH pitcrew_reattach FAIL exit $PC_RC, $GPU on $(driver_of "$GPU"): $(echo "$PC_OUT" | tail -n 1)"
-			pc_failed=1
-		fi
-	else
-		say "BENCH pitcrew_detach FAIL exit $PC_RC, $GPU on $(driver_of "$GPU"): $(echo "$PC_OUT" | tail -n 1)"
-		pc_failed=1
-	fi
+	if [ -z "$pc_failed" ]; then pc_round pitcrew pitcrew || pc_failed=1; fi
+	if [ -n "$against" ] && [ -z "$b_failed" ]; then pc_round pitcrew-b against || b_failed=1; fi
 	i=$((i + 1))
 done
 

@@ -1,6 +1,6 @@
 //! The results protocol the guest speaks on ttyS1, and what the host makes of it:
 //!   RESULT <scenario> PASS|FAIL <reason>
-//!   BENCH <raw|pitcrew>_<detach|reattach> <ms>   (or FAIL <reason> instead of <ms>)
+//!   BENCH <raw|pitcrew|against>_<detach|reattach> <ms>   (or FAIL <reason> instead of <ms>)
 //!   BENCH pitcrew_<true|version|helper|status> <ms>   (what pitcrew's own share is made of)
 //!   DONE
 
@@ -74,14 +74,23 @@ impl Bench {
              {:<10} {:>16} {:>14} {:>8}\n",
             "step", "kernel ops (ms)", "pitcrew (ms)", "ratio"
         );
-        for step in ["detach", "reattach"] {
-            let (raw, pc) = (format!("raw_{step}"), format!("pitcrew_{step}"));
+        for (step, who, label) in [
+            ("detach", "pitcrew", "detach"),
+            ("reattach", "pitcrew", "reattach"),
+            // `--against`: the other build, in the rounds between.
+            ("detach", "against", "detach (--against)"),
+            ("reattach", "against", "reattach (--against)"),
+        ] {
+            let (raw, pc) = (format!("raw_{step}"), format!("{who}_{step}"));
+            if who == "against" && self.cell(&pc) == "-" {
+                continue;
+            }
             let ratio = match (self.median(&raw), self.median(&pc), self.failures.get(&pc)) {
                 (Some(r), Some(p), None) if r > 0.0 => format!("{:.2}x", p / r),
                 _ => "-".into(),
             };
             s += &format!(
-                "{step:<10} {:>16} {:>14} {ratio:>8}\n",
+                "{label:<10} {:>16} {:>14} {ratio:>8}\n",
                 self.cell(&raw),
                 self.cell(&pc)
             );
