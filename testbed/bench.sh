@@ -84,8 +84,15 @@ while [ $i -le "$ROUNDS" ]; do
 	else
 		say "BENCH raw_reattach FAIL $GPU on $(driver_of "$GPU"), $AUDIO on $(driver_of "$AUDIO")"
 	fi
+	# The two builds take turns at coming first: the run right after the floor's reattach
+	# shares the guest with the codec's probe, which the kernel finishes in the background.
+	if [ $((i % 2)) = 0 ] && [ -n "$against" ] && [ -z "$b_failed" ]; then
+		pc_round pitcrew-b against || b_failed=1
+	fi
 	if [ -z "$pc_failed" ]; then pc_round pitcrew pitcrew || pc_failed=1; fi
-	if [ -n "$against" ] && [ -z "$b_failed" ]; then pc_round pitcrew-b against || b_failed=1; fi
+	if [ $((i % 2)) = 1 ] && [ -n "$against" ] && [ -z "$b_failed" ]; then
+		pc_round pitcrew-b against || b_failed=1
+	fi
 	i=$((i + 1))
 done
 
