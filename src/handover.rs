@@ -138,6 +138,7 @@ pub fn run(host: &Host, request: &Request) -> Result<Outcome, HandoverError> {
         });
     }
     let _lock = lock::acquire(host, LOCK_WAIT)?;
+    host.effects().prepare_writes();
     // Read under the lock, so the record and the host are those the previous run left.
     let reading = Instant::now();
     let snapshot = Snapshot::read(host)?;

@@ -234,6 +234,24 @@ fn a_host_with_neither_systemd_nor_openrc_is_refused_naming_both() {
         .contains("Service manager: none supported"));
 }
 
+#[test]
+fn a_release_the_config_keeps_the_gpu_through_needs_no_service_manager() {
+    let t = TestHost::bare(FakeRunner::default());
+    t.config("[vm.keep]\ndevices = [\"0000:01:00.0\"]\nreattach = false\n");
+    let reply = hook(&t, "keep", "release", "end");
+    assert_eq!((reply.code, reply.message), (0, None));
+    // A failed start is rolled back whatever the config says: that needs one.
+    let args = HookArgs {
+        vm: "keep".into(),
+        op: "release".into(),
+        subop: "end".into(),
+        extra: Some("failed".into()),
+    };
+    let reply = pitcrew::hook(&t.host, &args, &mut std::io::empty());
+    assert_eq!(reply.code, 1, "{reply:?}");
+    assert!(t.runner.calls().is_empty());
+}
+
 use std::path::Path;
 
 #[test]

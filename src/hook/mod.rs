@@ -156,16 +156,18 @@ fn decide(host: &Host, args: &HookArgs, stdin: &mut dyn Read) -> Reply {
             "VM '{vm}' passes a host GPU through (managed by pitcrew); migration is refused"
         ));
     }
+    // A release the VM's config keeps the GPU through needs no service manager at all.
+    if let Action::Reattach { failed: false } = action {
+        if !settings.reattach {
+            return Reply::ok();
+        }
+    }
     let init = match Init::detect(host) {
         Ok(init) => init,
         Err(e) => return Reply::fail(format!("{e}; VM '{vm}' is not handled")),
     };
-    if let Action::Reattach { failed } = action {
-        return if failed || settings.reattach {
-            reattach(host, init, &vm, settings.unit_timeout)
-        } else {
-            Reply::ok()
-        };
+    if let Action::Reattach { .. } = action {
+        return reattach(host, init, &vm, settings.unit_timeout);
     }
     if settings.devices.is_empty() {
         if gpus.is_empty() {

@@ -60,6 +60,9 @@ pub trait Effects: Send + Sync {
         request: &super::sound::ReserveRequest,
         timeout: Duration,
     ) -> io::Result<String>;
+    /// A handover that may write is about to read the host: a helper the writes need can start
+    /// now, while the host is read, instead of on the first write's clock.
+    fn prepare_writes(&self) {}
 }
 
 /// A write the kernel had not returned from at its deadline: the payload of the `TimedOut`
@@ -165,6 +168,16 @@ pub(super) fn kill_overdue(pid: u32) -> String {
 const BINDING_FILES: [&str; 3] = ["unbind", "bind", "drivers_probe"];
 
 impl Effects for RealEffects {
+    /// Starts the run's write helper ahead of its first write: under QEMU without KVM its
+    /// start-up takes tens of milliseconds, which then overlap the snapshot and the plan instead
+    /// of adding to the first unbind. One that fails to start is left to that write to report.
+    fn prepare_writes(&self) {
+        let mut kept = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        if kept.is_none() {
+            *kept = Writer::start(&self.helper()).ok();
+        }
+    }
+
     /// A binding write runs in the helper process (see [`super::writer`]), not a thread: one the
     /// kernel never returns from leaves a process in D state that pitcrew can walk away from,
     /// where a stuck thread would keep pitcrew itself from exiting. Other attributes (driver_override) only take the

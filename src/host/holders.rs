@@ -41,12 +41,12 @@ pub fn scan(host: &Host) -> io::Result<Vec<Holder>> {
 }
 
 /// Every process holding a node `wanted` accepts (a host path such as /dev/snd/controlC1).
-/// A check right before a write lists /proc itself: a kernel thread costs no more to look at
-/// (an empty fd directory) than to recognise.
+/// A check right before a write lists /proc itself, leaving out what cannot hold anything.
 pub fn scan_for(host: &Host, wanted: impl Fn(&str) -> bool) -> io::Result<Vec<Holder>> {
     let pids = std::fs::read_dir(host.path("/proc"))?
         .flatten()
-        .filter_map(|entry| entry.file_name().to_string_lossy().parse::<u32>().ok());
+        .filter_map(|entry| entry.file_name().to_string_lossy().parse::<u32>().ok())
+        .filter(|pid| super::procs::may_hold(host, *pid));
     Ok(among(host, pids, wanted))
 }
 

@@ -18,8 +18,9 @@ pub struct Proc {
     pub comm: Option<String>,
 }
 
-/// Every process but kernel threads. One whose stat cannot be read is kept: only the kernel's
-/// own flag leaves a process out, never anything the process chose.
+/// Every process but kernel threads, most of them left out by [`may_hold`] before their stat is
+/// read. One whose stat cannot be read is kept: only the kernel leaves a process out (its flag,
+/// its missing exe link), never anything the process chose.
 pub fn user_space(host: &Host) -> io::Result<Vec<Proc>> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(host.path("/proc"))? {
@@ -27,6 +28,9 @@ pub fn user_space(host: &Host) -> io::Result<Vec<Proc>> {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
             continue;
         };
+        if !may_hold(host, pid) {
+            continue;
+        }
         let stat = host.read(format!("/proc/{pid}/stat")).ok();
         let parsed = stat.as_deref().and_then(comm_and_flags);
         if parsed.is_some_and(|(_, flags)| flags & PF_KTHREAD != 0) {
@@ -38,6 +42,19 @@ pub fn user_space(host: &Host) -> io::Result<Vec<Proc>> {
         });
     }
     Ok(found)
+}
+
+/// False for a process with no memory of its own, whose /proc/<pid>/exe the kernel reports
+/// missing: a kernel thread (most of /proc), or one that exited meanwhile. Neither has an fd
+/// table or a mapping to look at, and one readlink tells them apart where reading the fd
+/// directory and the maps would take six system calls, each slow under QEMU without KVM. A
+/// process cannot shed its exe link. A staged tree's processes (the test trees) have none.
+pub fn may_hold(host: &Host, pid: u32) -> bool {
+    if host.is_staged() {
+        return true;
+    }
+    let exe = rustix::fs::readlink(host.path(format!("/proc/{pid}/exe")), Vec::new());
+    !matches!(exe, Err(rustix::io::Errno::NOENT))
 }
 
 /// The comm and the flags of a stat line, `pid (comm) state ppid pgrp session tty tpgid flags

@@ -8,7 +8,13 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-pub fn build(kit: &Kit, pitcrew: &Path, testbed: &Path, out: &Path) -> Result<()> {
+pub fn build(
+    kit: &Kit,
+    pitcrew: &Path,
+    against: Option<&Path>,
+    testbed: &Path,
+    out: &Path,
+) -> Result<()> {
     let stage = out.with_extension("d");
     if stage.exists() {
         fs::remove_dir_all(&stage)?;
@@ -20,6 +26,9 @@ pub fn build(kit: &Kit, pitcrew: &Path, testbed: &Path, out: &Path) -> Result<()
     }
     install(&kit.busybox, &stage.join("bin/busybox"), 0o755)?;
     install(pitcrew, &stage.join("usr/sbin/pitcrew"), 0o755)?;
+    if let Some(other) = against {
+        install(other, &stage.join("usr/sbin/pitcrew-b"), 0o755)?;
+    }
     copy_tree(&kit.modroot.join("lib"), &stage.join("lib"))?;
     install(&testbed.join("init.sh"), &stage.join("init"), 0o755)?;
     copy_tree(testbed, &stage.join("testbed"))?;

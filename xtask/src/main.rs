@@ -63,6 +63,10 @@ enum Cmd {
         /// Rounds of each measurement (the table shows the median)
         #[arg(long, default_value_t = 5)]
         rounds: u32,
+        /// Another static pitcrew (the build before a change) timed in the same boot, in
+        /// alternate rounds with the floor and this one
+        #[arg(long, value_name = "PATH")]
+        against: Option<PathBuf>,
     },
     /// The full stack: Debian with systemd (or OpenRC), libvirtd and LightDM in QEMU, where
     /// starting and destroying a libvirt domain that passes the emulated GPU through runs the
@@ -144,6 +148,11 @@ struct Prepared {
 }
 
 fn prepare(common: &Common) -> Result<Prepared> {
+    prepare_with(common, None)
+}
+
+/// `against`: a second pitcrew, installed as pitcrew-b for the bench to compare.
+fn prepare_with(common: &Common, against: Option<&Path>) -> Result<Prepared> {
     prereqs::ensure()?;
     let kit = kernel::prepare()?;
     eprintln!("xtask: kernel {} ({})", kit.version, kit.recipe);
@@ -152,7 +161,7 @@ fn prepare(common: &Common) -> Result<Prepared> {
     let out = ws.join("target/testbed");
     std::fs::create_dir_all(&out)?;
     let initrd = out.join("initrd.cpio");
-    initramfs::build(&kit, &pitcrew, &ws.join("testbed"), &initrd)?;
+    initramfs::build(&kit, &pitcrew, against, &ws.join("testbed"), &initrd)?;
     Ok(Prepared {
         kit,
         initrd,
@@ -194,7 +203,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             no_bench,
         } => vm_test(&common, &scenarios, !no_bench),
         Cmd::Demo { common } => demo(&common),
-        Cmd::Bench { common, rounds } => bench(&common, rounds),
+        Cmd::Bench {
+            common,
+            rounds,
+            against,
+        } => bench(&common, rounds, against.as_deref()),
         Cmd::FullTest {
             timeout,
             pitcrew,
@@ -267,8 +280,8 @@ fn demo(common: &Common) -> Result<ExitCode> {
     })
 }
 
-fn bench(common: &Common, rounds: u32) -> Result<ExitCode> {
-    let p = prepare(common)?;
+fn bench(common: &Common, rounds: u32, against: Option<&Path>) -> Result<ExitCode> {
+    let p = prepare_with(common, against)?;
     let mut bench = Bench::default();
     let params = format!("pitcrew.mode=bench pitcrew.bench={rounds}");
     let outcome = p.boot(qemu::machine("one-gpu")?, params, |l| {

@@ -1,7 +1,7 @@
 //! The results protocol the guest speaks on ttyS1, and what the host makes of it:
 //!   RESULT <scenario> PASS|FAIL <reason>
-//!   BENCH <raw|pitcrew>_<detach|reattach> <ms>   (or FAIL <reason> instead of <ms>)
-//!   BENCH pitcrew_<true|version|status> <ms>     (what pitcrew's own share is made of)
+//!   BENCH <raw|pitcrew|against>_<detach|reattach> <ms>   (or FAIL <reason> instead of <ms>)
+//!   BENCH pitcrew_<true|version|helper|status> <ms>   (what pitcrew's own share is made of)
 //!   DONE
 
 use std::collections::BTreeMap;
@@ -74,14 +74,23 @@ impl Bench {
              {:<10} {:>16} {:>14} {:>8}\n",
             "step", "kernel ops (ms)", "pitcrew (ms)", "ratio"
         );
-        for step in ["detach", "reattach"] {
-            let (raw, pc) = (format!("raw_{step}"), format!("pitcrew_{step}"));
+        for (step, who, label) in [
+            ("detach", "pitcrew", "detach"),
+            ("reattach", "pitcrew", "reattach"),
+            // `--against`: the other build, in the rounds between.
+            ("detach", "against", "detach (--against)"),
+            ("reattach", "against", "reattach (--against)"),
+        ] {
+            let (raw, pc) = (format!("raw_{step}"), format!("{who}_{step}"));
+            if who == "against" && self.cell(&pc) == "-" {
+                continue;
+            }
             let ratio = match (self.median(&raw), self.median(&pc), self.failures.get(&pc)) {
-                (Some(r), Some(p), None) if r > 0.0 => format!("{:.1}x", p / r),
+                (Some(r), Some(p), None) if r > 0.0 => format!("{:.2}x", p / r),
                 _ => "-".into(),
             };
             s += &format!(
-                "{step:<10} {:>16} {:>14} {ratio:>8}\n",
+                "{label:<10} {:>16} {:>14} {ratio:>8}\n",
                 self.cell(&raw),
                 self.cell(&pc)
             );
@@ -95,6 +104,12 @@ impl Bench {
                 "pitcrew's own share: starting a process {any:.1} ms (busybox true), starting \
                  pitcrew {start:.1} ms (pitcrew --version), reading the host {read:.1} ms \
                  (pitcrew status)\n"
+            );
+        }
+        // The write helper's start without clap or logging: what a handover's second process costs.
+        if let Some(helper) = self.median("pitcrew_helper") {
+            s += &format!(
+                "starting the write helper {helper:.1} ms (pitcrew __write, nothing to write)\n"
             );
         }
         for (key, reason) in &self.failures {
@@ -134,7 +149,7 @@ mod tests {
         }
         let t = b.table();
         assert!(t.contains("20.0"), "{t}");
-        assert!(t.contains("2.0x"), "{t}");
+        assert!(t.contains("2.00x"), "{t}");
         assert!(t.contains("pitcrew_reattach failed: exit 101"), "{t}");
     }
 }
