@@ -19,6 +19,7 @@ mod holders;
 mod hook_binary;
 mod hook_ops;
 mod install;
+mod install_advice;
 mod keep_off;
 mod keep_off_nodes;
 mod layers;
