@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 
 /// Bump when the way the image is built changes.
 const RECIPE_REV: &str = "full-1";
-/// What debootstrap installs on top of minbase in every suite and stack (see
-/// [`Suite::extra_packages`], [`Stack::packages`]): systemd, libvirt with QEMU.
-const PACKAGES: &[&str] = &[
+/// What debootstrap installs on top of minbase in the systemd stacks, before [`TOOLS`] (see
+/// [`Suite::extra_packages`], [`Stack::packages`]).
+const SYSTEMD_BASE: &[&str] = &[
     "linux-image-amd64",
     "initramfs-tools",
     "systemd-sysv",
@@ -30,6 +30,10 @@ const PACKAGES: &[&str] = &[
     "dbus",
     "libpam-systemd",
     "kmod",
+];
+/// What every stack's scenarios use, whatever the init: libvirt with QEMU and the tools the
+/// guest scripts call.
+pub const TOOLS: &[&str] = &[
     "psmisc",
     "pciutils",
     "iproute2",
@@ -37,7 +41,6 @@ const PACKAGES: &[&str] = &[
     "libvirt-daemon-system",
     "libvirt-clients",
     "qemu-system-x86",
-    "dnsmasq-base",
 ];
 /// Units masked to speed up the TCG boot.
 const MASKED: &[&str] = &[
@@ -169,8 +172,10 @@ pub fn prepare(suite: Suite, stack: Stack) -> Result<Image> {
     let packages: Vec<&str> = if stack == Stack::Openrc {
         openrc::BOOTSTRAP.to_vec()
     } else {
-        PACKAGES
+        SYSTEMD_BASE
             .iter()
+            .chain(TOOLS)
+            .chain(&["dnsmasq-base"])
             .chain(suite.extra_packages())
             .copied()
             .chain(stack.packages())

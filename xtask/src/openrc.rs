@@ -9,6 +9,9 @@
 //! and would refuse systemd since elogind conflicts with it.
 
 use crate::desktop;
+use crate::fullstack::TOOLS;
+use crate::stack::LIGHTDM_PACKAGES;
+use crate::suite::Suite;
 use anyhow::{bail, Context, Result};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -18,8 +21,9 @@ use std::process::Command;
 /// What debootstrap installs on top of minbase: nothing that has an `a | b` to get wrong.
 pub const BOOTSTRAP: &[&str] = &["kmod"];
 
-/// What apt installs in the chroot, without recommends.
-pub const PACKAGES: &[&str] = &[
+/// The init, the login and session bus without systemd; apt installs these, [`TOOLS`], trixie's
+/// libvirt drivers and LightDM with Xorg, without recommends.
+const BASE: &[&str] = &[
     "sysvinit-core",
     "openrc",
     "linux-image-amd64",
@@ -30,25 +34,20 @@ pub const PACKAGES: &[&str] = &[
     "dbus-x11",
     "elogind",
     "libpam-elogind",
-    "psmisc",
-    "pciutils",
-    "iproute2",
-    "procps",
-    "libvirt-daemon-system",
-    "libvirt-clients",
-    "libvirt-daemon-driver-qemu",
-    "libvirt-daemon-log",
-    "qemu-system-x86",
-    "lightdm",
-    "lightdm-gtk-greeter",
-    "xserver-xorg-core",
-    "xserver-xorg-video-fbdev",
-    "xserver-xorg-input-libinput",
-    "openbox",
-    "pipewire",
-    "wireplumber",
-    "x11-utils",
 ];
+/// The session: openbox, PipeWire started by it, and xdpyinfo for the scenarios.
+const SESSION_PACKAGES: &[&str] = &["openbox", "pipewire", "wireplumber", "x11-utils"];
+
+/// What apt installs in the chroot.
+pub fn packages() -> Vec<&'static str> {
+    BASE.iter()
+        .chain(TOOLS)
+        .chain(Suite::Trixie.extra_packages())
+        .chain(LIGHTDM_PACKAGES)
+        .chain(SESSION_PACKAGES)
+        .copied()
+        .collect()
+}
 
 /// Reported by testbed/fullstack/openrc.sh.
 pub const SCENARIOS: &[&str] = &[
@@ -116,7 +115,7 @@ pub fn recipe() -> String {
     format!(
         "openrc-2 (fstab pass 0)\nbootstrap={}\napt={}\nrunlevel={}\n{TEST_SERVICE}{SESSION}{X_SESSION}{LIGHTDM_CONF}",
         BOOTSTRAP.join(","),
-        PACKAGES.join(","),
+        packages().join(","),
         DEFAULT_RUNLEVEL.join(",")
     )
 }
@@ -152,7 +151,7 @@ pub fn apt_install(rootfs: &Path, debs: &Path) -> Result<()> {
     };
     let result = chroot(&["update"]).and_then(|()| {
         let mut args = vec!["install", "-y", "--no-install-recommends"];
-        args.extend(PACKAGES);
+        args.extend(packages());
         chroot(&args)
     });
     // Never go on with /proc mounted: the tree is copied into the image and then removed.

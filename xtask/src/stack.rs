@@ -16,14 +16,13 @@ pub enum Stack {
     Openrc,
 }
 
-/// LightDM with Xorg, and the user bus its sessions use.
-const LIGHTDM_PACKAGES: &[&str] = &[
+/// LightDM with Xorg (the OpenRC stack's too).
+pub const LIGHTDM_PACKAGES: &[&str] = &[
     "lightdm",
     "lightdm-gtk-greeter",
     "xserver-xorg-core",
     "xserver-xorg-video-fbdev",
     "xserver-xorg-input-libinput",
-    "dbus-user-session",
 ];
 
 impl Stack {
@@ -36,13 +35,15 @@ impl Stack {
 
     pub fn packages(self) -> Vec<&'static str> {
         match self {
+            // The user bus the sessions use comes from systemd's user manager.
             Stack::Lightdm => LIGHTDM_PACKAGES
                 .iter()
+                .chain(&["dbus-user-session"])
                 .chain(desktop::PACKAGES)
                 .copied()
                 .collect(),
             Stack::GnomePlasma => gnome_plasma::PACKAGES.to_vec(),
-            Stack::Openrc => openrc::PACKAGES.to_vec(),
+            Stack::Openrc => openrc::packages(),
         }
     }
 
