@@ -58,11 +58,7 @@ pub(super) fn refuse_render_only(
     nodes: &BTreeSet<String>,
     moving: &[Bdf],
 ) -> Result<(), PlanError> {
-    let desktop: Vec<&Holder> = holders
-        .iter()
-        .copied()
-        .filter(|h| is_desktop(h, s.display_manager.as_deref()))
-        .collect();
+    let desktop: Vec<&Holder> = desktop_among(s, holders).collect();
     let held = |h: &Holder| -> Vec<String> { h.nodes.intersection(nodes).cloned().collect() };
     if desktop.iter().any(|h| held(h).iter().any(|n| is_card(n))) {
         return Ok(());
@@ -77,16 +73,11 @@ pub(super) fn refuse_render_only(
     if rendering.is_empty() {
         return Ok(());
     }
-    let gpu = moving
-        .iter()
-        .copied()
-        .find(|bdf| {
-            s.own_nodes(*bdf)
-                .iter()
-                .any(|n| is_render(n) && nodes.contains(n))
-        })
-        .or_else(|| moving.first().copied())
-        .expect("a held node of the moving functions");
+    let gpu = first_or_any(moving, |bdf| {
+        s.own_nodes(bdf)
+            .iter()
+            .any(|n| is_render(n) && nodes.contains(n))
+    });
     Err(PlanError::DesktopRenders {
         gpu,
         holders: rendering.join(", "),
@@ -102,24 +93,37 @@ pub(super) fn refuse_never(
     nodes: &BTreeSet<String>,
     moving: &[Bdf],
 ) -> Result<(), PlanError> {
-    let desktop: Vec<String> = holders
-        .iter()
-        .filter(|h| is_desktop(h, s.display_manager.as_deref()))
+    let desktop: Vec<String> = desktop_among(s, holders)
         .map(|h| describe(h, &h.nodes.intersection(nodes).cloned().collect()))
         .collect();
     if desktop.is_empty() {
         return Ok(());
     }
-    let gpu = moving
-        .iter()
-        .copied()
-        .find(|bdf| s.devices[bdf].is_display())
-        .or_else(|| moving.first().copied())
-        .expect("a held node of the moving functions");
+    let gpu = first_or_any(moving, |bdf| s.devices[&bdf].is_display());
     Err(PlanError::DesktopKept {
         gpu,
         holders: desktop.join(", "),
     })
+}
+
+fn desktop_among<'a>(
+    s: &'a Snapshot,
+    holders: &'a [&'a Holder],
+) -> impl Iterator<Item = &'a Holder> {
+    holders
+        .iter()
+        .copied()
+        .filter(|h| is_desktop(h, s.display_manager.as_deref()))
+}
+
+/// The function an error names: the first moving one that `fits`, else the first moving one.
+fn first_or_any(moving: &[Bdf], fits: impl Fn(Bdf) -> bool) -> Bdf {
+    moving
+        .iter()
+        .copied()
+        .find(|bdf| fits(*bdf))
+        .or_else(|| moving.first().copied())
+        .expect("a held node of the moving functions")
 }
 
 /// `Xorg (pid 1200) holding /dev/dri/card1`: a holder and the nodes it has of the card.

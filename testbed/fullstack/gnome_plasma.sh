@@ -20,7 +20,7 @@ drivers() { echo "03.0=$(driver_of $GPU) 03.1=$(driver_of $AUDIO)"; }
 user_gone() { ! pgrep -u "$USER_NAME" >/dev/null; }
 running() { pgrep -u "$USER_NAME" -x "$1" >/dev/null; }
 pid_of() { pgrep -u "$USER_NAME" -x "$1" | head -n 1; }
-# By command line, for names longer than a comm (org_kde_powerdevil, gnome-session-binary).
+# By command line, for names longer than a comm (gnome-session-binary).
 pid_of_cmd() { pgrep -u "$USER_NAME" -f "$1" | head -n 1; }
 running_cmd() { pgrep -u "$USER_NAME" -f "$1" >/dev/null; }
 # user_unit PROPERTY UNIT: a property of one of the session user's systemd units.
