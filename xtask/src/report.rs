@@ -1,7 +1,7 @@
 //! The results protocol the guest speaks on ttyS1, and what the host makes of it:
 //!   RESULT <scenario> PASS|FAIL <reason>
 //!   BENCH <raw|pitcrew|against>_<detach|reattach> <ms>   (or FAIL <reason> instead of <ms>)
-//!   BENCH pitcrew_<true|version|helper|status> <ms>   (what pitcrew's own share is made of)
+//!   BENCH pitcrew_<true|version|helper|status|version_aslr> <ms>   (what pitcrew's own share is made of)
 //!   DONE
 
 use std::collections::BTreeMap;
@@ -110,6 +110,18 @@ impl Bench {
         if let Some(helper) = self.median("pitcrew_helper") {
             s += &format!(
                 "starting the write helper {helper:.1} ms (pitcrew __write, nothing to write)\n"
+            );
+        }
+        // The rounds run with address randomization off (see bench.sh): what QEMU's translator
+        // adds to each start of pitcrew when it is on.
+        if let (Some(start), Some(random)) = (
+            self.median("pitcrew_version"),
+            self.median("pitcrew_version_aslr"),
+        ) {
+            s += &format!(
+                "the rounds ran with address randomization off; with it on, starting pitcrew \
+                 takes {random:.1} ms instead of {start:.1} (QEMU translates its code anew at \
+                 each start)\n"
             );
         }
         for (key, reason) in &self.failures {
