@@ -98,54 +98,7 @@ impl Executor<'_> {
             }
         }
         self.save(&record);
-        let total = plan.steps.len();
-        let mut timeline = Vec::new();
-        let stuck = RefCell::new(Stuck::default());
-        for (index, step) in plan.steps.iter().enumerate() {
-            let number = index + 1;
-            let cancelled = self.cancel.is_some_and(|c| c.load(Ordering::SeqCst));
-            let outcome = if cancelled {
-                Err(StepError::Cancelled)
-            } else {
-                self.timed(step)
-            };
-            match outcome {
-                Ok(took) => {
-                    tracing::info!("[{number}/{total}] {step} ({} ms)", took.as_millis());
-                    // Most steps change nothing the record keeps: the file on disk already says
-                    // what a run killed right now would need.
-                    let before = record.clone();
-                    note(&mut record, step, plan);
-                    if record != before {
-                        self.save(&record);
-                    }
-                    timeline.push(Timed {
-                        step: step.clone(),
-                        took,
-                    });
-                    #[cfg(feature = "fault-injection")]
-                    if self.crash_after == Some(number) {
-                        return Err(RunError::Interrupted { after: number });
-                    }
-                }
-                Err(cause) => {
-                    // Said once, by the error the run returns (step, cause and rollback).
-                    tracing::debug!("[{number}/{total}] {step} failed: {cause}");
-                    stuck.borrow_mut().note(&cause, &mut record);
-                    // A failed step is undone too: it may have done half its work.
-                    let end = if cancelled { index } else { index + 1 };
-                    let rollback = self.roll_back(&plan.steps[..end], &mut record, plan, &stuck);
-                    return Err(RunError::Failed(Box::new(ExecError {
-                        number,
-                        total,
-                        step: step.clone(),
-                        cause,
-                        stuck: stuck.into_inner().devices.into_iter().collect(),
-                        rollback,
-                    })));
-                }
-            }
-        }
+        let timeline = std::thread::scope(|scope| self.steps(scope, plan, &mut record))?;
         if plan.direction == Direction::Reattach {
             for bdf in &plan.functions {
                 record.lent.remove(bdf);
@@ -158,6 +111,104 @@ impl Executor<'_> {
         }
         self.save(&record);
         Ok(timeline)
+    }
+
+    /// The plan's steps in order, but for vfio-pci's load, which starts beside the module
+    /// unloads right before it (see [`loads_beside`]); on a failure, what ran is rolled back.
+    fn steps<'scope>(
+        &'scope self,
+        scope: &'scope std::thread::Scope<'scope, '_>,
+        plan: &'scope Plan,
+        record: &mut Record,
+    ) -> Result<Vec<Timed>, RunError> {
+        let total = plan.steps.len();
+        let mut timeline = Vec::new();
+        let stuck = RefCell::new(Stuck::default());
+        let mut ahead: Option<(usize, Ahead<'scope>)> = None;
+        for (index, step) in plan.steps.iter().enumerate() {
+            let number = index + 1;
+            let cancelled = self.cancel.is_some_and(|c| c.load(Ordering::SeqCst));
+            if ahead.is_none() && !cancelled {
+                if let Some(load) = loads_beside(&plan.steps, index) {
+                    let load_step = &plan.steps[load];
+                    ahead = Some((load, scope.spawn(move || self.timed(load_step))));
+                }
+            }
+            // A step started ahead has run whatever happened since: its outcome is taken.
+            let started = ahead.take_if(|(at, _)| *at == index);
+            let was_ahead = started.is_some();
+            let waited = Instant::now();
+            let outcome = match started {
+                Some((_, handle)) => join(handle).map(|took| {
+                    tracing::info!(
+                        "[{number}/{total}] {step} ({} ms, beside the unloads before it)",
+                        took.as_millis()
+                    );
+                    // What it added to the run: the wait for it once they were done.
+                    waited.elapsed()
+                }),
+                None if cancelled => Err(StepError::Cancelled),
+                None => self.timed(step).inspect(|took| {
+                    tracing::info!("[{number}/{total}] {step} ({} ms)", took.as_millis())
+                }),
+            };
+            match outcome {
+                Ok(took) => {
+                    self.done(record, step, plan);
+                    timeline.push(Timed {
+                        step: step.clone(),
+                        took,
+                    });
+                    #[cfg(feature = "fault-injection")]
+                    if self.crash_after == Some(number) {
+                        return Err(RunError::Interrupted { after: number });
+                    }
+                }
+                Err(cause) => {
+                    // Said once, by the error the run returns (step, cause and rollback).
+                    tracing::debug!("[{number}/{total}] {step} failed: {cause}");
+                    stuck.borrow_mut().note(&cause, record);
+                    // A failed step is undone too: it may have done half its work.
+                    let end = if cancelled && !was_ahead {
+                        index
+                    } else {
+                        index + 1
+                    };
+                    let mut undo = plan.steps[..end].to_vec();
+                    // One started ahead and not reached yet is rolled back too once it is done.
+                    if let Some((at, handle)) = ahead.take() {
+                        match join(handle) {
+                            Ok(_) => {
+                                self.done(record, &plan.steps[at], plan);
+                                undo.push(plan.steps[at].clone());
+                            }
+                            Err(cause) => stuck.borrow_mut().note(&cause, record),
+                        }
+                    }
+                    let rollback = self.roll_back(&undo, record, plan, &stuck);
+                    return Err(RunError::Failed(Box::new(ExecError {
+                        number,
+                        total,
+                        step: step.clone(),
+                        cause,
+                        stuck: stuck.into_inner().devices.into_iter().collect(),
+                        rollback,
+                    })));
+                }
+            }
+        }
+        Ok(timeline)
+    }
+
+    /// Notes a step that completed in the record, on disk only when that changed: most steps
+    /// change nothing the record keeps, and the file already says what a run killed right now
+    /// would need.
+    fn done(&self, record: &mut Record, step: &Step, plan: &Plan) {
+        let before = record.clone();
+        note(record, step, plan);
+        if *record != before {
+            self.save(record);
+        }
     }
 
     fn roll_back(
@@ -275,4 +326,29 @@ fn note(record: &mut Record, step: &Step, plan: &Plan) {
         }
         _ => {}
     }
+}
+
+/// A step running on its own thread, started ahead of its turn.
+type Ahead<'scope> = std::thread::ScopedJoinHandle<'scope, Result<Duration, StepError>>;
+
+fn join(handle: Ahead<'_>) -> Result<Duration, StepError> {
+    handle
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
+/// When `index` starts a run of module unloads that vfio-pci's load directly follows, the
+/// load's index: it can run beside them, and saves its own time (tens to hundreds of ms) on
+/// every detach that unloads a driver. Loading vfio-pci binds only functions whose
+/// driver_override already names it (the steps before the unloads set them) or that the
+/// user's own `ids=` claims (as the load would a step later); the unloads leave their functions
+/// unbound whatever vfio-pci does, and the probe steps after the load bind what it did not.
+fn loads_beside(steps: &[Step], index: usize) -> Option<usize> {
+    let unload = |step: &Step| matches!(step, Step::UnloadModule { .. });
+    if !unload(&steps[index]) || index.checked_sub(1).is_some_and(|i| unload(&steps[i])) {
+        return None;
+    }
+    let load = index + steps[index..].iter().position(|step| !unload(step))?;
+    matches!(&steps[load], Step::LoadModule { module } if module == pci::VFIO_MODULE)
+        .then_some(load)
 }
