@@ -47,6 +47,11 @@ fn a_module_still_in_use_fails_the_detach_and_everything_is_rolled_back() {
 
     assert_eq!(drivers(&sim), drivers_before);
     assert_eq!(loaded_modules(&sim), modules_before);
+    // vfio-pci's load ran beside the unloads and is undone with them.
+    let commands = sim.commands();
+    let at = |argv: &[&str]| commands.iter().position(|c| c == argv);
+    assert!(at(&["modprobe", "vfio_pci"]) < at(&["modprobe", "-r", "vfio_pci"]));
+    assert!(at(&["modprobe", "vfio_pci"]).is_some());
     assert!(sim.unit_active("lightdm.service"));
     assert!(sim.unit_active("nvidia-persistenced.service"));
     assert_eq!(sim.driver_override("0000:01:00.1"), None);

@@ -352,3 +352,49 @@ fn loads_beside(steps: &[Step], index: usize) -> Option<usize> {
     matches!(&steps[load], Step::LoadModule { module } if module == pci::VFIO_MODULE)
         .then_some(load)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unload(module: &str) -> Step {
+        Step::UnloadModule {
+            module: module.into(),
+            nodes: BTreeSet::new(),
+        }
+    }
+
+    fn load(module: &str) -> Step {
+        Step::LoadModule {
+            module: module.into(),
+        }
+    }
+
+    #[test]
+    fn only_vfio_pci_s_load_starts_and_only_at_the_first_of_the_unloads_right_before_it() {
+        let bdf: Bdf = "0000:01:00.0".parse().unwrap();
+        let steps = [
+            Step::BindVfio { bdf },
+            unload("nvidia_drm"),
+            unload("nvidia"),
+            load(pci::VFIO_MODULE),
+            Step::BindVfio { bdf },
+        ];
+        let starts: Vec<Option<usize>> =
+            (0..steps.len()).map(|i| loads_beside(&steps, i)).collect();
+        assert_eq!(starts, [None, Some(3), None, None, None]);
+        // A host driver's load (a reattach) waits for its turn, as does vfio-pci's after a step
+        // that is not an unload.
+        assert_eq!(
+            loads_beside(&[unload("vfio_pci"), load("nouveau")], 0),
+            None
+        );
+        assert_eq!(
+            loads_beside(
+                &[unload("nouveau"), Step::BindVfio { bdf }, load("vfio_pci")],
+                0
+            ),
+            None
+        );
+    }
+}
