@@ -61,6 +61,24 @@ fn a_module_still_in_use_fails_the_detach_and_everything_is_rolled_back() {
         .is_empty());
 }
 
+/// vfio-pci's load runs beside the unloads, and `modprobe -r nvidia_drm` removes its pre-softdeps:
+/// the load is done again once they are over, so the lend still ends on vfio-pci.
+#[test]
+fn a_softdep_that_removes_vfio_pci_beside_the_unloads_does_not_fail_the_detach() {
+    let sim = fixtures::nvidia_with_vfio_softdep();
+    detach(&sim, &["01:00.0"]).unwrap();
+    for bdf in [
+        "0000:01:00.0",
+        "0000:01:00.1",
+        "0000:01:00.2",
+        "0000:01:00.3",
+    ] {
+        assert_eq!(sim.driver(bdf).as_deref(), Some("vfio-pci"), "{bdf}");
+    }
+    assert!(sim.module_loaded("vfio_pci"));
+    assert!(!sim.module_loaded("nvidia"));
+}
+
 #[test]
 fn a_write_that_blocks_is_cut_off_at_the_deadline_never_repeated_and_the_rest_rolled_back() {
     let sim = fixtures::apu_and_dgpu_sharing_amdgpu();

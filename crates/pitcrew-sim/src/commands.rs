@@ -117,6 +117,9 @@ fn load(model: &mut Model, name: &str) -> Result<(), String> {
     if model.modules[&key].loaded {
         return Ok(());
     }
+    for pre in model.modules[&key].spec.pre_softdeps.clone() {
+        load(model, &pre)?;
+    }
     for dep in model.modules[&key].spec.deps.clone() {
         load(model, &dep)?;
     }
@@ -147,6 +150,7 @@ fn unload(model: &mut Model, name: &str, explicit: bool) -> Result<(), String> {
     }
     let drivers = module.spec.drivers.clone();
     let deps = module.spec.deps.clone();
+    let pre_softdeps = module.spec.pre_softdeps.clone();
     let bound: Vec<String> = model
         .devices
         .values()
@@ -161,6 +165,13 @@ fn unload(model: &mut Model, name: &str, explicit: bool) -> Result<(), String> {
     }
     for dep in deps {
         unload(model, &dep, false)?;
+    }
+    // kmod removes the named module's pre-softdeps last, each if unused, whatever it does
+    // with the devices bound to them.
+    if explicit {
+        for pre in pre_softdeps {
+            unload(model, &pre, false)?;
+        }
     }
     Ok(())
 }

@@ -62,6 +62,7 @@ pub struct ModuleSpec {
     pub(crate) loaded: bool,
     pub(crate) size: u64,
     pub(crate) params: Vec<(String, String)>,
+    pub(crate) pre_softdeps: Vec<String>,
 }
 
 impl ModuleSpec {
@@ -77,7 +78,16 @@ impl ModuleSpec {
             loaded: true,
             size: 16384,
             params: Vec::new(),
+            pre_softdeps: Vec::new(),
         }
+    }
+
+    /// `softdep <name> pre: <modules>` in modprobe.d (`softdep nvidia pre: vfio-pci` is a
+    /// common VFIO setting): modprobe loads them before the module, and `modprobe -r` removes
+    /// them after it, each when nothing uses it.
+    pub fn softdep_pre(mut self, modules: &[&str]) -> ModuleSpec {
+        self.pre_softdeps = modules.iter().map(|m| m.to_string()).collect();
+        self
     }
 
     /// Modules it needs; modprobe loads them first.
