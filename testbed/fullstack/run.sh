@@ -131,6 +131,34 @@ failed_start_rolls_back() {
 	need "$BAD_UNIT is active" not_active "$BAD_UNIT"
 }
 
+# `softdep bochs pre: vfio-pci`, the line VFIO guides give for the host driver: kmod's
+# `modprobe -r bochs` then removes vfio_pci too once unused, and pitcrew loads vfio-pci beside
+# that unload. The lend must still end on vfio-pci, and the return at home.
+SOFTDEP=/etc/modprobe.d/zz-pitcrew-fulltest-softdep.conf
+softdep_vfio() {
+	if ! domstate_is gpu-vm "shut off"; then
+		virsh destroy gpu-vm >/dev/null 2>&1
+		need "gpu-vm still holds the card 60 s after destroy" wait_for 60 home || return 1
+	fi
+	need "the card is not home before the lend: $(drivers)" home || return 1
+	echo "softdep bochs pre: vfio-pci" >"$SOFTDEP"
+	before=$(journalctl -q --no-pager -o cat -u "$UNIT" | wc -l)
+	virsh start gpu-vm >/tmp/start.out 2>&1
+	rc=$?
+	j=$(journalctl -q --no-pager -o cat -u "$UNIT" | tail -n "+$((before + 1))")
+	echo "$j" | sed 's/^/  journal: /' >&9
+	[ $rc = 0 ] || { why="virsh start exit $rc with the softdep: $(tr '\n' ' ' </tmp/start.out)"; return 1; }
+	need "not both functions on vfio-pci with the softdep: $(drivers)" lent || return 1
+	case $j in
+	*"removed vfio_pci again"*) softdep_seen="the unload removed vfio_pci beside its load, which ran again" ;;
+	*) softdep_seen="vfio_pci's load ended after the unload's softdep had nothing to remove" ;;
+	esac
+	virsh destroy gpu-vm >/tmp/destroy.out 2>&1 || { why="virsh destroy: $(tr '\n' ' ' </tmp/destroy.out)"; return 1; }
+	need "$UNIT not inactive within 120 s of destroy" wait_for 120 unit_is "$UNIT" inactive || return 1
+	need "functions not back on bochs-drm and snd_hda_intel within 60 s: $(drivers)" wait_for 60 home || return 1
+	need "lightdm not active after the return" wait_for 60 unit_is lightdm.service active
+}
+
 doctor_verdict() {
 	why="exit codes before install / after install / VM defined: $doctor_before_rc/$doctor_after_rc/$doctor_vm_rc, want 1/1/0"
 	[ "$doctor_before_rc/$doctor_after_rc/$doctor_vm_rc" = 1/1/0 ] || return 1
@@ -152,13 +180,16 @@ if setup; then
 	verdict libvirt_lend_and_return $? "virsh start/destroy lent and returned 03.0+03.1, lightdm stopped and back, sleep inhibited exactly while lent"
 	failed_start_rolls_back
 	verdict libvirt_failed_start_rolls_back $? "virsh start failed with pitcrew's line; card on bochs-drm, lightdm active"
+	softdep_vfio
+	verdict softdep_vfio $? "softdep bochs pre: vfio-pci: lent and returned (${softdep_seen:-})"
+	rm -f "$SOFTDEP"
 	desktop_scenarios
 	# Last: it logs the desktop out and leaves a write helper behind until its holder goes.
 	stuck_write_unit
 	verdict stuck_write_unit $? "${stuck_summary:-}"
 	stuck_write_cleanup
 else
-	for s in doctor libvirt_lend_and_return libvirt_failed_start_rolls_back desktop_stays sound_released sound_released_repeat wayland_desktop_stays session_on_the_card stuck_write_unit; do
+	for s in doctor libvirt_lend_and_return libvirt_failed_start_rolls_back softdep_vfio desktop_stays sound_released sound_released_repeat wayland_desktop_stays session_on_the_card stuck_write_unit; do
 		say "RESULT $s FAIL setup: $why"
 	done
 fi

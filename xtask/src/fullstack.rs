@@ -68,6 +68,7 @@ pub const LIGHTDM_SCENARIOS: &[&str] = &[
     "doctor",
     "libvirt_lend_and_return",
     "libvirt_failed_start_rolls_back",
+    "softdep_vfio",
     "stuck_write_unit",
 ];
 
