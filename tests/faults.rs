@@ -79,6 +79,28 @@ fn a_softdep_that_removes_vfio_pci_beside_the_unloads_does_not_fail_the_detach()
     assert!(!sim.module_loaded("nvidia"));
 }
 
+/// The same softdep with vfio-pci loaded before the lend (another card lent earlier): the plan
+/// has no load, and the unload still takes vfio-pci away.
+#[test]
+fn a_softdep_that_removes_a_loaded_vfio_pci_does_not_fail_the_detach() {
+    let sim = fixtures::nvidia_with_vfio_softdep();
+    let loaded = sim
+        .effects()
+        .run("modprobe", &["vfio_pci"], Duration::from_secs(1))
+        .unwrap();
+    assert!(loaded.success && sim.module_loaded("vfio_pci"));
+    detach(&sim, &["01:00.0"]).unwrap();
+    for bdf in [
+        "0000:01:00.0",
+        "0000:01:00.1",
+        "0000:01:00.2",
+        "0000:01:00.3",
+    ] {
+        assert_eq!(sim.driver(bdf).as_deref(), Some("vfio-pci"), "{bdf}");
+    }
+    assert!(sim.module_loaded("vfio_pci"));
+}
+
 #[test]
 fn a_write_that_blocks_is_cut_off_at_the_deadline_never_repeated_and_the_rest_rolled_back() {
     let sim = fixtures::apu_and_dgpu_sharing_amdgpu();

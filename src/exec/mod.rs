@@ -139,23 +139,13 @@ impl Executor<'_> {
             let was_ahead = started.is_some();
             let waited = Instant::now();
             let outcome = match started {
-                Some((_, handle)) => join(handle).and_then(|took| {
+                Some((_, handle)) => join(handle).map(|took| {
                     tracing::info!(
                         "[{number}/{total}] {step} ({} ms, beside the unloads before it)",
                         took.as_millis()
                     );
-                    if vfio_loaded(self.host) {
-                        // What it added to the run: the wait for it once they were done.
-                        return Ok(waited.elapsed());
-                    }
-                    // `modprobe -r` also removes the named module's pre-softdeps when unused,
-                    // and `softdep <host driver> pre: vfio-pci` is a common setting.
-                    tracing::info!(
-                        "[{number}/{total}] {step}: an unload beside it removed {} again (a \
-                         softdep?); loading it in its turn",
-                        pci::VFIO_MODULE
-                    );
-                    self.timed(step).map(|_| waited.elapsed())
+                    // What it added to the run: the wait for it once they were done.
+                    waited.elapsed()
                 }),
                 None if cancelled => Err(StepError::Cancelled),
                 None => self.timed(step).inspect(|took| {
@@ -338,11 +328,6 @@ fn note(record: &mut Record, step: &Step, plan: &Plan) {
     }
 }
 
-/// Whether vfio-pci is loaded now; unreadable counts as not.
-fn vfio_loaded(host: &Host) -> bool {
-    crate::host::modules::loaded(host).is_ok_and(|loaded| loaded.contains_key(pci::VFIO_MODULE))
-}
-
 /// A step running on its own thread, started ahead of its turn.
 type Ahead<'scope> = std::thread::ScopedJoinHandle<'scope, Result<Duration, StepError>>;
 
@@ -358,7 +343,7 @@ fn join(handle: Ahead<'_>) -> Result<Duration, StepError> {
 /// driver_override already names it (the steps before the unloads set them) or that the
 /// user's own `ids=` claims (as the load would a step later); the unloads leave their functions
 /// unbound whatever vfio-pci does, and the probe steps after the load bind what it did not. An
-/// unload that removes vfio-pci again (a pre-softdep) is caught when the load's turn comes.
+/// unload that removes vfio-pci again (a pre-softdep) is caught by those steps.
 fn loads_beside(steps: &[Step], index: usize) -> Option<usize> {
     let unload = |step: &Step| matches!(step, Step::UnloadModule { .. });
     if !unload(&steps[index]) || index.checked_sub(1).is_some_and(|i| unload(&steps[i])) {

@@ -72,7 +72,22 @@ pub fn perform(host: &Host, step: &Step, policy: &Policy) -> Result<(), StepErro
                 _ => Ok(()),
             }
         }
-        Step::BindVfio { bdf } => probe_into(host, *bdf, VFIO_DRIVER, policy),
+        Step::BindVfio { bdf } => {
+            // `modprobe -r` of a host driver also removes the module's pre-softdeps once unused,
+            // and `softdep <driver> pre: vfio-pci` is a common setting: an unload in this run
+            // may have taken vfio-pci away, loaded beside it or before the run (with the
+            // bindings of idle lent functions, which the load gives back: their driver_override
+            // names vfio-pci).
+            if !pci::driver_registered(host, VFIO_DRIVER) {
+                tracing::info!(
+                    "{VFIO_DRIVER} is gone (removed with a module unloaded in this run?): \
+                     loading {} again",
+                    pci::VFIO_MODULE
+                );
+                command(host, "modprobe", &[pci::VFIO_MODULE], policy, None)?;
+            }
+            probe_into(host, *bdf, VFIO_DRIVER, policy)
+        }
         Step::LeaveVfio { bdf } => {
             // A VM that started since the plan is found before anything about it changes.
             guard::clear_new_holders(
