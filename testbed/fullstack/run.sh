@@ -150,7 +150,7 @@ softdep_vfio() {
 	[ $rc = 0 ] || { why="virsh start exit $rc with the softdep: $(tr '\n' ' ' </tmp/start.out)"; return 1; }
 	need "not both functions on vfio-pci with the softdep: $(drivers)" lent || return 1
 	case $j in
-	*"removed vfio_pci again"*) softdep_seen="the unload removed vfio_pci beside its load, which ran again" ;;
+	*"vfio-pci is gone"*) softdep_seen="the unload removed vfio_pci beside its load; the binding step loaded it again" ;;
 	*) softdep_seen="vfio_pci's load ended after the unload's softdep had nothing to remove" ;;
 	esac
 	virsh destroy gpu-vm >/tmp/destroy.out 2>&1 || { why="virsh destroy: $(tr '\n' ' ' </tmp/destroy.out)"; return 1; }
