@@ -132,31 +132,40 @@ failed_start_rolls_back() {
 }
 
 # `softdep bochs pre: vfio-pci`, the line VFIO guides give for the host driver: kmod's
-# `modprobe -r bochs` then removes vfio_pci too once unused, and pitcrew loads vfio-pci beside
-# that unload. The lend must still end on vfio-pci, and the return at home.
+# `modprobe -r bochs` then removes vfio_pci too once unused. Twice: with vfio_pci not loaded
+# (pitcrew loads it beside that unload) and loaded (left by the first lend: the plan has no
+# load). Each lend must still end on vfio-pci, and each return at home.
 SOFTDEP=/etc/modprobe.d/zz-pitcrew-fulltest-softdep.conf
+softdep_lend() {
+	before=$(journalctl -q --no-pager -o cat -u "$UNIT" | wc -l)
+	virsh start gpu-vm >/tmp/start.out 2>&1
+	rc=$?
+	j=$(journalctl -q --no-pager -o cat -u "$UNIT" | tail -n "+$((before + 1))")
+	echo "$j" | sed "s/^/  journal ($1): /" >&9
+	[ $rc = 0 ] || { why="virsh start exit $rc with the softdep, $1: $(tr '\n' ' ' </tmp/start.out)"; return 1; }
+	need "not both functions on vfio-pci with the softdep, $1: $(drivers)" lent || return 1
+	case $j in
+	*"vfio-pci is gone"*) softdep_seen="${softdep_seen}$1: the unload removed vfio_pci, the binding step loaded it again; " ;;
+	*) softdep_seen="${softdep_seen}$1: vfio_pci was not removed; " ;;
+	esac
+	virsh destroy gpu-vm >/tmp/destroy.out 2>&1 || { why="virsh destroy: $(tr '\n' ' ' </tmp/destroy.out)"; return 1; }
+	need "$UNIT not inactive within 120 s of destroy" wait_for 120 unit_is "$UNIT" inactive || return 1
+	need "functions not back on bochs-drm and snd_hda_intel within 60 s: $(drivers)" wait_for 60 home || return 1
+	need "lightdm not active after the return" wait_for 60 unit_is lightdm.service active
+}
 softdep_vfio() {
+	softdep_seen=
 	if ! domstate_is gpu-vm "shut off"; then
 		virsh destroy gpu-vm >/dev/null 2>&1
 		need "gpu-vm still holds the card 60 s after destroy" wait_for 60 home || return 1
 	fi
 	need "the card is not home before the lend: $(drivers)" home || return 1
 	echo "softdep bochs pre: vfio-pci" >"$SOFTDEP"
-	before=$(journalctl -q --no-pager -o cat -u "$UNIT" | wc -l)
-	virsh start gpu-vm >/tmp/start.out 2>&1
-	rc=$?
-	j=$(journalctl -q --no-pager -o cat -u "$UNIT" | tail -n "+$((before + 1))")
-	echo "$j" | sed 's/^/  journal: /' >&9
-	[ $rc = 0 ] || { why="virsh start exit $rc with the softdep: $(tr '\n' ' ' </tmp/start.out)"; return 1; }
-	need "not both functions on vfio-pci with the softdep: $(drivers)" lent || return 1
-	case $j in
-	*"vfio-pci is gone"*) softdep_seen="the unload removed vfio_pci beside its load; the binding step loaded it again" ;;
-	*) softdep_seen="vfio_pci's load ended after the unload's softdep had nothing to remove" ;;
-	esac
-	virsh destroy gpu-vm >/tmp/destroy.out 2>&1 || { why="virsh destroy: $(tr '\n' ' ' </tmp/destroy.out)"; return 1; }
-	need "$UNIT not inactive within 120 s of destroy" wait_for 120 unit_is "$UNIT" inactive || return 1
-	need "functions not back on bochs-drm and snd_hda_intel within 60 s: $(drivers)" wait_for 60 home || return 1
-	need "lightdm not active after the return" wait_for 60 unit_is lightdm.service active
+	modprobe -r vfio_pci
+	need "vfio_pci still loaded" sh -c '! grep -q "^vfio_pci " /proc/modules' || return 1
+	softdep_lend "vfio_pci not loaded" || return 1
+	need "vfio_pci not loaded after the first lend" grep -q "^vfio_pci " /proc/modules || return 1
+	softdep_lend "vfio_pci loaded"
 }
 
 doctor_verdict() {
@@ -181,7 +190,7 @@ if setup; then
 	failed_start_rolls_back
 	verdict libvirt_failed_start_rolls_back $? "virsh start failed with pitcrew's line; card on bochs-drm, lightdm active"
 	softdep_vfio
-	verdict softdep_vfio $? "softdep bochs pre: vfio-pci: lent and returned (${softdep_seen:-})"
+	verdict softdep_vfio $? "softdep bochs pre: vfio-pci: lent and returned twice (${softdep_seen:-})"
 	rm -f "$SOFTDEP"
 	desktop_scenarios
 	# Last: it logs the desktop out and leaves a write helper behind until its holder goes.
