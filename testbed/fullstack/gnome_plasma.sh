@@ -28,12 +28,13 @@ user_unit() {
 	runuser -u "$USER_NAME" -- env XDG_RUNTIME_DIR="/run/user/$(id -u "$USER_NAME")" \
 		systemctl --user show -p "$1" --value "$2"
 }
-# The power daemons' units (plasma-powerdevil, org.gnome.SettingsDaemon.Power) are Type=dbus
-# with Restart=on-failure: the unit is active once the daemon owns its bus name. Until then a
-# start that outlasts the 90 s start timeout (minutes under TCG) is killed and started again
-# with a new PID, which says nothing about a lend: a PID is taken only from an active unit.
+# The power daemons' units (plasma-powerdevil, org.gnome.SettingsDaemon.Power) and Plasma's
+# shell (plasma-plasmashell, TimeoutSec=40sec) are Type=dbus with Restart=on-failure: the unit
+# is active once the daemon owns its bus name. Until then a start that outlasts its start
+# timeout (easily, under TCG) is killed and started again with a new PID, which says nothing
+# about a lend: a PID is taken only from an active unit.
 user_unit_active() { [ "$(user_unit ActiveState "$1")" = active ]; }
-power_daemon_log() {
+user_unit_log() {
 	say "  $1: $(user_unit ActiveState "$1") pid $(user_unit MainPID "$1"), $(user_unit NRestarts "$1") restarts"
 	journalctl -q --no-pager -b _UID="$(id -u "$USER_NAME")" | grep -iE "$2|$1|dumped core" | tail -n 10 | sed 's/^/  user journal: /' >&9
 }
@@ -241,25 +242,32 @@ gnome_desktop_stays() {
 	login gdm.service gnome-shell gnome-session-binary || return 1
 	gsd=org.gnome.SettingsDaemon.Power.service
 	need "$gsd of $USER_NAME not active within 300 s" wait_for 300 user_unit_active $gsd || {
-		power_daemon_log $gsd gsd-power
+		user_unit_log $gsd gsd-power
 		return 1
 	}
 	desktop_stays gnome gdm.service shell=gnome-shell session=+gnome-session-binary power=@$gsd || {
-		power_daemon_log $gsd gsd-power
+		user_unit_log $gsd gsd-power
 		return 1
 	}
 }
 
 plasma_desktop_stays() {
 	login sddm.service kwin_wayland plasmashell || return 1
-	need "plasma-powerdevil.service of $USER_NAME not active within 300 s" wait_for 300 user_unit_active plasma-powerdevil.service || {
-		power_daemon_log plasma-powerdevil.service powerdevil
+	for unit in plasma-plasmashell.service plasma-powerdevil.service; do
+		need "$unit of $USER_NAME not active within 300 s" wait_for 300 user_unit_active $unit || {
+			plasma_units_log
+			return 1
+		}
+	done
+	desktop_stays plasma sddm.service kwin=kwin_wayland shell=@plasma-plasmashell.service \
+		power=@plasma-powerdevil.service || {
+		plasma_units_log
 		return 1
 	}
-	desktop_stays plasma sddm.service kwin=kwin_wayland shell=plasmashell power=@plasma-powerdevil.service || {
-		power_daemon_log plasma-powerdevil.service powerdevil
-		return 1
-	}
+}
+plasma_units_log() {
+	user_unit_log plasma-plasmashell.service plasmashell
+	user_unit_log plasma-powerdevil.service powerdevil
 }
 
 # The mapper: a process that maps a buffer of the card node and closes its fd (DRM dumb buffer:
