@@ -11,12 +11,15 @@ ROUNDS=${BENCH:-3}
 # alone; and back, the console bound again unless the kernel did it), vfio-pci load included:
 # the ratio is what pitcrew itself adds to what the kernel needs.
 vtcon=$(fbcon_dir)
+# In the plan's order: the audio function leaves snd_hda_intel before bochs is unloaded. Later,
+# the codec may have gone to runtime suspend meanwhile, and its unbind then wakes it first
+# (~600 ms), which pitcrew never pays.
 raw_detach() {
 	if [ -n "$vtcon" ]; then echo 0 >"$vtcon/bind"; fi
 	echo vfio-pci >"$PCI/$GPU/driver_override"
 	echo vfio-pci >"$PCI/$AUDIO/driver_override"
-	modprobe -r bochs
 	echo "$AUDIO" >"$PCI/$AUDIO/driver/unbind"
+	modprobe -r bochs
 	modprobe vfio-pci
 	echo "$GPU" >/sys/bus/pci/drivers_probe
 	echo "$AUDIO" >/sys/bus/pci/drivers_probe
