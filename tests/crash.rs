@@ -1,6 +1,6 @@
 //! A run killed between any two steps leaves a state the next run converges from.
 
-use crate::engine::{detach, drivers, reattach, request};
+use crate::engine::{assert_on_vfio, detach, drivers, reattach, request};
 use pitcrew::handover;
 use pitcrew::Direction;
 use pitcrew_sim::{fixtures, SimHost};
@@ -21,14 +21,15 @@ fn steps(sim: &SimHost, target: Direction) -> usize {
 }
 
 fn assert_lent(sim: &SimHost) {
-    for bdf in [
-        "0000:01:00.0",
-        "0000:01:00.1",
-        "0000:01:00.2",
-        "0000:01:00.3",
-    ] {
-        assert_eq!(sim.driver(bdf).as_deref(), Some("vfio-pci"), "{bdf}");
-    }
+    assert_on_vfio(
+        sim,
+        &[
+            "0000:01:00.0",
+            "0000:01:00.1",
+            "0000:01:00.2",
+            "0000:01:00.3",
+        ],
+    );
     assert!(sim.unit_active("lightdm.service"), "the desktop came back");
 }
 

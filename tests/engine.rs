@@ -57,6 +57,13 @@ pub fn drivers(sim: &SimHost) -> Vec<(String, Option<String>)> {
         .collect()
 }
 
+/// Each of `functions` is bound to vfio-pci.
+pub fn assert_on_vfio(sim: &SimHost, functions: &[&str]) {
+    for bdf in functions {
+        assert_eq!(sim.driver(bdf).as_deref(), Some("vfio-pci"), "{bdf}");
+    }
+}
+
 pub fn loaded_modules(sim: &SimHost) -> Vec<String> {
     Snapshot::read(&sim.host())
         .unwrap()

@@ -1,6 +1,6 @@
 //! What the engine does when the host fights back, asserted on the simulated kernel's state.
 
-use crate::engine::{detach, drivers, loaded_modules, policy, reattach, request};
+use crate::engine::{assert_on_vfio, detach, drivers, loaded_modules, policy, reattach, request};
 use pitcrew::{handover, Direction};
 use pitcrew_sim::{fixtures, Event, ProcessTemplate, Signal, SimHost, SESSION_SCOPE};
 use std::time::{Duration, Instant};
@@ -62,19 +62,20 @@ fn a_module_still_in_use_fails_the_detach_and_everything_is_rolled_back() {
 }
 
 /// vfio-pci's load runs beside the unloads, and `modprobe -r nvidia_drm` removes its pre-softdeps:
-/// the load is done again once they are over, so the lend still ends on vfio-pci.
+/// the binding step loads it again, so the lend still ends on vfio-pci.
 #[test]
 fn a_softdep_that_removes_vfio_pci_beside_the_unloads_does_not_fail_the_detach() {
     let sim = fixtures::nvidia_with_vfio_softdep();
     detach(&sim, &["01:00.0"]).unwrap();
-    for bdf in [
-        "0000:01:00.0",
-        "0000:01:00.1",
-        "0000:01:00.2",
-        "0000:01:00.3",
-    ] {
-        assert_eq!(sim.driver(bdf).as_deref(), Some("vfio-pci"), "{bdf}");
-    }
+    assert_on_vfio(
+        &sim,
+        &[
+            "0000:01:00.0",
+            "0000:01:00.1",
+            "0000:01:00.2",
+            "0000:01:00.3",
+        ],
+    );
     assert!(sim.module_loaded("vfio_pci"));
     assert!(!sim.module_loaded("nvidia"));
 }
@@ -90,14 +91,15 @@ fn a_softdep_that_removes_a_loaded_vfio_pci_does_not_fail_the_detach() {
         .unwrap();
     assert!(loaded.success && sim.module_loaded("vfio_pci"));
     detach(&sim, &["01:00.0"]).unwrap();
-    for bdf in [
-        "0000:01:00.0",
-        "0000:01:00.1",
-        "0000:01:00.2",
-        "0000:01:00.3",
-    ] {
-        assert_eq!(sim.driver(bdf).as_deref(), Some("vfio-pci"), "{bdf}");
-    }
+    assert_on_vfio(
+        &sim,
+        &[
+            "0000:01:00.0",
+            "0000:01:00.1",
+            "0000:01:00.2",
+            "0000:01:00.3",
+        ],
+    );
     assert!(sim.module_loaded("vfio_pci"));
 }
 

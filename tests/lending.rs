@@ -1,7 +1,7 @@
 //! Planning on layouts of real desktops: slot companions, GPUs sharing a group, crowded groups,
 //! compute cards, and giving back exactly what was lent.
 
-use crate::engine::{detach, dry_run, reattach, request};
+use crate::engine::{assert_on_vfio, detach, dry_run, reattach, request};
 use pitcrew::{handover, Direction};
 use pitcrew_sim::{fixtures, SimHost};
 use std::time::Duration;
@@ -13,14 +13,15 @@ fn gpus_requested_together_that_share_a_group_are_one_lend() {
     let sim = fixtures::two_gpus_one_group();
     let plan = detach(&sim, &["01:00.0", "02:00.0"]).unwrap().plan;
     assert_eq!(plan.functions.len(), 4, "{plan}");
-    for bdf in [
-        "0000:01:00.0",
-        "0000:01:00.1",
-        "0000:02:00.0",
-        "0000:02:00.1",
-    ] {
-        assert_eq!(sim.driver(bdf).as_deref(), Some("vfio-pci"), "{bdf}");
-    }
+    assert_on_vfio(
+        &sim,
+        &[
+            "0000:01:00.0",
+            "0000:01:00.1",
+            "0000:02:00.0",
+            "0000:02:00.1",
+        ],
+    );
     reattach(&sim, &["01:00.0", "02:00.0"]).unwrap();
     assert_eq!(sim.driver("0000:02:00.0").as_deref(), Some("nvidia"));
 }
