@@ -155,10 +155,7 @@ softdep_lend() {
 }
 softdep_vfio() {
 	softdep_seen=
-	if ! domstate_is gpu-vm "shut off"; then
-		virsh destroy gpu-vm >/dev/null 2>&1
-		need "gpu-vm still holds the card 60 s after destroy" wait_for 60 home || return 1
-	fi
+	need "gpu-vm still holds the card 60 s after destroy" settle || return 1
 	need "the card is not home before the lend: $(drivers)" home || return 1
 	echo "softdep bochs pre: vfio-pci" >"$SOFTDEP"
 	modprobe -r vfio_pci
