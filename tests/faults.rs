@@ -103,6 +103,22 @@ fn a_softdep_that_removes_a_loaded_vfio_pci_does_not_fail_the_detach() {
     assert!(sim.module_loaded("vfio_pci"));
 }
 
+/// The same softdep while a VM holds another group on vfio-pci: kmod exits 1 on the in-use
+/// pre-softdep after it has unloaded the named module, which is all the step asked for.
+#[test]
+fn a_softdep_on_a_vfio_pci_in_use_fails_modprobe_but_not_the_detach() {
+    let sim = fixtures::nvidia_with_vfio_softdep();
+    detach(&sim, &["00:1f.3"]).unwrap();
+    let qemu = sim.spawn(
+        SESSION_SCOPE,
+        ProcessTemplate::new("qemu-system-x86_64").holds("/dev/vfio/15"),
+    );
+    detach(&sim, &["01:00.0"]).unwrap();
+    assert!(!sim.module_loaded("nvidia_drm"));
+    assert_on_vfio(&sim, &["0000:00:1f.3", "0000:01:00.0", "0000:01:00.1"]);
+    assert!(sim.process_alive(qemu));
+}
+
 #[test]
 fn a_write_that_blocks_is_cut_off_at_the_deadline_never_repeated_and_the_rest_rolled_back() {
     let sim = fixtures::apu_and_dgpu_sharing_amdgpu();

@@ -167,10 +167,20 @@ fn unload(model: &mut Model, name: &str, explicit: bool) -> Result<(), String> {
         unload(model, &dep, false)?;
     }
     // kmod removes the named module's pre-softdeps last, each if unused, whatever it does
-    // with the devices bound to them.
+    // with the devices bound to them; one in use stops modprobe with exit 1 (its "Module %s
+    // is in use" is logged at LOG_CRIT, which exits), the named module already gone.
     if explicit {
         for pre in pre_softdeps {
-            unload(model, &pre, false)?;
+            match module_key(model, &pre) {
+                Some(key)
+                    if model.modules[&key].loaded
+                        && !model.modules[&key].spec.builtin
+                        && model.refcnt(&key) > 0 =>
+                {
+                    return Err(format!("Module {key} is in use."));
+                }
+                _ => unload(model, &pre, false)?,
+            }
         }
     }
     Ok(())
