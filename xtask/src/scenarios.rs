@@ -77,7 +77,7 @@ fn run_scenarios(
         let mut params = format!("pitcrew.mode=test pitcrew.scenarios={}", names.join(","));
         let mut bench_here = bench.take_if(|_| machine.name == "one-gpu");
         if bench_here.is_some() {
-            params += " pitcrew.bench=3";
+            params += " pitcrew.bench=5";
         }
         p.boot(machine, params, |line| {
             if let Some((name, v)) = report::parse_result(line) {
