@@ -114,6 +114,32 @@ fn one_helper_serves_every_write_until_one_gets_stuck() {
     );
 }
 
+/// Every child of this thread, exited but not reaped ones too.
+fn children() -> Vec<u32> {
+    let children = std::fs::read_to_string("/proc/thread-self/children").unwrap_or_default();
+    children
+        .split_whitespace()
+        .filter_map(|pid| pid.parse().ok())
+        .collect()
+}
+
+/// systemd logs a helper still in a failed unit's cgroup after pitcrew exited as "remains
+/// running": the run's end ends and reaps it.
+#[test]
+fn the_helper_is_ended_and_reaped_with_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let effects = effects();
+    let probe = dir.path().join("drivers_probe");
+    std::fs::write(&probe, "").unwrap();
+    effects
+        .write(&probe, "0000:01:00.0", Duration::from_secs(10))
+        .unwrap();
+    let helper = helpers();
+    assert_eq!(helper.len(), 1, "{helper:?}");
+    drop(effects);
+    assert!(!children().contains(&helper[0]), "{:?}", children());
+}
+
 #[test]
 fn only_binding_writes_need_the_helper() {
     let dir = tempfile::tempdir().unwrap();

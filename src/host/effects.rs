@@ -139,6 +139,21 @@ impl RealEffects {
     }
 }
 
+impl Drop for RealEffects {
+    fn drop(&mut self) {
+        let kept = self
+            .writer
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(writer) = kept.take() {
+            writer.finish(HELPER_EXIT);
+        }
+    }
+}
+
+/// An idle helper only has to read the end of its pipe and exit.
+const HELPER_EXIT: Duration = Duration::from_secs(1);
+
 impl Default for RealEffects {
     fn default() -> RealEffects {
         RealEffects::new()

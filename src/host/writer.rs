@@ -99,6 +99,22 @@ impl Writer {
         })
     }
 
+    /// Ends an idle helper: closing its requests ends it, and it is reaped here, so that it does
+    /// not outlive pitcrew (systemd logs a process left in a stopped unit's cgroup). Only a
+    /// helper that answered its last request gets here: a stuck one is never waited for.
+    pub fn finish(self, limit: Duration) {
+        let Writer {
+            mut child,
+            requests,
+            answers,
+        } = self;
+        drop(requests);
+        drop(answers);
+        let _ = crate::wait::until("the write helper to exit", limit, || {
+            !matches!(child.try_wait(), Ok(None))
+        });
+    }
+
     /// Whether it still runs (nobody killed it since its last answer).
     pub fn running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

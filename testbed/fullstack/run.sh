@@ -128,7 +128,10 @@ failed_start_rolls_back() {
 		journalctl -q --no-pager -b -u lightdm.service | tail -n 8 | sed 's/^/  lightdm: /' >&9
 		return 1
 	}
-	need "$BAD_UNIT is active" not_active "$BAD_UNIT"
+	need "$BAD_UNIT is active" not_active "$BAD_UNIT" || return 1
+	# The run's write helper is idle at the end of a rollback: pitcrew ends and reaps it.
+	need "a process of pitcrew outlived the failed unit: $(journalctl -q --no-pager -b -o cat -u "$BAD_UNIT" | grep 'remains running')" \
+		sh -c "! journalctl -q --no-pager -b -o cat -u '$BAD_UNIT' | grep -q 'remains running after unit stopped'"
 }
 
 # `softdep bochs pre: vfio-pci`, the line VFIO guides give for the host driver: kmod's
