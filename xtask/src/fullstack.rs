@@ -72,8 +72,10 @@ pub const LIGHTDM_SCENARIOS: &[&str] = &[
     "stuck_write_unit",
 ];
 
-/// Boots at the most: a second boot only after the guest kernel panicked in the first.
-const BOOTS: u32 = 2;
+/// Boots at the most: another boot only after the guest kernel panicked in the one before. A
+/// clean-clone CI run met the TCG panic below once in four full-stack boots, so two in a row
+/// are not rare enough to fail CI on.
+const BOOTS: u32 = 3;
 
 /// Builds (or reuses) the suite's image, boots it with a fresh pitcrew and returns the scenarios'
 /// verdicts.
