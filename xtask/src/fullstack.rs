@@ -147,8 +147,9 @@ pub fn run(
             break;
         }
         // Under TCG the guest kernel has crashed in code pitcrew never reaches (an int3 trap
-        // in the page allocator while another vCPU patched kernel text, seen once in
-        // systemd-machined). Such a boot says nothing about pitcrew; one more boot does.
+        // in kernel text another vCPU patched: in the page allocator under systemd-machined,
+        // in sched_clock_cpu 3 s into a boot). Such a boot says nothing about pitcrew; one
+        // more boot does.
         let kept = out.join(format!("console-{}-panic.log", stack.console_name(suite)));
         let _ = fs::copy(&console_log, &kept);
         eprintln!(
