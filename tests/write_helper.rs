@@ -63,10 +63,8 @@ fn a_write_that_never_returns_is_cut_off_at_the_deadline_with_where_it_waits() {
 
 /// The write helpers this thread started that still run.
 fn helpers() -> Vec<u32> {
-    let children = std::fs::read_to_string("/proc/thread-self/children").unwrap_or_default();
-    children
-        .split_whitespace()
-        .filter_map(|pid| pid.parse().ok())
+    children()
+        .into_iter()
         .filter(|pid| {
             std::fs::read(format!("/proc/{pid}/cmdline"))
                 .is_ok_and(|cmdline| cmdline.ends_with(b"\0__write\0"))

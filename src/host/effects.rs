@@ -1,7 +1,8 @@
 //! What changes the machine: sysfs writes, commands (modprobe, systemctl) and signals.
 
+use super::drain::drain;
 use super::writer::{write_here, Lost, Writer};
-use std::io::{self, Read};
+use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -352,39 +353,6 @@ impl Process for PidFd {
                 Err(e) => return Err(e.into()),
             }
         }
-    }
-}
-
-/// What a pipe has said so far, read on a thread of its own until its end.
-struct Drained {
-    text: std::sync::Arc<Mutex<Vec<u8>>>,
-    ended: mpsc::Receiver<()>,
-}
-
-/// How long, after the command exits, its output may take to arrive.
-const DRAIN_GRACE: Duration = Duration::from_millis(200);
-
-fn drain(mut pipe: impl Read + Send + 'static) -> Drained {
-    let text = std::sync::Arc::new(Mutex::new(Vec::new()));
-    let (tx, ended) = mpsc::channel();
-    let sink = text.clone();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n @ 1..) = pipe.read(&mut buf) {
-            let mut text = sink.lock().unwrap_or_else(PoisonError::into_inner);
-            text.extend_from_slice(&buf[..n]);
-        }
-        let _ = tx.send(());
-    });
-    Drained { text, ended }
-}
-
-impl Drained {
-    /// The text once the pipe ended, or what came within the grace (a daemon holds it).
-    fn take(self) -> String {
-        let _ = self.ended.recv_timeout(DRAIN_GRACE);
-        let text = self.text.lock().unwrap_or_else(PoisonError::into_inner);
-        String::from_utf8_lossy(&text).into_owned()
     }
 }
 

@@ -7,6 +7,7 @@
 mod acl;
 pub mod console;
 mod devname;
+mod drain;
 mod effects;
 pub mod holders;
 pub mod inhibit;
